@@ -41,6 +41,8 @@ TRANSFORM_INVALID = 9999
 EXPDESIGN = "nsddata/experiments/nsd/nsd_expdesign.mat"
 STIM_INFO = "nsddata/experiments/nsd/nsd_stim_info_merged.csv"
 STIMULI = "nsddata_stimuli/stimuli/nsd/nsd_stimuli.hdf5"
+# The images a run needs, read by range from STIMULI (real NSD only).
+STIMULI_SUBSET = "nsddata_stimuli/stimuli/nsd/nsd_stimuli.subset.hdf5"
 
 
 def func_dir(subject: str) -> str:

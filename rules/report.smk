@@ -1,0 +1,28 @@
+# Paper tables: this run's numbers beside the paper's.
+
+
+rule table1:
+    input:
+        linear=scores("linear"),
+        nrf=scores("nrf"),
+        paper="reference/nrf_paper_tables.csv",
+    output:
+        csv=report(
+            "results/{dataset}/tables/table1.csv",
+            caption="../report/table1.rst",
+            category="Tables",
+        ),
+        md="results/{dataset}/tables/table1.md",
+    params:
+        subjects=SUBJECTS,
+        protocol=config["protocol"],
+        dataset=DATASET,
+    log:
+        "logs/table1/{dataset}.log",
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../workflow_scripts/table1.py"

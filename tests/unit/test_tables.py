@@ -1,0 +1,71 @@
+"""Table 1: medians over voxels, mean ± SEM over subjects, paper values beside."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from nrf.reporting.tables import mean_sem, paper_values, write_table1
+
+
+def _scores(path, pearson, mse):
+    pd.DataFrame({"voxel": np.arange(len(pearson)), "pearson": pearson, "mse": mse}).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture
+def paper_csv(tmp_path):
+    path = tmp_path / "paper.csv"
+    pd.DataFrame(
+        {
+            "table": ["table1"] * 4 + ["table2"],
+            "method": ["NRF", "NRF", "Linear Regression", "Linear Regression", "NRF scratch"],
+            "metric": ["pearson", "mse", "pearson", "mse", "pearson"],
+            "value": [0.358, 0.345, 0.323, 0.353, 0.1],
+        }
+    ).to_csv(path, index=False)
+    return path
+
+
+def test_paper_values_pivot(paper_csv):
+    paper = paper_values(paper_csv, "table1")
+    assert paper.at["NRF", "pearson"] == pytest.approx(0.358)
+    assert "NRF scratch" not in paper.index
+
+
+def test_table1_cells(tmp_path, rng, paper_csv):
+    subjects = ["subj01", "subj02", "subj05"]
+    files = {"NRF": [], "Linear Regression": []}
+    medians = {"NRF": [], "Linear Regression": []}
+    for method, shift in (("NRF", 0.3), ("Linear Regression", 0.1)):
+        for s in subjects:
+            r = rng.uniform(-0.2, 0.6, size=101) + shift
+            medians[method].append(np.median(r))
+            files[method].append(_scores(tmp_path / f"{method}_{s}.csv", r, rng.uniform(0.5, 1.0, 101)))
+    table = write_table1(
+        files, paper_csv=paper_csv, subjects=subjects, protocol="clean", dataset="simulated",
+        out_csv=tmp_path / "t.csv", out_md=tmp_path / "t.md",
+    )
+    row = table.set_index("method").loc["NRF"]
+    assert row["pearson_mean"] == pytest.approx(np.mean(medians["NRF"]))
+    assert row["pearson_sem"] == pytest.approx(np.std(medians["NRF"], ddof=1) / np.sqrt(3))
+    assert row["pearson_paper"] == pytest.approx(0.358)
+    assert row["pearson_subj05"] == pytest.approx(medians["NRF"][2])
+    written = pd.read_csv(tmp_path / "t.csv")
+    assert list(written["method"]) == ["NRF", "Linear Regression"]
+    assert set(written["protocol"]) == {"clean"}
+    md = (tmp_path / "t.md").read_text()
+    assert "clean" in md and "0.358" in md and "±" in md
+
+
+def test_table1_rejects_missing_subject(tmp_path, paper_csv):
+    path = _scores(tmp_path / "a.csv", [0.1, 0.2], [1.0, 1.0])
+    with pytest.raises(ValueError, match="1 score files for 2 subjects"):
+        write_table1(
+            {"NRF": [path]}, paper_csv=paper_csv, subjects=["subj01", "subj02"], protocol="paper",
+            dataset="simulated", out_csv=tmp_path / "t.csv", out_md=tmp_path / "t.md",
+        )
+
+
+def test_mean_sem_single_value_has_no_sem():
+    mean, sem = mean_sem([0.3])
+    assert mean == pytest.approx(0.3) and np.isnan(sem)

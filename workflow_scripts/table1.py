@@ -1,0 +1,15 @@
+from nrf.runlog import start
+
+log = start(snakemake)
+from nrf.reporting.tables import write_table1  # noqa: E402
+
+p = snakemake.params
+write_table1(
+    {"Linear Regression": snakemake.input.linear, "NRF": snakemake.input.nrf},
+    paper_csv=snakemake.input.paper,
+    subjects=p.subjects,
+    protocol=p.protocol,
+    dataset=p.dataset,
+    out_csv=snakemake.output.csv,
+    out_md=snakemake.output.md,
+)
