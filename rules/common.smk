@@ -17,6 +17,8 @@ try:
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
 
+# Shipped with the workflow, so found from any working directory.
+PAPER_TABLES = str(Path(workflow.basedir) / "reference" / "nrf_paper_tables.csv")
 DATASET = config["dataset"]
 SUBJECTS = config["subjects"]
 EXTRACTOR = config["features"]["extractor"]

@@ -5,7 +5,7 @@ rule table1:
     input:
         linear=scores("linear"),
         nrf=scores("nrf"),
-        paper="reference/nrf_paper_tables.csv",
+        paper=PAPER_TABLES,
     output:
         csv=report(
             "results/{dataset}/tables/table1.csv",

@@ -1,0 +1,86 @@
+"""Snakemake itself on a tiny config in a temporary folder: the files it makes."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.workflow
+
+TINY = {
+    "dataset": "simulated",
+    "seed": 3,
+    "subjects": ["subj01", "subj02"],
+    "shots": [20],
+    "simulation": {"n_train_images": 60, "n_test_images": 20, "repeats": 3, "trials_per_session": 60, "image_size": 32},
+    "presets": {
+        "simulated": {
+            "features": {"extractor": "filterbank"},
+            "nrf": {"merger_token_dim": 4, "merger_dim": 16, "fourier_scale": 8.0, "depth": 2, "width": 32},
+            "train": {"batch_images": 8, "batch_voxels": 64, "lr": 3.0e-3, "max_steps": 40, "min_steps": 0,
+                      "eval_every": 20, "patience": 2},
+            "linear": {"epochs": 5, "lr": 3.0e-3, "batch_images": 16},
+        }
+    },
+}
+
+
+def snakemake(workdir, *args):
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("tiny")
+    (workdir / "config.yaml").write_text(yaml.safe_dump(TINY))
+    result = snakemake(workdir, "all_tables")
+    assert result.returncode == 0, result.stderr[-4000:]
+    return workdir
+
+
+def test_table1_has_both_methods_with_finite_scores(tiny_run):
+    table = pd.read_csv(tiny_run / "results/simulated/tables/table1.csv")
+    assert list(table["method"]) == ["Linear Regression", "NRF"]
+    assert np.isfinite(table[["pearson_mean", "pearson_sem", "mse_mean"]].to_numpy()).all()
+    assert (table["pearson_paper"] > 0.3).all()  # the paper's values sit beside ours
+    assert set(table["protocol"]) == {"paper"}
+    assert "Table 1" in (tiny_run / "results/simulated/tables/table1.md").read_text()
+
+
+def test_prepared_and_predictions_agree_in_shape(tiny_run):
+    with h5py.File(tiny_run / "results/simulated/prepared/subj01.hdf5") as f:
+        n_voxels = f["coords"].shape[0]
+        assert f["train/responses"].shape == (60, n_voxels)
+        assert f["test/responses"].shape == (20, n_voxels)
+    with h5py.File(tiny_run / "results/simulated/predictions/nrf/subj01.hdf5") as f:
+        assert f["predictions"].shape == (20, n_voxels)
+    scores = pd.read_csv(tiny_run / "results/simulated/scores/nrf/subj01.csv")
+    assert len(scores) == n_voxels
+
+
+def test_every_job_left_a_log_and_a_benchmark(tiny_run):
+    logs = {p.parent.name for p in (tiny_run / "logs").rglob("*.log")}
+    assert {"simulate_dataset", "prepare_subject", "extract_features", "train_encoder", "table1"} <= logs
+    assert list((tiny_run / "benchmarks/runs/train_encoder").glob("*.tsv"))
+
+
+def test_rerun_has_nothing_to_do(tiny_run):
+    result = snakemake(tiny_run, "all_tables", "-n")
+    assert result.returncode == 0
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_bad_config_stops_before_any_job(tmp_path):
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({**TINY, "subjects": ["subj01", "subj11"]}))
+    result = snakemake(tmp_path, "all_tables")
+    assert result.returncode != 0
+    assert "subjects[1]" in result.stderr and "subj08" in result.stderr
+    assert not (tmp_path / "resources").exists()
