@@ -1,0 +1,362 @@
+"""Preparation of one subject: NSD betas -> per-image responses at ROI voxels.
+
+Steps (DESIGN.md §2): divide the int16 betas by 300; z-score every voxel
+within each session (population std + 1e-6); average the repeats of each
+image; keep brainmask ∩ nsdgeneral voxels in C-order of the func grid; attach
+each voxel's MNI coordinate and ROI labels; split train (masterordering >
+n_shared) / test (the shared images the subject saw), and a validation set.
+
+Two protocols:
+    paper : z-score statistics over ALL trials of a session; val = test (the
+            authors stopped early on the test images).
+    clean : z-score statistics over the session's TRAINING-image trials only,
+            so test images never inform preprocessing; val = a seeded fraction
+            of the training images, removed from train.
+
+The math functions take arrays and return arrays, vectorised over voxels;
+:func:`prepare_subject` does the I/O, one session at a time, so that real NSD
+(30,000 trials x ~15,000 voxels) never sits in memory at once: only the
+per-image sums (n_images, n_voxels) float32 and one session.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from nrf.data import nsd_layout, nsd_tree
+from nrf.data.prepared import PROTOCOLS, PreparedSubject, Split, write_prepared
+
+ZSCORE_EPS = 1e-6
+
+_logger = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------- math
+
+
+def scale_betas(betas: np.ndarray) -> np.ndarray:
+    """NSD int16 betas (n_trials, n_voxels) -> float32 betas (divided by 300)."""
+    return np.asarray(betas, dtype=np.float32) / np.float32(nsd_layout.BETA_SCALE)
+
+
+def zscore_session(responses: np.ndarray, stats_trials: np.ndarray | None = None, eps: float = ZSCORE_EPS) -> np.ndarray:
+    """Z-score every voxel of one session: (x - mean) / (std + eps).
+
+    Parameters
+    ----------
+    responses : (n_trials, n_voxels) float
+    stats_trials : (n_trials,) bool or None. The trials whose mean and
+        population std (ddof=0) are used; None = all trials (protocol paper).
+        All trials are transformed with these statistics.
+
+    Returns
+    -------
+    (n_trials, n_voxels) float32
+    """
+    x = np.asarray(responses, dtype=np.float32)
+    if x.ndim != 2:
+        raise ValueError(f"responses must be (n_trials, n_voxels), got {x.shape}")
+    ref = x if stats_trials is None else x[np.asarray(stats_trials, dtype=bool)]
+    if len(ref) == 0:
+        raise ValueError("no trials to compute the z-score statistics from")
+    mean = ref.mean(axis=0, dtype=np.float64)
+    std = ref.std(axis=0, dtype=np.float64)  # population std, ddof=0
+    out = x - mean.astype(np.float32)
+    out /= (std + eps).astype(np.float32)
+    return out
+
+
+def trial_images(expdesign: dict, subject: str, n_trials: int) -> tuple[np.ndarray, np.ndarray]:
+    """The image shown on each of a subject's first ``n_trials`` trials.
+
+    Trial t shows 0-based 73k id ``subjectim[s, masterordering[t] - 1] - 1``
+    with s = int(subject[-2:]) - 1; it is a shared (test) image when
+    masterordering[t] <= n_shared = len(sharedix).
+
+    Returns
+    -------
+    image_ids : (n_trials,) int64, 0-based 73k ids
+    is_shared : (n_trials,) bool
+    """
+    mo = expdesign["masterordering"]
+    if n_trials > len(mo):
+        raise ValueError(
+            f"{subject}: the sessions hold {n_trials:,} trials but masterordering lists only "
+            f"{len(mo):,} — are the sessions from this experiment design?"
+        )
+    mo = mo[:n_trials]
+    image_ids = expdesign["subjectim"][nsd_tree.subject_index(subject), mo - 1] - 1
+    is_shared = mo <= len(expdesign["sharedix"])
+    return image_ids.astype(np.int64), is_shared
+
+
+def image_rows(trial_image_ids: np.ndarray, image_ids: np.ndarray) -> np.ndarray:
+    """Row of each trial's image in the (not necessarily sorted) list ``image_ids``."""
+    order = np.argsort(image_ids, kind="stable")
+    pos = np.searchsorted(image_ids[order], trial_image_ids)
+    pos = np.minimum(pos, len(order) - 1)
+    if len(order) == 0 or np.any(image_ids[order][pos] != trial_image_ids):
+        raise ValueError("some trials show images outside the list")
+    return order[pos]
+
+
+def accumulate_by_image(sums: np.ndarray, counts: np.ndarray, rows: np.ndarray, responses: np.ndarray) -> None:
+    """Add each trial's response to its image's row, in place.
+
+    sums : (n_images, n_voxels) float32; counts : (n_images,) int64;
+    rows : (n_trials,) int, the image row of each trial;
+    responses : (n_trials, n_voxels).
+    """
+    rows = np.asarray(rows)
+    if len(rows) == 0:
+        return
+    order = np.argsort(rows, kind="stable")
+    sorted_rows = rows[order]
+    starts = np.flatnonzero(np.r_[True, sorted_rows[1:] != sorted_rows[:-1]])
+    uniq = sorted_rows[starts]
+    sums[uniq] += np.add.reduceat(responses[order], starts, axis=0)
+    counts[uniq] += np.diff(np.r_[starts, len(rows)])
+
+
+def average_by_image(responses: np.ndarray, trial_image_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean response of each image over its repeats.
+
+    Returns ``image_ids`` (n_images,) int64 sorted and ``means`` (n_images, n_voxels) float32.
+    """
+    image_ids = np.unique(trial_image_ids)
+    sums = np.zeros((len(image_ids), responses.shape[1]), dtype=np.float32)
+    counts = np.zeros(len(image_ids), dtype=np.int64)
+    accumulate_by_image(sums, counts, image_rows(trial_image_ids, image_ids), responses)
+    return image_ids, sums / counts[:, None].astype(np.float32)
+
+
+def split_images(
+    trial_image_ids: np.ndarray,
+    is_shared: np.ndarray,
+    *,
+    protocol: str,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """Image ids (sorted, int64) of each split: train, val, test.
+
+    test = the shared images seen; train = the others. protocol paper: val =
+    test. protocol clean: val = round(val_fraction * n_train) training images
+    (at least one when val_fraction > 0 and there are two or more) drawn with
+    ``numpy.random.default_rng(seed)``, removed from train.
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    test = np.unique(trial_image_ids[is_shared])
+    train = np.unique(trial_image_ids[~is_shared])
+    both = np.intersect1d(train, test)
+    if len(both):
+        raise ValueError(
+            f"{len(both):,} images appear both as shared and as non-shared trials — "
+            f"masterordering and subjectim disagree"
+        )
+    if protocol == "paper":
+        return {"train": train, "val": test, "test": test}
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    n_val = int(round(val_fraction * len(train)))
+    if val_fraction > 0 and n_val == 0 and len(train) >= 2:
+        n_val = 1
+    rng = np.random.default_rng(seed)
+    pick = np.zeros(len(train), dtype=bool)
+    pick[rng.choice(len(train), size=n_val, replace=False)] = True
+    return {"train": train[~pick], "val": train[pick], "test": test}
+
+
+# ---------------------------------------------------------------- orchestration
+
+
+def _logfn(log):
+    if log is None:
+        return _logger.info
+    if hasattr(log, "info"):
+        return log.info
+    return log
+
+
+def _session_offsets(root, subject, sessions, betas_format, log) -> tuple[dict[int, int], dict[int, int]]:
+    """First trial (0-based, into masterordering) and trial count of each requested session.
+
+    Session s starts after all trials of sessions 1..s-1. The counts of
+    sessions not requested are read from their files' headers when present,
+    else assumed equal to the requested sessions' common count (NSD: 750).
+    """
+    counts = {s: nsd_tree.session_trial_count(root, subject, s, betas_format) for s in sessions}
+    offsets, start = {}, 0
+    for s in range(1, max(sessions) + 1):
+        if s in counts:
+            n = counts[s]
+        elif nsd_tree.betas_path(root, subject, s, betas_format).is_file():
+            n = nsd_tree.session_trial_count(root, subject, s, betas_format)
+        elif len(set(counts.values())) == 1:
+            n = next(iter(counts.values()))
+            log(f"{subject}: session {s} not present; assuming {n} trials as in the others")
+        else:
+            raise FileNotFoundError(
+                f"{subject}: session {s} is not requested and its betas are absent, so the "
+                f"trials of later sessions cannot be placed in masterordering"
+            )
+        if s in counts:
+            offsets[s] = start
+        start += n
+    return offsets, counts
+
+
+def prepare_subject(
+    root,
+    subject: str,
+    *,
+    sessions,
+    protocol: str,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    betas_format: str = "nifti",
+    expected_voxels: int | None = None,
+    out_path,
+    log=None,
+) -> PreparedSubject:
+    """Prepare one subject of an NSD-layout tree and write ``out_path`` (see nrf.data.prepared).
+
+    Parameters
+    ----------
+    root : the tree's root folder
+    subject : "subjNN"
+    sessions : 1-based session numbers, strictly increasing
+    protocol : "paper" or "clean" (see the module docstring)
+    val_fraction, seed : the clean protocol's validation split
+    betas_format : "nifti" (betas_sessionNN.nii.gz) or "compact"
+        (betas_sessionNN.nsdgeneral.hdf5)
+    expected_voxels : if given, the number of nsdgeneral voxels must match
+    log : a logging.Logger, a callable taking a str, or None (module logger)
+
+    Returns the PreparedSubject that was written.
+    """
+    log = _logfn(log)
+    sessions = [int(s) for s in sessions]
+    if not sessions or sessions[0] < 1 or any(b <= a for a, b in zip(sessions, sessions[1:])):
+        raise ValueError(f"{subject}: sessions must be strictly increasing 1-based numbers, got {sessions}")
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    if betas_format not in nsd_tree.BETAS_FORMATS:
+        raise ValueError(f"betas_format must be one of {nsd_tree.BETAS_FORMATS}, got {betas_format!r}")
+    nsd_tree.subject_index(subject)
+
+    # voxels, coordinates, ROI labels
+    brainmask, _ = nsd_tree.load_volume(root, nsd_layout.brainmask(subject))
+    if brainmask.ndim != 3:
+        raise ValueError(f"{subject}: {nsd_layout.brainmask(subject)} must be (X, Y, Z), got {brainmask.shape}")
+    grid_shape = tuple(int(n) for n in brainmask.shape)
+    nsdgeneral, _ = nsd_tree.load_volume(root, nsd_layout.roi(subject, "nsdgeneral"))
+    nsd_tree.check_grid(nsdgeneral, grid_shape, f"{subject}: {nsd_layout.roi(subject, 'nsdgeneral')}")
+    voxel_ijk = nsd_tree.select_voxels(brainmask, nsdgeneral)
+    del brainmask, nsdgeneral
+    n_voxels = len(voxel_ijk)
+    if expected_voxels is not None and n_voxels != int(expected_voxels):
+        raise ValueError(
+            f"{subject}: {n_voxels:,} voxels in nsdgeneral, expected {int(expected_voxels):,} — "
+            f"is the mask from func1pt8mm?"
+        )
+    if n_voxels == 0:
+        raise ValueError(f"{subject}: no voxel has brainmask > 0 and nsdgeneral > 0")
+    log(f"{subject}: {n_voxels:,} voxels in brainmask ∩ nsdgeneral on grid {grid_shape}")
+
+    key = nsd_layout.mni_transform(subject)
+    transform, _ = nsd_tree.load_volume(root, key)
+    nsd_tree.check_grid(transform, grid_shape, f"{subject}: {key}")
+    coords = nsd_tree.mni_coordinates(transform, voxel_ijk, source=f"{subject}: {key}")
+    del transform
+    rois = nsd_tree.roi_labels(root, subject, voxel_ijk, grid_shape)
+
+    # trials -> images -> splits (known before any betas are read)
+    expdesign = nsd_tree.read_expdesign(root)
+    offsets, counts = _session_offsets(root, subject, sessions, betas_format, log)
+    n_total = max(offsets[s] + counts[s] for s in sessions)
+    all_ids, all_shared = trial_images(expdesign, subject, n_total)
+    used = np.concatenate([np.arange(offsets[s], offsets[s] + counts[s]) for s in sessions])
+    shared_73k = expdesign["sharedix"] - 1
+    bad = ~np.isin(all_ids[used][all_shared[used]], shared_73k)
+    if bad.any():
+        raise ValueError(
+            f"{subject}: {int(bad.sum()):,} trials with masterordering <= {len(shared_73k)} show images "
+            f"not in sharedix — is nsd_expdesign.mat intact?"
+        )
+    splits = split_images(all_ids[used], all_shared[used], protocol=protocol, val_fraction=val_fraction, seed=seed)
+    log(
+        f"{subject}: {len(used):,} trials in sessions {sessions}: "
+        + ", ".join(f"{k} {len(v):,} images" for k, v in splits.items())
+        + (" (val = test, protocol paper)" if protocol == "paper" else f" (protocol clean, seed {seed})")
+    )
+
+    # one row per image, ordered train | val | test so each split is a view
+    parts = ["train", "test"] if protocol == "paper" else ["train", "val", "test"]
+    row_ids = np.concatenate([splits[p] for p in parts])
+    bounds = np.cumsum([0] + [len(splits[p]) for p in parts])
+    sums = np.zeros((len(row_ids), n_voxels), dtype=np.float32)
+    n_repeats = np.zeros(len(row_ids), dtype=np.int64)
+
+    for s in sessions:
+        sl = slice(offsets[s], offsets[s] + counts[s])
+        betas = nsd_tree.session_betas(root, subject, s, voxel_ijk, betas_format)
+        if betas.shape != (counts[s], n_voxels):
+            raise ValueError(
+                f"{subject}: session {s} betas are {betas.shape}, expected ({counts[s]}, {n_voxels})"
+            )
+        stats_trials = None if protocol == "paper" else ~all_shared[sl]
+        if stats_trials is not None and not stats_trials.any():
+            raise ValueError(
+                f"{subject}: session {s} has no training-image trials to z-score with (protocol clean)"
+            )
+        z = zscore_session(scale_betas(betas), stats_trials)
+        del betas
+        accumulate_by_image(sums, n_repeats, image_rows(all_ids[sl], row_ids), z)
+        del z
+        log(f"{subject}: session {s:02d} ({counts[s]} trials) z-scored and accumulated")
+
+    sums /= n_repeats[:, None].astype(np.float32)
+    reps = np.bincount(n_repeats)
+    log(f"{subject}: repeats per image: " + ", ".join(f"{n}x {c:,}" for n, c in enumerate(reps) if c))
+
+    views = {p: Split(sums[bounds[i] : bounds[i + 1]], splits[p]) for i, p in enumerate(parts)}
+    if protocol == "paper":
+        views["val"] = views["test"]
+    clean_attrs = {} if protocol == "paper" else {"seed": int(seed), "val_fraction": float(val_fraction)}
+    write_prepared(
+        out_path,
+        coords=coords,
+        voxel_ijk=voxel_ijk,
+        rois=rois,
+        train=views["train"],
+        val=None if protocol == "paper" else views["val"],
+        test=views["test"],
+        subject=subject,
+        protocol=protocol,
+        grid_shape=grid_shape,
+        sessions=sessions,
+        val_is_test=protocol == "paper",
+        **clean_attrs,
+    )
+    log(f"{subject}: wrote {Path(out_path)}")
+    return PreparedSubject(
+        coords=coords,
+        voxel_ijk=voxel_ijk,
+        rois=rois,
+        train=views["train"],
+        val=views["val"],
+        test=views["test"],
+        attrs={
+            "subject": subject,
+            "protocol": protocol,
+            "grid_shape": grid_shape,
+            "sessions": sessions,
+            "val_is_test": protocol == "paper",
+            **clean_attrs,
+        },
+    )
