@@ -1,0 +1,36 @@
+"""Image features for NRF's image block: extractors and their cache.
+
+``get_extractor(name, **options)`` builds one of :data:`EXTRACTORS`:
+
+- ``clip_vitb16``: frozen OpenAI CLIP ViT-B/16 (:class:`nrf.features.clip.ClipViTB16`),
+  the paper's image block, for real NSD.
+- ``filterbank``: a weight-free filter bank
+  (:class:`nrf.features.filterbank.FilterBankExtractor`), the simulated default.
+
+Extractor modules are imported on demand, so choosing the filter bank never
+imports open_clip.
+"""
+
+from __future__ import annotations
+
+from nrf.features.base import FEATURE_KEYS, Extractor, check_features
+
+EXTRACTORS = ("clip_vitb16", "filterbank")
+
+__all__ = ["EXTRACTORS", "FEATURE_KEYS", "Extractor", "check_features", "get_extractor"]
+
+
+def get_extractor(name: str, **options) -> Extractor:
+    """The extractor called ``name``, built with keyword ``options``.
+
+    >>> get_extractor("clip_vitb16", weights="openai", device="cuda")  # doctest: +SKIP
+    """
+    if name == "clip_vitb16":
+        from nrf.features.clip import ClipViTB16
+
+        return ClipViTB16(**options)
+    if name == "filterbank":
+        from nrf.features.filterbank import FilterBankExtractor
+
+        return FilterBankExtractor(**options)
+    raise ValueError(f"unknown feature extractor {name!r}; choose one of {', '.join(EXTRACTORS)}")
