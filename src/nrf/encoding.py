@@ -1,0 +1,283 @@
+"""File-level glue for the encoder rules: train, predict the test images, score.
+
+Each function reads the pipeline's files (docs/CONTRACTS.md), calls the
+array-level code in :mod:`nrf.training` and :mod:`nrf.metrics`, and writes one
+output atomically (a temporary name, then ``os.replace``).
+
+Checkpoint (``.pt``, written by :func:`train_encoder`, read by
+:func:`load_encoder`): a dict with
+    kind            : "nrf" or "linear"
+    model_config    : NRFConfig.to_dict() or LinearConfig.to_dict()
+    train_config    : TrainConfig.to_dict()
+    state_dict      : the model's weights (CPU tensors; NRF's B included)
+    history         : list of dicts, one per evaluation (see nrf.training)
+    train_image_ids : (n_train,) int64 ids of the images trained on
+    n_voxels        : number of voxels (columns of the prepared responses)
+    subject, prepared, features, n_train, seed, init_checkpoint : provenance
+
+Predictions (``results/{dataset}/predictions/{model}/{subject}.hdf5``):
+    predictions : (n_test, n_voxels) float32
+    image_ids   : (n_test,) int64, the prepared test split's order
+
+Scores (``results/{dataset}/scores/{model}/{subject}.csv``): one row per
+voxel (0-based column of the prepared responses): voxel, pearson, mse.
+``pearson`` is empty (NaN) for a voxel whose prediction is constant.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from nrf.data.prepared import load_prepared
+from nrf.devices import resolve_device
+from nrf.features.cache import read_features
+from nrf.metrics import mse_per_voxel, pearson_per_voxel, summarise
+from nrf.models.linear import LinearConfig, LinearEncoder
+from nrf.models.nrf import NRF, NRFConfig
+from nrf.training import EncodingSplit, TrainConfig, predict, train_linear, train_nrf
+
+logger = logging.getLogger(__name__)
+
+KINDS = ("nrf", "linear")
+
+
+# -- checkpoints -------------------------------------------------------------------
+def _atomic_torch_save(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def build_model(kind: str, model_config: dict) -> torch.nn.Module:
+    """An untrained model of ``kind`` from a config dict (a checkpoint's)."""
+    if kind == "nrf":
+        return NRF(NRFConfig(**model_config))
+    if kind == "linear":
+        return LinearEncoder(LinearConfig(**model_config))
+    raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+
+
+def load_encoder(checkpoint, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
+    """(model in eval mode on ``device``, the checkpoint dict)."""
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    model = build_model(ckpt["kind"], ckpt["model_config"])
+    model.load_state_dict(ckpt["state_dict"])
+    return model.to(resolve_device(device)).eval(), ckpt
+
+
+def subset_indices(n_total: int, n: int | None, seed: int) -> np.ndarray:
+    """Rows of a seeded subset of ``n`` of ``n_total`` images, ascending.
+
+    The subset is the first ``n`` of one seeded permutation, so for a fixed
+    seed smaller subsets are nested in larger ones (N = 20 ⊂ 200 ⊂ 800).
+    """
+    if n is None or n >= n_total:
+        if n is not None and n > n_total:
+            raise ValueError(f"n_train={n} but only {n_total} training images exist")
+        return np.arange(n_total)
+    if n < 1:
+        raise ValueError(f"n_train must be >= 1, got {n}")
+    return np.sort(np.random.default_rng(seed).permutation(n_total)[:n])
+
+
+# -- the three rule functions ---------------------------------------------------------
+def train_encoder(
+    kind: str,
+    prepared_path,
+    features_path,
+    out_checkpoint,
+    *,
+    model_options: dict | None = None,
+    train_options: dict | None = None,
+    n_train: int | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    init_checkpoint=None,
+    log: logging.Logger | None = None,
+) -> dict:
+    """Train an encoder on a prepared subject and write its checkpoint.
+
+    kind            : "nrf" or "linear"
+    model_options   : NRFConfig fields other than the feature sizes (ignored
+                      for linear; must be empty with ``init_checkpoint``)
+    train_options   : TrainConfig fields (seed and device come from the
+                      arguments of the same names)
+    n_train         : train on a seeded subset of this many training images
+                      (all when None)
+    init_checkpoint : start from this checkpoint's weights (finetuning; its
+                      model config is used)
+    Returns the checkpoint dict (also written to ``out_checkpoint``).
+    """
+    log = log or logger
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    model_options = dict(model_options or {})
+    train_options = dict(train_options or {})
+    for key in ("seed", "device"):
+        if key in train_options:
+            raise ValueError(f"pass {key} as train_encoder's own argument, not in train_options")
+    device = resolve_device(device)
+    config = TrainConfig(**train_options, seed=seed, device=device)
+
+    prep = load_prepared(prepared_path, splits=("train", "val"))
+    rows = subset_indices(prep.train.n_images, n_train, seed)
+    train_ids = prep.train.image_ids[rows]
+    keys = ("embedding",) if kind == "linear" else ("tokens_shallow", "tokens_deep", "embedding")
+    train = EncodingSplit(read_features(features_path, train_ids, keys), prep.train.responses[rows])
+    val = None
+    if prep.val is not None and prep.val.n_images >= 2:
+        val = EncodingSplit(read_features(features_path, prep.val.image_ids, keys), prep.val.responses)
+    log.info(
+        "%s: %s on %d of %d training images, %d voxels, val %s (%s protocol)",
+        prep.subject, kind, len(rows), prep.train.n_images, prep.n_voxels,
+        "none" if val is None else f"{val.n_images} images", prep.protocol,
+    )
+
+    model = None
+    if init_checkpoint is not None:
+        if model_options:
+            raise ValueError("model_options must be empty with init_checkpoint: the checkpoint fixes the model")
+        model, base = load_encoder(init_checkpoint, device)
+        if base["kind"] != kind:
+            raise ValueError(f"{init_checkpoint} holds a {base['kind']} model, asked to train {kind}")
+        log.info("starting from %s", init_checkpoint)
+
+    if kind == "nrf":
+        if model is None:
+            shallow = train.features["tokens_shallow"]
+            model_config = NRFConfig(
+                token_dim=int(shallow.shape[2]), n_tokens=int(shallow.shape[1]),
+                embedding_dim=int(train.features["embedding"].shape[1]), **model_options,
+            )
+            model, history = train_nrf(train, val, prep.coords, config, model_config=model_config, log=log)
+        else:
+            model, history = train_nrf(train, val, prep.coords, config, model=model, log=log)
+    else:
+        if model is not None and model.config.n_voxels != prep.n_voxels:
+            raise ValueError(
+                f"{init_checkpoint}: linear model of {model.config.n_voxels} voxels, "
+                f"{prep.subject} has {prep.n_voxels}"
+            )
+        model, history = train_linear(train, val, config, model=model, log=log)
+
+    ckpt = {
+        "kind": kind,
+        "model_config": model.config.to_dict(),
+        "train_config": config.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "history": history,
+        "train_image_ids": torch.as_tensor(train_ids, dtype=torch.int64),
+        "n_voxels": prep.n_voxels,
+        "subject": prep.subject,
+        "prepared": str(prepared_path),
+        "features": str(features_path),
+        "n_train": None if n_train is None else int(n_train),
+        "seed": int(seed),
+        "init_checkpoint": None if init_checkpoint is None else str(init_checkpoint),
+    }
+    _atomic_torch_save(ckpt, Path(out_checkpoint))
+    log.info("wrote %s", out_checkpoint)
+    return ckpt
+
+
+def predict_test(
+    checkpoint,
+    prepared_path,
+    features_path,
+    out_hdf5,
+    *,
+    chunk_voxels: int = 4096,
+    chunk_images: int = 64,
+    device: str = "cpu",
+    log: logging.Logger | None = None,
+) -> None:
+    """Predict every test image of a prepared subject at every voxel and write
+    the predictions file (keys ``predictions``, ``image_ids``)."""
+    log = log or logger
+    device = resolve_device(device)
+    model, ckpt = load_encoder(checkpoint, device)
+    prep = load_prepared(prepared_path, splits=("test",))
+    if ckpt["n_voxels"] != prep.n_voxels and ckpt["kind"] == "linear":
+        raise ValueError(
+            f"{checkpoint} predicts {ckpt['n_voxels']} voxels, {prep.subject} has {prep.n_voxels}"
+        )
+    ids = prep.test.image_ids
+    keys = ("embedding",) if ckpt["kind"] == "linear" else ("tokens_shallow", "tokens_deep", "embedding")
+    feats = read_features(features_path, ids, keys)
+    pred = predict(
+        model, feats, prep.coords if ckpt["kind"] == "nrf" else None,
+        chunk_images=chunk_images, chunk_voxels=chunk_voxels, device=device,
+    )
+    write_predictions(out_hdf5, pred, ids)
+    log.info("%s: predicted %d test images x %d voxels -> %s", prep.subject, *pred.shape, out_hdf5)
+
+
+def write_predictions(path, predictions, image_ids) -> None:
+    """Write a predictions file atomically: predictions (n, n_voxels) float32, image_ids (n,) int64."""
+    path = Path(path)
+    predictions = np.asarray(predictions, dtype=np.float32)
+    image_ids = np.asarray(image_ids, dtype=np.int64)
+    if predictions.ndim != 2 or len(predictions) != len(image_ids):
+        raise ValueError(f"predictions {predictions.shape} must be (len(image_ids)={len(image_ids)}, n_voxels)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("predictions", data=predictions)
+            f.create_dataset("image_ids", data=image_ids)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def read_predictions(path) -> tuple[np.ndarray, np.ndarray]:
+    """(predictions (n, n_voxels) float32, image_ids (n,) int64)."""
+    with h5py.File(path, "r") as f:
+        return f["predictions"][()].astype(np.float32, copy=False), f["image_ids"][()].astype(np.int64)
+
+
+def score_predictions(predictions_hdf5, prepared_path, out_csv, *, log: logging.Logger | None = None) -> dict:
+    """Score a predictions file against the prepared test responses and write
+    the per-voxel CSV (voxel, pearson, mse). Returns :func:`nrf.metrics.summarise`."""
+    log = log or logger
+    pred, ids = read_predictions(predictions_hdf5)
+    prep = load_prepared(prepared_path, splits=("test",))
+    test = prep.test
+    if pred.shape[1] != prep.n_voxels:
+        raise ValueError(f"{predictions_hdf5}: {pred.shape[1]} voxels, {prep.subject} has {prep.n_voxels}")
+    order = np.argsort(ids)
+    if not np.array_equal(ids[order], test.image_ids):
+        raise ValueError(
+            f"{predictions_hdf5}: its {len(ids)} image ids are not {prep.subject}'s "
+            f"{test.n_images} test images — rerun the prediction rule"
+        )
+    pred = pred[order]
+    r = pearson_per_voxel(pred, test.responses)
+    mse = mse_per_voxel(pred, test.responses)
+    out_csv = Path(out_csv)
+    out_csv.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_csv.with_name(out_csv.name + ".part")
+    try:
+        with open(tmp, "w") as fh:
+            fh.write("voxel,pearson,mse\n")
+            for v, (rv, mv) in enumerate(zip(r, mse)):
+                fh.write(f"{v},{'' if np.isnan(rv) else repr(float(rv))},{float(mv)!r}\n")
+        os.replace(tmp, out_csv)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    summary = summarise(r, mse)
+    log.info("%s: %s", prep.subject, summary)
+    return summary

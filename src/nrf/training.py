@@ -1,0 +1,367 @@
+"""Training NRFs and the linear baseline on cached image features.
+
+NRF (DESIGN.md §1): each step draws ``batch_images`` training images and
+``batch_voxels`` voxels at random (one voxel set shared by the images of the
+step, so the coordinate half of the first layer is computed once per voxel)
+from a ``torch.Generator`` seeded by ``seed``; the loss is
+(1 - alpha) * MSE - alpha * mean cosine similarity, the cosine taken over the
+sampled voxels of each image; AdamW. Every ``eval_every`` steps the model
+predicts all validation images at all voxels (chunked) and is scored by the
+median voxel Pearson r; with ``patience`` set, training stops after that many
+evaluations without improvement and the best state is restored. With
+``patience=None`` it runs exactly ``max_steps`` steps and keeps the final
+state (small-N finetuning: a handful of validation images stops training
+almost at once, notes/simulation-findings.md finding 5).
+
+Linear baseline: AdamW for ``epochs`` epochs over shuffled minibatches of
+``batch_images`` images (all voxels), MSE loss, learning rate decaying
+linearly from ``lr`` to 0; the state with the lowest validation MSE is kept.
+
+bf16 autocast is used on CUDA only; on CPU everything runs in float32 and
+the same seed on the same data gives identical weights.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from typing import Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nrf.metrics import mse_per_voxel, pearson_per_voxel, summarise
+from nrf.models.linear import LinearConfig, LinearEncoder
+from nrf.models.nrf import NRF, NRFConfig, set_trainable
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """Training settings shared by NRF and the linear baseline.
+
+    NRF: batch_images x batch_voxels per step, lr, weight_decay, alpha (the
+    cosine weight), max_steps, eval_every (steps; None = one pass over the
+    training images), patience (evaluations without improvement; None = fixed
+    budget of max_steps, final state kept), min_steps (no early stop before),
+    trainable ("all" | "image_block" | "predictor").
+    Linear: epochs, batch_images, lr (decays linearly to 0), weight_decay.
+    Both: seed (initial weights and sampling), device, amp (bf16 autocast,
+    CUDA only), eval_chunk_images x eval_chunk_voxels (prediction chunk).
+    """
+
+    batch_images: int = 32
+    batch_voxels: int = 2000
+    lr: float = 3e-4
+    weight_decay: float = 0.015
+    alpha: float = 0.1
+    max_steps: int = 50_000
+    eval_every: int | None = None
+    patience: int | None = 5
+    min_steps: int = 0
+    trainable: str = "all"
+    epochs: int = 150
+    seed: int = 0
+    device: str = "cpu"
+    amp: bool = True
+    eval_chunk_images: int = 64
+    eval_chunk_voxels: int = 4096
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class EncodingSplit:
+    """Images of one split: cached features and measured responses, row-aligned.
+
+    features  : mapping with tokens_shallow, tokens_deep (n_images, n_tokens,
+                token_dim) and embedding (n_images, embedding_dim); numpy
+                arrays or tensors (float16 tokens are fine)
+    responses : (n_images, n_voxels) float32
+    """
+
+    features: Mapping
+    responses: np.ndarray
+
+    def __post_init__(self):
+        n = len(self.responses)
+        for k, v in self.features.items():
+            if len(v) != n:
+                raise ValueError(f"features[{k!r}] has {len(v)} rows, responses have {n}")
+
+    @property
+    def n_images(self) -> int:
+        return len(self.responses)
+
+
+def nrf_loss(pred: torch.Tensor, target: torch.Tensor, alpha: float = 0.1) -> torch.Tensor:
+    """(1 - alpha) * MSE - alpha * mean over images of the cosine similarity
+    between predicted and measured responses across voxels.
+
+    pred, target : (n_img, n_vox)
+    """
+    mse = F.mse_loss(pred, target)
+    cos = F.cosine_similarity(pred, target, dim=1).mean()
+    return (1.0 - alpha) * mse - alpha * cos
+
+
+# -- helpers ------------------------------------------------------------------
+def _tensors(features: Mapping) -> dict[str, torch.Tensor]:
+    return {k: torch.as_tensor(np.asarray(v) if not torch.is_tensor(v) else v) for k, v in features.items()}
+
+
+def _take(features: dict[str, torch.Tensor], rows: torch.Tensor, device) -> dict[str, torch.Tensor]:
+    return {k: v[rows].to(device, non_blocking=True) for k, v in features.items()}
+
+
+def _autocast(device: torch.device, amp: bool):
+    if amp and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def _copy_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module,
+    features: Mapping,
+    coords_mm=None,
+    *,
+    chunk_images: int = 64,
+    chunk_voxels: int = 4096,
+    device: str | torch.device | None = None,
+    amp: bool = True,
+) -> np.ndarray:
+    """Predicted responses of every image at every voxel: (n_img, n_vox) float32.
+
+    NRF needs ``coords_mm`` (n_vox, 3); the linear model predicts its own
+    voxels. Work is chunked (chunk_images x chunk_voxels pairs at a time), so
+    memory stays bounded whatever the number of voxels.
+    """
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    feats = _tensors(features)
+    n_img = len(next(iter(feats.values())))
+    out = []
+    try:
+        if isinstance(model, NRF):
+            if coords_mm is None:
+                raise ValueError("an NRF needs the voxels' coordinates to predict")
+            coords = torch.as_tensor(np.asarray(coords_mm), dtype=torch.float32).to(device)
+            for i in range(0, n_img, chunk_images):
+                rows = torch.arange(i, min(i + chunk_images, n_img))
+                with _autocast(device, amp):
+                    img = model.image_code(_take(feats, rows, device))
+                    cols = []
+                    for j in range(0, len(coords), chunk_voxels):
+                        crd = model.coord_code(coords[j : j + chunk_voxels])
+                        cols.append(model.forward_codes(img, crd).float().cpu())
+                out.append(torch.cat(cols, dim=1))
+        else:
+            for i in range(0, n_img, chunk_images):
+                rows = torch.arange(i, min(i + chunk_images, n_img))
+                with _autocast(device, amp):
+                    out.append(model(_take(feats, rows, device)).float().cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(out, dim=0).numpy().astype(np.float32, copy=False)
+
+
+def evaluate(
+    model: nn.Module, split: EncodingSplit, coords_mm=None, config: TrainConfig | None = None
+) -> dict:
+    """Scores on a split: median_r (undefined r counted as 0), mean_r, mean_mse."""
+    config = config or TrainConfig()
+    pred = predict(
+        model, split.features, coords_mm, chunk_images=config.eval_chunk_images,
+        chunk_voxels=config.eval_chunk_voxels, device=config.device, amp=config.amp,
+    )
+    s = summarise(pearson_per_voxel(pred, split.responses), mse_per_voxel(pred, split.responses))
+    return {"median_r": s["median_r"], "mean_r": s["mean_r"], "mse": s["mean_mse"]}
+
+
+# -- NRF ----------------------------------------------------------------------
+def train_nrf(
+    train: EncodingSplit,
+    val: EncodingSplit | None,
+    coords_mm,
+    config: TrainConfig,
+    *,
+    model_config: NRFConfig | None = None,
+    model: NRF | None = None,
+    log: logging.Logger | None = None,
+) -> tuple[NRF, list[dict]]:
+    """Train (or, given ``model``, finetune) an NRF.
+
+    Parameters
+    ----------
+    train, val : EncodingSplit; ``val`` may be None only with ``patience=None``
+    coords_mm : (n_voxels, 3) MNI millimetres of the responses' columns
+    config : TrainConfig
+    model_config : sizes of a new NRF (initialised from ``config.seed``)
+    model : an existing NRF to continue from (finetuning); updated in place
+
+    Returns
+    -------
+    model : the NRF at the best validation median r (or after max_steps when
+            patience is None), on ``config.device``, all parameters trainable
+    history : one dict per evaluation: step, train_loss (mean since the last
+              record), val_median_r, val_mean_r, val_mse (when val), seconds,
+              best (True where early stopping took a new best state)
+    """
+    log = log or logger
+    if (model is None) == (model_config is None):
+        raise ValueError("give exactly one of model_config (new NRF) or model (finetune)")
+    if val is None and config.patience is not None:
+        raise ValueError("early stopping needs a validation split: pass val or set patience=None")
+    coords = np.asarray(coords_mm, dtype=np.float32)
+    n_train, n_vox = train.responses.shape
+    if coords.shape != (n_vox, 3):
+        raise ValueError(f"coords_mm {coords.shape} must be (n_voxels, 3) = ({n_vox}, 3)")
+    if val is not None and val.responses.shape[1] != n_vox:
+        raise ValueError(f"val has {val.responses.shape[1]} voxels, train has {n_vox}")
+
+    device = torch.device(config.device)
+    if model is None:
+        model = NRF(model_config, init_seed=config.seed)
+    model.to(device).train()
+    params = set_trainable(model, config.trainable)
+    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+
+    gen = torch.Generator().manual_seed(config.seed)
+    feats = _tensors(train.features)
+    responses = torch.as_tensor(np.asarray(train.responses, dtype=np.float32))
+    coords_t = torch.from_numpy(coords).to(device)
+    n_img_step = min(config.batch_images, n_train)
+    n_vox_step = min(config.batch_voxels, n_vox)
+    eval_every = config.eval_every or max(1, math.ceil(n_train / n_img_step))
+
+    history: list[dict] = []
+    best, best_state, bad = -math.inf, None, 0
+    running, n_running, t0 = 0.0, 0, time.perf_counter()
+    log.info(
+        "NRF: %d training images, %d voxels, %d steps max, batch %d x %d, trainable=%s",
+        n_train, n_vox, config.max_steps, n_img_step, n_vox_step, config.trainable,
+    )
+    try:
+        for step in range(1, config.max_steps + 1):
+            rows = torch.randperm(n_train, generator=gen)[:n_img_step]
+            cols = torch.randperm(n_vox, generator=gen)[:n_vox_step]
+            target = responses[rows][:, cols].to(device, non_blocking=True)
+            with _autocast(device, config.amp):
+                pred = model(_take(feats, rows, device), coords_t[cols.to(device)])
+            loss = nrf_loss(pred.float(), target, config.alpha)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            running = running + loss.detach()  # stays on the device: no sync per step
+            n_running += 1
+
+            last = step == config.max_steps
+            if step % eval_every and not last:
+                continue
+            record = {"step": step, "train_loss": float(running) / n_running}
+            running, n_running = 0.0, 0
+            if val is not None:
+                scores = evaluate(model, val, coords, config)
+                model.train()
+                record.update({f"val_{k}": v for k, v in scores.items()})
+            record["seconds"] = time.perf_counter() - t0
+            history.append(record)
+            log.info("NRF step %d: %s", step, {k: round(v, 5) for k, v in record.items() if k != "step"})
+            if config.patience is None:
+                continue
+            if record["val_median_r"] > best:
+                best, best_state, bad = record["val_median_r"], _copy_state(model), 0
+                record["best"] = True
+            else:
+                bad += 1
+                if bad >= config.patience and step >= config.min_steps:
+                    log.info("early stop at step %d: best val median r %.4f", step, best)
+                    break
+        if best_state is not None:
+            model.load_state_dict(best_state)
+    finally:
+        for p in model.parameters():
+            p.requires_grad_(True)
+    model.eval()
+    return model, history
+
+
+# -- linear baseline -------------------------------------------------------------
+def train_linear(
+    train: EncodingSplit,
+    val: EncodingSplit | None,
+    config: TrainConfig,
+    *,
+    model: LinearEncoder | None = None,
+    log: logging.Logger | None = None,
+) -> tuple[LinearEncoder, list[dict]]:
+    """Train the linear baseline from ``features["embedding"]`` to all voxels.
+
+    ``config.epochs`` epochs of shuffled minibatches (``batch_images``), MSE,
+    AdamW with the learning rate decaying linearly from ``lr`` to 0 over the
+    run; keeps the epoch with the lowest validation MSE (the last epoch when
+    ``val`` is None). History: one dict per epoch (epoch, step, train_loss,
+    val_median_r, val_mean_r, val_mse, seconds).
+    """
+    log = log or logger
+    device = torch.device(config.device)
+    emb = torch.as_tensor(np.asarray(train.features["embedding"], dtype=np.float32))
+    responses = torch.as_tensor(np.asarray(train.responses, dtype=np.float32))
+    n_train, n_vox = responses.shape
+    if model is None:
+        model = LinearEncoder(LinearConfig(emb.shape[1], n_vox), init_seed=config.seed)
+    model.to(device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    batch = min(config.batch_images, n_train)
+    steps_per_epoch = math.ceil(n_train / batch)
+    total = config.epochs * steps_per_epoch
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: max(0.0, 1.0 - t / total))
+    gen = torch.Generator().manual_seed(config.seed)
+
+    history: list[dict] = []
+    best, best_state, step, t0 = math.inf, None, 0, time.perf_counter()
+    log.info("linear: %d training images, %d voxels, %d epochs", n_train, n_vox, config.epochs)
+    for epoch in range(1, config.epochs + 1):
+        perm = torch.randperm(n_train, generator=gen)
+        total_loss = 0.0
+        for i in range(0, n_train, batch):
+            rows = perm[i : i + batch]
+            with _autocast(device, config.amp):
+                pred = model(emb[rows].to(device))
+            loss = F.mse_loss(pred.float(), responses[rows].to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            total_loss += float(loss.detach()) * len(rows)
+        record = {"epoch": epoch, "step": step, "train_loss": total_loss / n_train}
+        if val is not None:
+            val_emb = EncodingSplit({"embedding": val.features["embedding"]}, val.responses)
+            scores = evaluate(model, val_emb, None, config)
+            model.train()
+            record.update({f"val_{k}": v for k, v in scores.items()})
+            if record["val_mse"] < best:
+                best, best_state = record["val_mse"], _copy_state(model)
+                record["best"] = True
+        record["seconds"] = time.perf_counter() - t0
+        history.append(record)
+        log.debug("linear epoch %d: %s", epoch, record)
+    if best_state is not None:
+        model.load_state_dict(best_state)
+        log.info("linear: best val MSE %.5f", best)
+    model.eval()
+    return model, history

@@ -1,0 +1,92 @@
+"""The NRF model: split first layer vs concatenation, Fourier features, mergers, size."""
+
+import numpy as np
+import pytest
+import torch
+
+from nrf.models.nrf import (
+    MNI_BOX, NRF, FourierFeatures, NRFConfig, TokenMerger, count_parameters,
+    normalise_coords, set_trainable,
+)
+
+SMALL = dict(token_dim=6, n_tokens=5, embedding_dim=7, merger_token_dim=3, merger_dim=4,
+             fourier_features=8, fourier_scale=4.0, depth=4, width=16)
+
+
+def _features(rng, n_img, cfg):
+    return {
+        "tokens_shallow": torch.as_tensor(rng.normal(size=(n_img, cfg.n_tokens, cfg.token_dim)), dtype=torch.float16),
+        "tokens_deep": torch.as_tensor(rng.normal(size=(n_img, cfg.n_tokens, cfg.token_dim)), dtype=torch.float32),
+        "embedding": torch.as_tensor(rng.normal(size=(n_img, cfg.embedding_dim)), dtype=torch.float32),
+    }
+
+
+def test_split_first_layer_equals_concat(rng):
+    cfg = NRFConfig(**SMALL)
+    model = NRF(cfg, init_seed=0)
+    feats = _features(rng, 5, cfg)
+    coords = torch.as_tensor(rng.uniform(-60, 60, size=(11, 3)), dtype=torch.float32)
+    split = model(feats, coords)
+    concat = model.forward_concat(feats, coords)
+    assert split.shape == (5, 11)
+    torch.testing.assert_close(split, concat, atol=1e-5, rtol=0)
+    # the codes have the documented shapes
+    assert model.image_code(feats).shape == (5, cfg.width)
+    assert model.coord_code(coords).shape == (11, cfg.width)
+    # and gradients agree as well
+    g1 = torch.autograd.grad(split.square().sum(), model.predictor[0].weight)[0]
+    g2 = torch.autograd.grad(model.forward_concat(feats, coords).square().sum(), model.predictor[0].weight)[0]
+    torch.testing.assert_close(g1, g2, atol=1e-5, rtol=1e-4)
+
+
+def test_fourier_features_formula(rng):
+    ff = FourierFeatures(n_features=6, scale=32.0, seed=3)
+    b = np.random.default_rng(3).normal(0.0, 32.0, size=(3, 6))
+    np.testing.assert_allclose(ff.B.numpy(), b, rtol=1e-6)
+    assert "B" in dict(ff.named_buffers()) and not list(ff.parameters())
+    x = rng.uniform(0, 1, size=(10, 3))
+    out = ff(torch.as_tensor(x, dtype=torch.float32)).numpy()
+    xb = x @ ff.B.numpy().astype(np.float64)
+    assert out.shape == (10, 12)
+    np.testing.assert_allclose(out, np.concatenate([np.sin(xb), np.cos(xb)], axis=1), atol=1e-5)
+    # same seed, same B; another seed, another B
+    assert torch.equal(FourierFeatures(6, 32.0, 3).B, ff.B)
+    assert not torch.equal(FourierFeatures(6, 32.0, 4).B, ff.B)
+
+
+def test_mni_box_normalisation():
+    corners = torch.tensor([[-92.0, -126.0, -72.0], [90.0, 92.0, 110.0]])
+    np.testing.assert_allclose(normalise_coords(corners, MNI_BOX).numpy(), [[0, 0, 0], [1, 1, 1]], atol=1e-6)
+
+
+def test_merger_shapes_and_image_embedding(rng):
+    merger = TokenMerger(token_dim=6, n_tokens=5, merger_token_dim=3, merger_dim=4)
+    assert merger(torch.randn(2, 5, 6)).shape == (2, 4)
+    with pytest.raises(ValueError, match="expected tokens"):
+        merger(torch.randn(2, 4, 6))
+    cfg = NRFConfig(**SMALL)
+    model = NRF(cfg, init_seed=0)
+    g = model.image_embedding(_features(rng, 3, cfg))
+    assert g.shape == (3, cfg.image_dim) and cfg.image_dim == 2 * 4 + 7
+    # the two merged grids are L2-normalised together; the embedding is appended as is
+    torch.testing.assert_close(g[:, :8].norm(dim=1), torch.ones(3))
+
+
+def test_paper_size_parameter_count():
+    counts = count_parameters(NRFConfig(token_dim=768, n_tokens=196, embedding_dim=512))
+    # DESIGN.md §1: the predictor MLP is ~107 M parameters
+    assert 106e6 <= counts["predictor"] <= 109e6
+    # two mergers of 768*128+128 + 196*128*512+512 each
+    assert counts["image_block"] == 2 * (768 * 128 + 128 + 196 * 128 * 512 + 512)
+
+
+def test_init_seed_and_trainable():
+    cfg = NRFConfig(**SMALL)
+    a, b = NRF(cfg, init_seed=1), NRF(cfg, init_seed=1)
+    for (k, v), w in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(v, w), k
+    kept = set_trainable(a, "predictor")
+    assert {id(p) for p in kept} == {id(p) for p in a.predictor.parameters()}
+    assert not any(p.requires_grad for p in a.merger_deep.parameters())
+    with pytest.raises(ValueError, match="trainable"):
+        set_trainable(a, "merger")
