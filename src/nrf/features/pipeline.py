@@ -24,7 +24,12 @@ def images_seen(prepared_paths) -> np.ndarray:
 def extractor_options(name: str, options: dict, device: str) -> dict:
     """Constructor options of an extractor from the config's features section."""
     if name == "clip_vitb16":
-        return {"weights": options["clip_weights"], "device": resolve_device(device)}
+        return {
+            "weights": options["clip_weights"],
+            "layers": tuple(options["clip_layers"]),
+            "device": resolve_device(device),
+            "batch_size": options["batch_size"],
+        }
     return {}
 
 
