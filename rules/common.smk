@@ -44,7 +44,9 @@ def subject_volume_keys(subject):
         "nsdgeneral": nsd_layout.roi(subject, "nsdgeneral"),
         "transform": nsd_layout.mni_transform(subject),
     }
-    keys.update({atlas: nsd_layout.roi(subject, atlas) for atlas in nsd_layout.ROI_ATLASES})
+    keys.update(
+        {atlas: nsd_layout.roi(subject, atlas) for atlas in nsd_layout.ROI_ATLASES}
+    )
     return keys
 
 
@@ -87,7 +89,9 @@ def get_tree_root(wildcards, input=None, output=None):
 
 
 def get_prepare_inputs(wildcards):
-    inputs = {name: tree(key) for name, key in subject_volume_keys(wildcards.subject).items()}
+    inputs = {
+        name: tree(key) for name, key in subject_volume_keys(wildcards.subject).items()
+    }
     inputs["expdesign"] = tree(nsd_layout.EXPDESIGN)
     inputs["betas"] = [tree(k) for k in betas_keys(wildcards.subject)]
     return inputs

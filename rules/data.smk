@@ -6,20 +6,20 @@ rule simulate_dataset:
     output:
         simulated_outputs(),
         expdesign="resources/simulated/nsddata/experiments/nsd/nsd_expdesign.mat",
+    log:
+        "logs/simulate_dataset/simulated.log",
+    benchmark:
+        "benchmarks/runs/simulate_dataset/simulated.tsv"
+    conda:
+        "../envs/data.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
     params:
         root=get_tree_root,
         subjects=SUBJECTS,
         simulation=config["simulation"],
         seed=config["seed"],
-    log:
-        "logs/simulate_dataset/simulated.log",
-    benchmark:
-        "benchmarks/runs/simulate_dataset/simulated.tsv"
-    resources:
-        mem_mb=4000,
-        runtime=30,
-    conda:
-        "../envs/data.yaml"
     script:
         "../workflow_scripts/simulate_dataset.py"
 
@@ -29,6 +29,15 @@ rule prepare_subject:
         unpack(get_prepare_inputs),
     output:
         "results/{dataset}/prepared/{subject}.hdf5",
+    log:
+        "logs/prepare_subject/{dataset}_{subject}.log",
+    benchmark:
+        "benchmarks/runs/prepare_subject/{dataset}_{subject}.tsv"
+    conda:
+        "../envs/data.yaml"
+    resources:
+        mem_mb=16000,
+        runtime=120,
     params:
         root=get_tree_root,
         sessions=get_sessions,
@@ -37,14 +46,5 @@ rule prepare_subject:
         seed=config["seed"],
         betas_format=betas_format(),
         expected_voxels=get_expected_voxels,
-    log:
-        "logs/prepare_subject/{dataset}_{subject}.log",
-    benchmark:
-        "benchmarks/runs/prepare_subject/{dataset}_{subject}.tsv"
-    resources:
-        mem_mb=16000,
-        runtime=120,
-    conda:
-        "../envs/data.yaml"
     script:
         "../workflow_scripts/prepare_subject.py"

@@ -7,23 +7,23 @@ rule train_encoder:
         features=features_file(),
     output:
         "results/{dataset}/models/{model}/{subject}.pt",
+    log:
+        "logs/train_encoder/{dataset}_{model}_{subject}.log",
+    benchmark:
+        "benchmarks/runs/train_encoder/{dataset}_{model}_{subject}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=720,
+        gpu=1 if DATASET == "nsd" else 0,
     params:
         model_options=get_model_options,
         train_options=get_train_options,
         protocol=config["protocol"],
         seed=config["seed"],
         device=config["device"],
-    log:
-        "logs/train_encoder/{dataset}_{model}_{subject}.log",
-    benchmark:
-        "benchmarks/runs/train_encoder/{dataset}_{model}_{subject}.tsv"
-    threads: 1
-    resources:
-        mem_mb=8000,
-        runtime=720,
-        gpu=1 if DATASET == "nsd" else 0,
-    conda:
-        "../envs/torch.yaml"
     script:
         "../workflow_scripts/train_encoder.py"
 
@@ -35,20 +35,20 @@ rule predict_test:
         features=features_file(),
     output:
         "results/{dataset}/predictions/{model}/{subject}.hdf5",
-    params:
-        chunk_voxels=config["predict_chunk_voxels"],
-        device=config["device"],
     log:
         "logs/predict_test/{dataset}_{model}_{subject}.log",
     benchmark:
         "benchmarks/runs/predict_test/{dataset}_{model}_{subject}.tsv"
+    conda:
+        "../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=8000,
         runtime=60,
         gpu=1 if DATASET == "nsd" else 0,
-    conda:
-        "../envs/torch.yaml"
+    params:
+        chunk_voxels=config["predict_chunk_voxels"],
+        device=config["device"],
     script:
         "../workflow_scripts/predict_test.py"
 
@@ -61,10 +61,10 @@ rule score_predictions:
         "results/{dataset}/scores/{model}/{subject}.csv",
     log:
         "logs/score_predictions/{dataset}_{model}_{subject}.log",
+    conda:
+        "../envs/data.yaml"
     resources:
         mem_mb=4000,
         runtime=10,
-    conda:
-        "../envs/data.yaml"
     script:
         "../workflow_scripts/score_predictions.py"

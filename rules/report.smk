@@ -13,16 +13,16 @@ rule table1:
             category="Tables",
         ),
         md="results/{dataset}/tables/table1.md",
+    log:
+        "logs/table1/{dataset}.log",
+    conda:
+        "../envs/data.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
     params:
         subjects=SUBJECTS,
         protocol=config["protocol"],
         dataset=DATASET,
-    log:
-        "logs/table1/{dataset}.log",
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    conda:
-        "../envs/data.yaml"
     script:
         "../workflow_scripts/table1.py"

@@ -84,3 +84,11 @@ def test_bad_config_stops_before_any_job(tmp_path):
     assert result.returncode != 0
     assert "subjects[1]" in result.stderr and "subj08" in result.stderr
     assert not (tmp_path / "resources").exists()
+
+
+def test_workflow_is_lint_and_format_clean():
+    lint = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=REPO, capture_output=True, text=True)
+    assert lint.returncode == 0 and "Congratulations" in lint.stdout + lint.stderr, lint.stdout[-3000:]
+    fmt = subprocess.run([sys.executable, "-m", "snakefmt", "--check", "Snakefile", "rules"], cwd=REPO,
+                         capture_output=True, text=True)
+    assert fmt.returncode == 0, fmt.stderr[-3000:]
