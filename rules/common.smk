@@ -43,6 +43,7 @@ def subject_volume_keys(subject):
         "brainmask": nsd_layout.brainmask(subject),
         "nsdgeneral": nsd_layout.roi(subject, "nsdgeneral"),
         "transform": nsd_layout.mni_transform(subject),
+        "ncsnr": nsd_layout.ncsnr(subject),
     }
     keys.update(
         {atlas: nsd_layout.roi(subject, atlas) for atlas in nsd_layout.ROI_ATLASES}
@@ -51,10 +52,9 @@ def subject_volume_keys(subject):
 
 
 def betas_format():
-    """How the preparation reads betas: compact range reads or whole NIfTI."""
-    if DATASET == "nsd" and config["nsd"]["betas_source"] == "hdf5_ranges":
-        return "compact"
-    return "nifti"
+    """Real NSD betas arrive as compact nsdgeneral-only files (whatever their
+    source, nsd.betas_source); a simulated tree is read from its NIfTI files."""
+    return "compact" if DATASET == "nsd" else "nifti"
 
 
 def betas_keys(subject):
@@ -77,7 +77,7 @@ def simulated_outputs():
     keys = [nsd_layout.STIM_INFO, nsd_layout.STIMULI]
     for subject in SUBJECTS:
         keys += list(subject_volume_keys(subject).values())
-        keys += [nsd_layout.ncsnr(subject), *betas_keys(subject)]
+        keys += betas_keys(subject)
     noiseless = [f"simulation/{s}_noiseless.hdf5" for s in SUBJECTS]
     return [f"resources/simulated/{k}" for k in keys + noiseless]
 
@@ -86,6 +86,11 @@ def get_tree_root(wildcards, input=None, output=None):
     """The dataset tree's root, read off the expdesign file a rule touches."""
     files = input if input else output
     return files.expdesign[: -len(nsd_layout.EXPDESIGN)].rstrip("/")
+
+
+def get_download_root(wildcards, output):
+    """resources/nsd, read off the file a download rule writes."""
+    return output[0].split("nsddata")[0].rstrip("/")
 
 
 def get_prepare_inputs(wildcards):

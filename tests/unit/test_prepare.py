@@ -91,6 +91,10 @@ def make_tree(root, rng) -> Tree:
         rois[atlas] = rng.integers(0, len(names) + 1, size=GRID).astype(np.int16)
         _save_nifti(root, nsd_layout.roi(SUBJECT, atlas), rois[atlas])
 
+    ncsnr = rng.uniform(0, 1, size=GRID).astype(np.float32)
+    _save_nifti(root, nsd_layout.ncsnr(SUBJECT), ncsnr)
+    rois["ncsnr"] = ncsnr  # kept with the atlases to check where values land
+
     tree = Tree(root, mask, masterordering, subjectim, [], transform, rois)
     for s in range(N_SESSIONS):
         drift = rng.normal(0, 400, size=GRID)[..., None] * (s + 1)
@@ -178,6 +182,7 @@ def test_paper_protocol_matches_reference(tree, tmp_path):
     np.testing.assert_allclose(out.coords, expected_xyz)
     for atlas in nsd_layout.ROI_ATLASES:
         np.testing.assert_array_equal(out.rois[atlas], tree.rois[atlas][tree.mask])
+    np.testing.assert_array_equal(out.ncsnr, tree.rois["ncsnr"][tree.mask])
 
 
 def test_clean_protocol_matches_reference(tree, tmp_path):
@@ -270,6 +275,8 @@ def test_written_file_round_trips(tree, tmp_path):
         np.testing.assert_array_equal(back.voxel_ijk, out.voxel_ijk)
         for atlas in nsd_layout.ROI_ATLASES:
             np.testing.assert_array_equal(back.rois[atlas], out.rois[atlas])
+        np.testing.assert_array_equal(back.ncsnr, out.ncsnr)
+        assert back.ncsnr.dtype == np.float32
         for split in ("train", "val", "test"):
             np.testing.assert_array_equal(back.split(split).responses, out.split(split).responses)
             np.testing.assert_array_equal(back.split(split).image_ids, out.split(split).image_ids)

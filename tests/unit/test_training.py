@@ -139,7 +139,7 @@ def _write_files(tmp_path, rng):
     prepared = tmp_path / "prepared.hdf5"
     write_prepared(
         prepared, coords=coords, voxel_ijk=np.zeros((n_vox, 3), np.int32),
-        rois={a: np.zeros(n_vox, np.int16) for a in nsd_layout.ROI_ATLASES},
+        rois={a: np.zeros(n_vox, np.int16) for a in nsd_layout.ROI_ATLASES}, ncsnr=np.ones(n_vox),
         train=split(slice(0, 40)), val=split(slice(40, 50)), test=split(slice(50, 60)),
         subject="subj01", protocol="clean", grid_shape=(4, 4, 4), sessions=[1], val_is_test=False,
     )

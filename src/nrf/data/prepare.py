@@ -274,6 +274,10 @@ def prepare_subject(
     coords = nsd_tree.mni_coordinates(transform, voxel_ijk, source=f"{subject}: {key}")
     del transform
     rois = nsd_tree.roi_labels(root, subject, voxel_ijk, grid_shape)
+    key = nsd_layout.ncsnr(subject)
+    ncsnr_volume, _ = nsd_tree.load_volume(root, key)
+    nsd_tree.check_grid(ncsnr_volume, grid_shape, f"{subject}: {key}")
+    ncsnr = ncsnr_volume[tuple(voxel_ijk.T)].astype(np.float32)
 
     # trials -> images -> splits (known before any betas are read)
     expdesign = nsd_tree.read_expdesign(root)
@@ -333,6 +337,7 @@ def prepare_subject(
         coords=coords,
         voxel_ijk=voxel_ijk,
         rois=rois,
+        ncsnr=ncsnr,
         train=views["train"],
         val=None if protocol == "paper" else views["val"],
         test=views["test"],
@@ -348,6 +353,7 @@ def prepare_subject(
         coords=coords,
         voxel_ijk=voxel_ijk,
         rois=rois,
+        ncsnr=ncsnr,
         train=views["train"],
         val=views["val"],
         test=views["test"],

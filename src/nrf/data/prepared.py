@@ -8,6 +8,8 @@ Keys (n_voxels = brainmask > 0 & nsdgeneral > 0 on the func grid):
     coords              : (n_voxels, 3) float32, MNI mm (x, y, z)
     voxel_ijk           : (n_voxels, 3) int32, func-grid (i, j, k), C-order
                           of the grid (MindEye2's voxel order)
+    ncsnr               : (n_voxels,) float32, NSD's noise-ceiling SNR of
+                          each voxel (from the tree's ncsnr.nii.gz)
     roi/{atlas}         : (n_voxels,) int16 for each atlas in
                           nsd_layout.ROI_ATLASES; 0 = unlabelled, other
                           values name ROIs as in nsd_layout.ROI_ATLASES
@@ -67,6 +69,7 @@ class PreparedSubject:
     coords    : (n_voxels, 3) float32, MNI mm
     voxel_ijk : (n_voxels, 3) int32
     rois      : {atlas: (n_voxels,) int16}
+    ncsnr     : (n_voxels,) float32, noise-ceiling SNR per voxel
     train, val, test : Split or None
     attrs     : subject, protocol, grid_shape (tuple), sessions (list), val_is_test, ...
     """
@@ -74,6 +77,7 @@ class PreparedSubject:
     coords: np.ndarray
     voxel_ijk: np.ndarray
     rois: dict[str, np.ndarray]
+    ncsnr: np.ndarray
     train: Split | None
     val: Split | None
     test: Split | None
@@ -122,6 +126,7 @@ def write_prepared(
     coords,
     voxel_ijk,
     rois: dict,
+    ncsnr,
     train: Split,
     val: Split | None,
     test: Split,
@@ -144,6 +149,9 @@ def write_prepared(
     n_voxels = len(coords)
     if coords.shape != (n_voxels, 3) or voxel_ijk.shape != (n_voxels, 3):
         raise ValueError(f"coords {coords.shape} and voxel_ijk {voxel_ijk.shape} must both be (n_voxels, 3)")
+    ncsnr = np.asarray(ncsnr, dtype=np.float32)
+    if ncsnr.shape != (n_voxels,):
+        raise ValueError(f"ncsnr must be ({n_voxels},), got {ncsnr.shape}")
     missing = [a for a in nsd_layout.ROI_ATLASES if a not in rois]
     if missing:
         raise ValueError(f"rois lacks atlases {missing}")
@@ -161,6 +169,7 @@ def write_prepared(
         with h5py.File(tmp, "w") as f:
             f.create_dataset("coords", data=coords)
             f.create_dataset("voxel_ijk", data=voxel_ijk)
+            f.create_dataset("ncsnr", data=ncsnr)
             g = f.create_group("roi")
             for atlas in nsd_layout.ROI_ATLASES:
                 labels = np.asarray(rois[atlas])
@@ -234,6 +243,7 @@ def load_prepared(path, splits=SPLITS) -> PreparedSubject:
             coords=f["coords"][()].astype(np.float32, copy=False),
             voxel_ijk=f["voxel_ijk"][()].astype(np.int32, copy=False),
             rois={atlas: f[f"roi/{atlas}"][()] for atlas in f["roi"]},
+            ncsnr=f["ncsnr"][()],
             train=loaded["train"],
             val=loaded["val"],
             test=loaded["test"],

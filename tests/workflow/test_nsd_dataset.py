@@ -1,0 +1,137 @@
+"""dataset=nsd: the download rules feed the same DAG, offline.
+
+A simulated tree in NSD's layout (with the betas' HDF5 twins) is served by a
+real HTTP server on 127.0.0.1 as NSD's bucket; the pipeline downloads what it
+needs and runs every downstream rule unchanged. The paper's configuration is
+checked by a dry run that lists the jobs a real run would execute.
+"""
+
+import copy
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from http_server import RangeServer
+
+from nrf.data import nsd_layout
+from nrf.data.compact_betas import compact_key, read_compact_betas
+from nrf.data.nsd_tree import select_voxels, session_betas
+from nrf.data.prepare import prepare_subject
+from nrf.data.simulate import simulate_nsd_tree
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.workflow
+SUBJECTS = ["subj01", "subj02"]
+TINY_MODELS = {
+    "features": {"extractor": "filterbank"},
+    "nrf": {"merger_token_dim": 4, "merger_dim": 16, "fourier_scale": 8.0, "depth": 2, "width": 32},
+    "train": {"batch_images": 8, "batch_voxels": 64, "lr": 3.0e-3, "max_steps": 30, "min_steps": 0, "eval_every": 15,
+              "patience": 2},
+    "linear": {"epochs": 3, "lr": 3.0e-3, "batch_images": 16},
+}
+
+
+def snakemake(workdir, *args, timeout=900):
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def served_run(tmp_path_factory):
+    served = tmp_path_factory.mktemp("bucket")
+    # subj05 is served but not configured: none of its files may be fetched
+    simulate_nsd_tree(served, subjects=[*SUBJECTS, "subj05"], n_train_images=60, n_test_images=20, repeats=3,
+                      trials_per_session=60, image_size=32, seed=5, hdf5_twins=True)
+    workdir = tmp_path_factory.mktemp("nsd_run")
+    with RangeServer(served) as server:
+        config = {
+            "dataset": "nsd",
+            "subjects": SUBJECTS,
+            "sessions": {s: 4 for s in SUBJECTS},
+            "shots": [20],
+            "nsd": {"base_url": server.url, "check_voxel_counts": False, "trials_per_session": 60},
+            "presets": {"nsd": TINY_MODELS},
+        }
+        (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+        result = snakemake(workdir, "all_tables", "--cores", "2", "--configfile", str(workdir / "config.yaml"))
+        keys_requested = {key for method, key, _ in server.requests if method == "GET"}
+    assert result.returncode == 0, result.stderr[-4000:]
+    return served, workdir, keys_requested
+
+
+def test_table1_built_from_downloaded_data(served_run):
+    _, workdir, _ = served_run
+    table = pd.read_csv(workdir / "results/nsd/tables/table1.csv")
+    assert list(table["method"]) == ["Linear Regression", "NRF"]
+    assert set(table["dataset"]) == {"nsd"}
+    assert np.isfinite(table["pearson_mean"]).all()
+
+
+def test_only_needed_files_are_fetched(served_run):
+    served, workdir, keys = served_run
+    # the image brick is read by range into a subset, never copied whole
+    local = workdir / "resources/nsd"
+    assert not (local / nsd_layout.STIMULI).exists()
+    with h5py.File(local / nsd_layout.STIMULI_SUBSET) as f:
+        n_subset = len(f["image_ids"])
+    with h5py.File(served / nsd_layout.STIMULI) as f:
+        assert n_subset < f["imgBrick"].shape[0]
+    # betas arrive as the twins' nsdgeneral voxels; no .nii.gz betas are
+    # fetched (their size is asked with HEAD, for the cost report)
+    assert not any(k.endswith(".nii.gz") and "betas_session" in k for k in keys)
+    assert all(k.startswith(("nsddata/", "nsddata_betas/", "nsddata_stimuli/")) for k in keys)
+    assert not any("subj05" in k for k in keys)
+
+
+def test_downloaded_betas_equal_the_served_voxels(served_run):
+    served, workdir, _ = served_run
+    for subject in SUBJECTS:
+        key = nsd_layout.betas(subject, 3)
+        betas, voxel_ijk = read_compact_betas(workdir / "resources/nsd" / compact_key(key))
+        np.testing.assert_array_equal(betas, session_betas(served, subject, 3, voxel_ijk, "nifti"))
+
+
+def test_prepared_data_equal_a_local_preparation(served_run, tmp_path):
+    served, workdir, _ = served_run
+    local = prepare_subject(served, "subj02", sessions=[1, 2, 3, 4], protocol="paper", out_path=tmp_path / "p.hdf5")
+    with h5py.File(workdir / "results/nsd/prepared/subj02.hdf5") as f:
+        np.testing.assert_array_equal(f["train/responses"][()], local.train.responses)
+        np.testing.assert_array_equal(f["coords"][()], local.coords)
+
+
+def test_paper_config_dry_run_lists_the_real_jobs(tmp_path):
+    result = snakemake(tmp_path, "all_tables", "-n", "--configfile", str(REPO / "configs/nsd_paper.yaml"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out[out.index("Job stats"):], flags=re.M))
+    # 2 experiment files + 9 volumes (brainmask, nsdgeneral, 5 atlases,
+    # transform, ncsnr) for each of 4 subjects; 40 sessions each
+    assert counts["download_nsd_file"] == "38"
+    assert counts["download_session_betas"] == "160"
+    assert counts["download_stimuli_subset"] == "1"
+    for rule, n in (("prepare_subject", 4), ("train_encoder", 8), ("table1", 1)):
+        assert counts[rule] == str(n)
+    assert "betas_session40.nsdgeneral.hdf5" in out and "subj07" in out
+    assert "nsd_stimuli.subset.hdf5" in out
+    assert not (tmp_path / "resources").exists()  # a dry run touches nothing
+
+
+def test_paper_config_asserts_voxel_counts_and_paper_sizes():
+    from nrf.config import validate_config
+
+    base = yaml.safe_load((REPO / "config.yaml").read_text())
+    paper = yaml.safe_load((REPO / "configs/nsd_paper.yaml").read_text())
+    merged = copy.deepcopy(base)
+    merged.update(paper)
+    config = validate_config(merged)
+    assert config["nsd"]["check_voxel_counts"] is True
+    assert (config["nrf"]["depth"], config["nrf"]["width"]) == (8, 4096)
+    assert (config["train"]["batch_images"], config["train"]["batch_voxels"]) == (32, 2000)
+    assert config["features"]["extractor"] == "clip_vitb16"
+    assert nsd_layout.NSD_NSDGENERAL_VOXELS == {"subj01": 15724, "subj02": 14278, "subj05": 13039, "subj07": 12682}

@@ -1,0 +1,9 @@
+from nrf.runlog import start
+
+log = start(snakemake)
+from nrf.data.fetch_nsd import fetch_session_betas, session_voxels  # noqa: E402
+
+p, w = snakemake.params, snakemake.wildcards
+voxel_ijk, grid_shape = session_voxels(p.root, w.subject)
+stats = fetch_session_betas(p.base_url, p.root, w.subject, int(w.session), voxel_ijk, grid_shape, source=p.source)
+log.info("session cost (bytes and requests against the whole file): %s", stats)
