@@ -46,6 +46,8 @@ rule download_session_betas:
     params:
         base_url=config["nsd"]["base_url"],
         source=config["nsd"]["betas_source"],
+        max_gap=config["nsd"]["range_max_gap_kib"] * 1024,
+        max_requests=config["nsd"]["range_max_requests"],
         root=get_download_root,
     script:
         "../workflow_scripts/download_session_betas.py"

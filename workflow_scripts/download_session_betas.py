@@ -5,5 +5,15 @@ from nrf.data.fetch_nsd import fetch_session_betas, session_voxels  # noqa: E402
 
 p, w = snakemake.params, snakemake.wildcards
 voxel_ijk, grid_shape = session_voxels(p.root, w.subject)
-stats = fetch_session_betas(p.base_url, p.root, w.subject, int(w.session), voxel_ijk, grid_shape, source=p.source)
+stats = fetch_session_betas(
+    p.base_url,
+    p.root,
+    w.subject,
+    int(w.session),
+    voxel_ijk,
+    grid_shape,
+    source=p.source,
+    max_gap=p.max_gap,
+    max_requests=p.max_requests,
+)
 log.info("session cost (bytes and requests against the whole file): %s", stats)
