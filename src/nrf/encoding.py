@@ -2,7 +2,7 @@
 
 Each function reads the pipeline's files (docs/CONTRACTS.md), calls the
 array-level code in :mod:`nrf.training` and :mod:`nrf.metrics`, and writes one
-output atomically (a temporary name, then ``os.replace``).
+output atomically (nrf.atomic.atomic_output).
 
 Checkpoint (``.pt``, written by :func:`train_encoder`, read by
 :func:`load_encoder`): a dict with
@@ -27,13 +27,14 @@ voxel (0-based column of the prepared responses): voxel, pearson, mse.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import h5py
 import numpy as np
+import pandas as pd
 import torch
 
+from nrf.atomic import atomic_output
 from nrf.data.prepared import load_prepared
 from nrf.devices import resolve_device
 from nrf.features.cache import read_features
@@ -49,14 +50,8 @@ KINDS = ("nrf", "linear")
 
 # -- checkpoints -------------------------------------------------------------------
 def _atomic_torch_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    try:
+    with atomic_output(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def build_model(kind: str, model_config: dict) -> torch.nn.Module:
@@ -230,16 +225,9 @@ def write_predictions(path, predictions, image_ids) -> None:
     image_ids = np.asarray(image_ids, dtype=np.int64)
     if predictions.ndim != 2 or len(predictions) != len(image_ids):
         raise ValueError(f"predictions {predictions.shape} must be (len(image_ids)={len(image_ids)}, n_voxels)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("predictions", data=predictions)
-            f.create_dataset("image_ids", data=image_ids)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("predictions", data=predictions)
+        f.create_dataset("image_ids", data=image_ids)
 
 
 def read_predictions(path) -> tuple[np.ndarray, np.ndarray]:
@@ -266,18 +254,9 @@ def score_predictions(predictions_hdf5, prepared_path, out_csv, *, log: logging.
     pred = pred[order]
     r = pearson_per_voxel(pred, test.responses)
     mse = mse_per_voxel(pred, test.responses)
-    out_csv = Path(out_csv)
-    out_csv.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_csv.with_name(out_csv.name + ".part")
-    try:
-        with open(tmp, "w") as fh:
-            fh.write("voxel,pearson,mse\n")
-            for v, (rv, mv) in enumerate(zip(r, mse)):
-                fh.write(f"{v},{'' if np.isnan(rv) else repr(float(rv))},{float(mv)!r}\n")
-        os.replace(tmp, out_csv)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    scores = pd.DataFrame({"voxel": np.arange(len(r)), "pearson": r, "mse": mse})
+    with atomic_output(out_csv) as tmp:
+        scores.to_csv(tmp, index=False, float_format="%.9g")  # an undefined r is an empty cell
     summary = summarise(r, mse)
     log.info("%s: %s", prep.subject, summary)
     return summary

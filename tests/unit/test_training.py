@@ -163,7 +163,7 @@ def test_encoding_files(tmp_path, rng, kind):
         kind, prepared, feats, ckpt_path, model_options=small if kind == "nrf" else {},
         train_options=options, n_train=25, seed=1,
     )
-    assert ckpt_path.is_file() and not list(tmp_path.glob("*.part"))
+    assert ckpt_path.is_file() and not list(tmp_path.glob("*.part*"))
     assert len(ckpt["train_image_ids"]) == 25 and ckpt["n_voxels"] == 40 and ckpt["history"]
     # the N-image subset is nested in a larger one drawn with the same seed
     assert set(encoding.subset_indices(40, 10, 1)) <= set(encoding.subset_indices(40, 25, 1))

@@ -15,11 +15,12 @@ attrs:
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import h5py
 import numpy as np
+
+from nrf.atomic import atomic_output
 
 SUFFIX = ".nsdgeneral.hdf5"
 
@@ -40,14 +41,11 @@ def write_compact_betas(path, betas, voxel_ijk, *, source_key: str, grid_shape) 
         raise ValueError(
             f"{path}: betas must be (n_trials, {len(voxel_ijk)}) int16, got {betas.shape} {betas.dtype}"
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    with h5py.File(tmp, "w") as f:
+    with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
         f.create_dataset("betas", data=betas)
         f.create_dataset("voxel_ijk", data=voxel_ijk)
         f.attrs["source_key"] = source_key
         f.attrs["grid_shape"] = np.asarray(grid_shape, dtype=np.int32)
-    os.replace(tmp, path)
 
 
 def read_compact_betas(path) -> tuple[np.ndarray, np.ndarray]:

@@ -31,6 +31,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from nrf.atomic import atomic_output
 from nrf.data import compact_betas, nsd_layout, nsd_tree
 from nrf.data.http import HttpClient, download, key_url
 from nrf.data.remote_hdf5 import (
@@ -121,11 +122,8 @@ def session_voxels(root, subject: str) -> tuple[np.ndarray, tuple[int, int, int]
 def _write_stats(stats: dict, stats_path) -> None:
     if stats_path is None:
         return
-    path = Path(stats_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(json.dumps(stats, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    with atomic_output(stats_path) as tmp:
+        tmp.write_text(json.dumps(stats, indent=1, sort_keys=True) + "\n")
 
 
 def fetch_session_betas(base_url: str, root, subject: str, session: int, voxel_ijk, grid_shape, *,

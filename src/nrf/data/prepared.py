@@ -37,13 +37,13 @@ attrs:
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
 import numpy as np
 
+from nrf.atomic import atomic_output
 from nrf.data import nsd_layout
 
 SPLITS = ("train", "val", "test")
@@ -138,7 +138,7 @@ def write_prepared(
     seed: int | None = None,
     val_fraction: float | None = None,
 ) -> None:
-    """Write a prepared subject atomically (temp name, then os.replace).
+    """Write a prepared subject atomically (nrf.atomic.atomic_output).
 
     With ``val_is_test`` the ``val`` argument is ignored (pass None) and
     ``val`` is written as a hard link to ``test``.
@@ -163,38 +163,31 @@ def write_prepared(
     for name, split in splits.items():
         _check_split(name, split, n_voxels)
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("coords", data=coords)
-            f.create_dataset("voxel_ijk", data=voxel_ijk)
-            f.create_dataset("ncsnr", data=ncsnr)
-            g = f.create_group("roi")
-            for atlas in nsd_layout.ROI_ATLASES:
-                labels = np.asarray(rois[atlas])
-                if labels.shape != (n_voxels,):
-                    raise ValueError(f"roi/{atlas}: must be ({n_voxels},), got {labels.shape}")
-                g.create_dataset(atlas, data=labels.astype(np.int16))
-            for name, split in splits.items():
-                g = f.create_group(name)
-                g.create_dataset("responses", data=np.asarray(split.responses, dtype=np.float32))
-                g.create_dataset("image_ids", data=np.asarray(split.image_ids, dtype=np.int64))
-            if val_is_test:
-                f["val"] = f["test"]  # hard link: the same data under both names
-            f.attrs["subject"] = subject
-            f.attrs["protocol"] = protocol
-            f.attrs["grid_shape"] = np.asarray(grid_shape, dtype=np.int32)
-            f.attrs["sessions"] = np.asarray(sessions, dtype=np.int32)
-            f.attrs["val_is_test"] = bool(val_is_test)
-            if seed is not None:
-                f.attrs["seed"] = int(seed)
-            if val_fraction is not None:
-                f.attrs["val_fraction"] = float(val_fraction)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("coords", data=coords)
+        f.create_dataset("voxel_ijk", data=voxel_ijk)
+        f.create_dataset("ncsnr", data=ncsnr)
+        g = f.create_group("roi")
+        for atlas in nsd_layout.ROI_ATLASES:
+            labels = np.asarray(rois[atlas])
+            if labels.shape != (n_voxels,):
+                raise ValueError(f"roi/{atlas}: must be ({n_voxels},), got {labels.shape}")
+            g.create_dataset(atlas, data=labels.astype(np.int16))
+        for name, split in splits.items():
+            g = f.create_group(name)
+            g.create_dataset("responses", data=np.asarray(split.responses, dtype=np.float32))
+            g.create_dataset("image_ids", data=np.asarray(split.image_ids, dtype=np.int64))
+        if val_is_test:
+            f["val"] = f["test"]  # hard link: the same data under both names
+        f.attrs["subject"] = subject
+        f.attrs["protocol"] = protocol
+        f.attrs["grid_shape"] = np.asarray(grid_shape, dtype=np.int32)
+        f.attrs["sessions"] = np.asarray(sessions, dtype=np.int32)
+        f.attrs["val_is_test"] = bool(val_is_test)
+        if seed is not None:
+            f.attrs["seed"] = int(seed)
+        if val_fraction is not None:
+            f.attrs["val_fraction"] = float(val_fraction)
 
 
 def _attr(value):

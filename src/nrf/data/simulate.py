@@ -48,7 +48,7 @@ import csv
 import functools
 import io
 import json
-import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import h5py
@@ -56,6 +56,7 @@ import nibabel as nib
 import numpy as np
 import scipy.io
 
+from nrf.atomic import atomic_output
 from nrf.data import nsd_layout
 
 ALL_SUBJECTS = tuple(f"subj{i:02d}" for i in range(1, 9))
@@ -506,20 +507,14 @@ def subject_geometry(seed: int, subject: str, *, voxel_size_range=(4.0, 4.6), re
 # ---------------------------------------------------------------------------
 # Writers (deterministic bytes)
 # ---------------------------------------------------------------------------
-def _replace_into(tmp: Path, path: Path) -> None:
-    os.replace(tmp, path)
-
-
 def _save_nifti(data, affine, path: Path) -> None:
     img = nib.Nifti1Image(data, affine)
     img.header.set_data_dtype(data.dtype)
     img.header.set_xyzt_units("mm", "sec")
     img.set_qform(affine, code=1)
     img.set_sform(affine, code=1)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(".part-" + path.name)  # keeps the .nii.gz suffix nibabel reads
-    nib.save(img, tmp)
-    _replace_into(tmp, path)
+    with atomic_output(path) as tmp:
+        nib.save(img, tmp)
 
 
 def _save_mat(arrays: dict, path: Path) -> None:
@@ -528,30 +523,15 @@ def _save_mat(arrays: dict, path: Path) -> None:
     raw = bytearray(buf.getvalue())
     text = b"MATLAB 5.0 MAT-file, Platform: posix, Created by: nrf.data.simulate"
     raw[:116] = text.ljust(116, b" ")  # the header otherwise holds the creation time
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(".part-" + path.name)
-    tmp.write_bytes(bytes(raw))
-    _replace_into(tmp, path)
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(bytes(raw))
 
 
-class _H5Writer:
+@contextmanager
+def _H5Writer(path: Path):
     """An HDF5 file written to a temporary name and moved into place on success."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self.tmp = self.path.with_name(".part-" + self.path.name)
-
-    def __enter__(self) -> h5py.File:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.f = h5py.File(self.tmp, "w", track_order=False)
-        return self.f
-
-    def __exit__(self, exc_type, exc, tb):
-        self.f.close()
-        if exc_type is None:
-            _replace_into(self.tmp, self.path)
-        else:
-            self.tmp.unlink(missing_ok=True)
+    with atomic_output(path) as tmp, h5py.File(tmp, "w", track_order=False) as f:
+        yield f
 
 
 def _dataset(f, name, data, **kw):
@@ -753,10 +733,8 @@ def _write_stim_info(path, n_total, test_ids, subjectim, masterordering, repeats
         w.writerow([i, 900000 + i, "simulated", i, bool(shared[i])]
                    + [int(seen[s, i]) for s in range(8)]
                    + [int(reps[s, r, i]) for s in range(8) for r in range(repeats)])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(".part-" + path.name)
-    tmp.write_text(buf.getvalue())
-    _replace_into(tmp, path)
+    with atomic_output(path) as tmp:
+        tmp.write_text(buf.getvalue())
 
 
 def _write_subject(root, s, geo, subject_ids, masterordering, latents, *, shared, individual, roi,

@@ -20,13 +20,13 @@ indices, so every read takes the sorted unique rows and reorders in memory.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Callable, Sequence
 
 import h5py
 import numpy as np
 
+from nrf.atomic import atomic_output
 from nrf.features.base import FEATURE_KEYS, Extractor, check_features
 
 logger = logging.getLogger(__name__)
@@ -91,10 +91,8 @@ def extract_to_hdf5(
     batch_size = int(batch_size)
     layers = np.asarray(extractor.layers, dtype=np.int64)
 
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + ".part")
     say(f"{extractor.name}: extracting {len(ids)} images from {stimuli_path} -> {out_path}")
-    try:
+    with atomic_output(out_path) as tmp:
         with h5py.File(stimuli_path, "r") as src, h5py.File(tmp, "w") as dst:
             if "imgBrick" not in src:
                 raise KeyError(f"{stimuli_path}: no 'imgBrick' dataset; is this an NSD stimuli file?")
@@ -122,10 +120,6 @@ def extract_to_hdf5(
                         )
                     _write(dst[key], start, stop, features[key], key)
                 say(f"{extractor.name}: {stop}/{len(ids)} images")
-        os.replace(tmp, out_path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     say(f"{extractor.name}: wrote {out_path}")
 
 

@@ -7,11 +7,10 @@ subjects, mean ± SEM.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
+
+from nrf.atomic import atomic_output
 
 VOXEL_METRICS = ("pearson", "mse")
 
@@ -75,10 +74,8 @@ def to_markdown(table: pd.DataFrame, *, title: str, note: str) -> str:
 
 
 def _write_atomic(path, text: str) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        tmp.write_text(text)
 
 
 def write_table1(score_csvs, *, paper_csv, subjects, protocol, dataset, out_csv, out_md) -> pd.DataFrame:
