@@ -57,7 +57,7 @@ def test_whole_files_equal_the_source(bucket, tmp_path):
 def test_range_read_betas_equal_the_whole_file(bucket, tmp_path, monkeypatch, whole_below):
     srv, root, summary = bucket
     _fetch_masks(srv.url, tmp_path)
-    ijk, grid = fetch_nsd.session_voxels(tmp_path, SUBJECT)
+    ijk, grid = nsd_tree.subject_voxels(tmp_path, SUBJECT)
     assert len(ijk) == summary["subjects"][SUBJECT]["n_voxels"]
     assert list(grid) == summary["subjects"][SUBJECT]["grid_shape"]
     real_open = fetch_nsd.open_remote
@@ -81,7 +81,7 @@ def test_range_read_betas_equal_the_whole_file(bucket, tmp_path, monkeypatch, wh
 def test_dropped_connection_during_range_reads(bucket, tmp_path):
     srv, root, _ = bucket
     _fetch_masks(srv.url, tmp_path)
-    ijk, grid = fetch_nsd.session_voxels(tmp_path, SUBJECT)
+    ijk, grid = nsd_tree.subject_voxels(tmp_path, SUBJECT)
     key = nsd_layout.betas(SUBJECT, 1, "hdf5")
     srv.drop[key] = (5000, 3)
     stats = fetch_nsd.fetch_session_betas(srv.url, tmp_path, SUBJECT, 1, ijk, grid, client=client())
@@ -93,7 +93,7 @@ def test_dropped_connection_during_range_reads(bucket, tmp_path):
 def test_nifti_source_and_fallback_for_compressed_twin(bucket, tmp_path):
     srv, root, _ = bucket
     _fetch_masks(srv.url, tmp_path)
-    ijk, grid = fetch_nsd.session_voxels(tmp_path, SUBJECT)
+    ijk, grid = nsd_tree.subject_voxels(tmp_path, SUBJECT)
     expected = nsd_tree.session_betas(root, SUBJECT, 3, ijk, "nifti")
     stats = fetch_nsd.fetch_session_betas(srv.url, tmp_path, SUBJECT, 3, ijk, grid, source="nifti",
                                           keep_nifti=False, client=client())
@@ -123,7 +123,7 @@ def test_nifti_source_and_fallback_for_compressed_twin(bucket, tmp_path):
 def test_missing_session_names_the_key(bucket, tmp_path):
     srv, _, _ = bucket
     _fetch_masks(srv.url, tmp_path)
-    ijk, grid = fetch_nsd.session_voxels(tmp_path, SUBJECT)
+    ijk, grid = nsd_tree.subject_voxels(tmp_path, SUBJECT)
     with pytest.raises(RemoteNotFoundError, match="betas_session09.hdf5"):
         fetch_nsd.fetch_session_betas(srv.url, tmp_path, SUBJECT, 9, ijk, grid, client=client())
     assert not list(tmp_path.rglob("*session09*"))

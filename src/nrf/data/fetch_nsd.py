@@ -107,18 +107,6 @@ def fetch_key(base_url: str, key: str, root, *, client: HttpClient | None = None
 # ---------------------------------------------------------------- betas
 
 
-def session_voxels(root, subject: str) -> tuple[np.ndarray, tuple[int, int, int]]:
-    """The subject's voxels (brainmask > 0 & nsdgeneral > 0) from the local tree.
-
-    Returns ``voxel_ijk`` (n_voxels, 3) int32 in C-order of the func grid and
-    ``grid_shape`` (X, Y, Z).
-    """
-    brainmask, _ = nsd_tree.load_volume(root, nsd_layout.brainmask(subject))
-    nsdgeneral, _ = nsd_tree.load_volume(root, nsd_layout.roi(subject, "nsdgeneral"))
-    nsd_tree.check_grid(nsdgeneral, brainmask.shape[:3], f"{subject}: {nsd_layout.roi(subject, 'nsdgeneral')}")
-    return nsd_tree.select_voxels(brainmask, nsdgeneral), tuple(int(s) for s in brainmask.shape[:3])
-
-
 def _write_stats(stats: dict, stats_path) -> None:
     if stats_path is None:
         return
@@ -136,7 +124,7 @@ def fetch_session_betas(base_url: str, root, subject: str, session: int, voxel_i
     Parameters
     ----------
     session : 1-based
-    voxel_ijk : (n_voxels, 3) int, (i, j, k) on the func grid, C-order (:func:`session_voxels`)
+    voxel_ijk : (n_voxels, 3) int, (i, j, k) on the func grid, C-order (:func:`nrf.data.nsd_tree.subject_voxels`)
     grid_shape : (X, Y, Z) of the func grid
     source : ``"hdf5_ranges"`` reads only the voxels from the ``.hdf5`` twin by
         HTTP range requests; ``"nifti"`` downloads the whole ``.nii.gz`` into
@@ -275,13 +263,10 @@ def seen_image_ids(root, sessions: dict, *, trials_per_session: int = nsd_layout
     trials_per_session : 750 in NSD
     """
     design = nsd_tree.read_expdesign(root)
-    mo = design["masterordering"]
-    ids = []
-    for subject, n in sessions.items():
-        n_trials = int(n) * int(trials_per_session)
-        if n_trials > len(mo):
-            raise ValueError(f"{subject}: {n} sessions need {n_trials} trials, masterordering has {len(mo)}")
-        ids.append(design["subjectim"][nsd_tree.subject_index(subject), mo[:n_trials] - 1] - 1)
+    ids = [
+        nsd_tree.trial_images(design, subject, int(n) * int(trials_per_session))[0]
+        for subject, n in sessions.items()
+    ]
     return np.unique(np.concatenate(ids)).astype(np.int64) if ids else np.zeros(0, np.int64)
 
 

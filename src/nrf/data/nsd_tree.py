@@ -312,3 +312,42 @@ def session_betas(root, subject: str, session: int, voxel_ijk: np.ndarray, betas
     if betas.ndim != 2 or betas.shape[1] != len(voxel_ijk):
         raise ValueError(f"{path}: betas must be (n_trials, {len(voxel_ijk)}), got {betas.shape}")
     return _as_int16(betas, path)
+
+
+def subject_voxels(root, subject: str) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """The subject's voxels, brainmask > 0 & nsdgeneral > 0, from the tree.
+
+    Returns ``voxel_ijk`` (n_voxels, 3) int32 in C-order of the func grid and
+    ``grid_shape`` (X, Y, Z).
+    """
+    brainmask, _ = load_volume(root, nsd_layout.brainmask(subject))
+    if brainmask.ndim != 3:
+        raise ValueError(f"{subject}: {nsd_layout.brainmask(subject)} must be (X, Y, Z), got {brainmask.shape}")
+    grid_shape = tuple(int(n) for n in brainmask.shape)
+    nsdgeneral, _ = load_volume(root, nsd_layout.roi(subject, "nsdgeneral"))
+    check_grid(nsdgeneral, grid_shape, f"{subject}: {nsd_layout.roi(subject, 'nsdgeneral')}")
+    return select_voxels(brainmask, nsdgeneral), grid_shape
+
+
+def trial_images(expdesign: dict, subject: str, n_trials: int) -> tuple[np.ndarray, np.ndarray]:
+    """The image shown on each of a subject's first ``n_trials`` trials.
+
+    Trial t shows 0-based 73k id ``subjectim[s, masterordering[t] - 1] - 1``
+    with s = int(subject[-2:]) - 1; it is a shared (test) image when
+    masterordering[t] <= n_shared = len(sharedix).
+
+    Returns
+    -------
+    image_ids : (n_trials,) int64, 0-based 73k ids
+    is_shared : (n_trials,) bool
+    """
+    mo = expdesign["masterordering"]
+    if n_trials > len(mo):
+        raise ValueError(
+            f"{subject}: the sessions hold {n_trials:,} trials but masterordering lists only "
+            f"{len(mo):,} — are the sessions from this experiment design?"
+        )
+    mo = mo[:n_trials]
+    image_ids = expdesign["subjectim"][subject_index(subject), mo - 1] - 1
+    is_shared = mo <= len(expdesign["sharedix"])
+    return image_ids.astype(np.int64), is_shared

@@ -69,30 +69,6 @@ def zscore_session(responses: np.ndarray, stats_trials: np.ndarray | None = None
     return out
 
 
-def trial_images(expdesign: dict, subject: str, n_trials: int) -> tuple[np.ndarray, np.ndarray]:
-    """The image shown on each of a subject's first ``n_trials`` trials.
-
-    Trial t shows 0-based 73k id ``subjectim[s, masterordering[t] - 1] - 1``
-    with s = int(subject[-2:]) - 1; it is a shared (test) image when
-    masterordering[t] <= n_shared = len(sharedix).
-
-    Returns
-    -------
-    image_ids : (n_trials,) int64, 0-based 73k ids
-    is_shared : (n_trials,) bool
-    """
-    mo = expdesign["masterordering"]
-    if n_trials > len(mo):
-        raise ValueError(
-            f"{subject}: the sessions hold {n_trials:,} trials but masterordering lists only "
-            f"{len(mo):,} — are the sessions from this experiment design?"
-        )
-    mo = mo[:n_trials]
-    image_ids = expdesign["subjectim"][nsd_tree.subject_index(subject), mo - 1] - 1
-    is_shared = mo <= len(expdesign["sharedix"])
-    return image_ids.astype(np.int64), is_shared
-
-
 def image_rows(trial_image_ids: np.ndarray, image_ids: np.ndarray) -> np.ndarray:
     """Row of each trial's image in the (not necessarily sorted) list ``image_ids``."""
     order = np.argsort(image_ids, kind="stable")
@@ -250,14 +226,7 @@ def prepare_subject(
     nsd_tree.subject_index(subject)
 
     # voxels, coordinates, ROI labels
-    brainmask, _ = nsd_tree.load_volume(root, nsd_layout.brainmask(subject))
-    if brainmask.ndim != 3:
-        raise ValueError(f"{subject}: {nsd_layout.brainmask(subject)} must be (X, Y, Z), got {brainmask.shape}")
-    grid_shape = tuple(int(n) for n in brainmask.shape)
-    nsdgeneral, _ = nsd_tree.load_volume(root, nsd_layout.roi(subject, "nsdgeneral"))
-    nsd_tree.check_grid(nsdgeneral, grid_shape, f"{subject}: {nsd_layout.roi(subject, 'nsdgeneral')}")
-    voxel_ijk = nsd_tree.select_voxels(brainmask, nsdgeneral)
-    del brainmask, nsdgeneral
+    voxel_ijk, grid_shape = nsd_tree.subject_voxels(root, subject)
     n_voxels = len(voxel_ijk)
     if expected_voxels is not None and n_voxels != int(expected_voxels):
         raise ValueError(
@@ -283,7 +252,7 @@ def prepare_subject(
     expdesign = nsd_tree.read_expdesign(root)
     offsets, counts = _session_offsets(root, subject, sessions, betas_format, log)
     n_total = max(offsets[s] + counts[s] for s in sessions)
-    all_ids, all_shared = trial_images(expdesign, subject, n_total)
+    all_ids, all_shared = nsd_tree.trial_images(expdesign, subject, n_total)
     used = np.concatenate([np.arange(offsets[s], offsets[s] + counts[s]) for s in sessions])
     shared_73k = expdesign["sharedix"] - 1
     bad = ~np.isin(all_ids[used][all_shared[used]], shared_73k)
