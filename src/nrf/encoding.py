@@ -37,6 +37,7 @@ import torch
 from nrf.atomic import atomic_output
 from nrf.data.prepared import load_prepared
 from nrf.devices import resolve_device
+from nrf.features.base import FEATURE_KEYS
 from nrf.features.cache import read_features
 from nrf.metrics import mse_per_voxel, pearson_per_voxel, summarise
 from nrf.models.linear import LinearConfig, LinearEncoder
@@ -46,6 +47,11 @@ from nrf.training import EncodingSplit, TrainConfig, predict, train_linear, trai
 logger = logging.getLogger(__name__)
 
 KINDS = ("nrf", "linear")
+
+
+def feature_keys(kind: str) -> tuple[str, ...]:
+    """The cached feature arrays a model reads: the linear baseline only the embedding."""
+    return ("embedding",) if kind == "linear" else FEATURE_KEYS
 
 
 # -- checkpoints -------------------------------------------------------------------
@@ -128,7 +134,7 @@ def train_encoder(
     prep = load_prepared(prepared_path, splits=("train", "val"))
     rows = subset_indices(prep.train.n_images, n_train, seed)
     train_ids = prep.train.image_ids[rows]
-    keys = ("embedding",) if kind == "linear" else ("tokens_shallow", "tokens_deep", "embedding")
+    keys = feature_keys(kind)
     train = EncodingSplit(read_features(features_path, train_ids, keys), prep.train.responses[rows])
     val = None
     if prep.val is not None and prep.val.n_images >= 2:
@@ -208,7 +214,7 @@ def predict_test(
             f"{checkpoint} predicts {ckpt['n_voxels']} voxels, {prep.subject} has {prep.n_voxels}"
         )
     ids = prep.test.image_ids
-    keys = ("embedding",) if ckpt["kind"] == "linear" else ("tokens_shallow", "tokens_deep", "embedding")
+    keys = feature_keys(ckpt["kind"])
     feats = read_features(features_path, ids, keys)
     pred = predict(
         model, feats, prep.coords if ckpt["kind"] == "nrf" else None,
