@@ -10,6 +10,8 @@ write_table1(
     subjects=p.subjects,
     protocol=p.protocol,
     dataset=p.dataset,
+    test_images=p.test_images,
     out_csv=snakemake.output.csv,
     out_md=snakemake.output.md,
+    out_html=snakemake.output.html,
 )

@@ -1,16 +1,24 @@
-"""What every rule's script does first: log to the rule's log, bound threads."""
+"""What every rule's script does first: log to the rule's log, bound threads,
+and make sure an error reaches that log before the job dies."""
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
+from pathlib import Path
+from typing import Callable
+
+_logger = logging.getLogger(__name__)
 
 
 def start(snakemake) -> logging.Logger:
     """Send logging to ``snakemake.log[0]`` and use ``snakemake.threads`` threads.
 
     Thread pools are bounded because Snakemake already runs jobs side by side:
-    one job per core, each with the threads its rule declared.
+    one job per core, each with the threads its rule declared. An uncaught
+    exception is written, with its traceback, into the rule's log before the
+    process exits: Snakemake points the user at that file, on a cluster too.
     """
     threads = str(snakemake.threads)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
@@ -22,12 +30,38 @@ def start(snakemake) -> logging.Logger:
         force=True,
     )
     log = logging.getLogger(f"nrf.{snakemake.rule}")
+    _log_uncaught_exceptions(log)
     try:
         import torch
 
         torch.set_num_threads(snakemake.threads)
     except ImportError:  # data rules may run in an env without torch
         pass
+    import nrf
+
     log.info("rule %s, wildcards %s", snakemake.rule, dict(snakemake.wildcards))
+    log.info("library %s", Path(nrf.__file__).parent)
     log.info("params %s", dict(snakemake.params))
+    return log
+
+
+def _log_uncaught_exceptions(log: logging.Logger) -> None:
+    previous = sys.excepthook
+
+    def hook(kind, value, traceback):
+        log.error("job failed: %s: %s", kind.__name__, value, exc_info=(kind, value, traceback))
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        previous(kind, value, traceback)
+
+    sys.excepthook = hook
+
+
+def as_logfn(log) -> Callable[[str], None]:
+    """A progress reporter from a Logger, a callable taking a message, or None
+    (this module's logger): the library's long steps take any of the three."""
+    if log is None:
+        return _logger.info
+    if hasattr(log, "info"):
+        return log.info
     return log

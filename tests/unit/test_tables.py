@@ -43,7 +43,7 @@ def test_table1_cells(tmp_path, rng, paper_csv):
             files[method].append(_scores(tmp_path / f"{method}_{s}.csv", r, rng.uniform(0.5, 1.0, 101)))
     table = write_table1(
         files, paper_csv=paper_csv, subjects=subjects, protocol="clean", dataset="simulated",
-        out_csv=tmp_path / "t.csv", out_md=tmp_path / "t.md",
+        test_images="seen_by_all", out_csv=tmp_path / "t.csv", out_md=tmp_path / "t.md", out_html=tmp_path / "t.html",
     )
     row = table.set_index("method").loc["NRF"]
     assert row["pearson_mean"] == pytest.approx(np.mean(medians["NRF"]))
@@ -55,6 +55,20 @@ def test_table1_cells(tmp_path, rng, paper_csv):
     assert set(written["protocol"]) == {"clean"}
     md = (tmp_path / "t.md").read_text()
     assert "clean" in md and "0.358" in md and "±" in md
+    assert "every simulated subject has the same sessions" in md  # how the test-image rule applied
+    page = (tmp_path / "t.html").read_text()
+    assert "<table" in page and f"{np.mean(medians['NRF']):.3f}" in page and "<b>clean</b>" in page
+
+
+def test_undefined_r_counts_as_zero_and_corrupt_mse_stops(tmp_path, paper_csv):
+    from nrf.checks import NonFiniteError
+    from nrf.reporting.tables import subject_summary
+
+    path = _scores(tmp_path / "a.csv", [np.nan, np.nan, 0.5], [1.0, 1.0, 1.0])
+    assert subject_summary(path)["pearson"] == 0.0  # nanmedian would give 0.5
+    bad = _scores(tmp_path / "b.csv", [0.1, 0.2, 0.3], [1.0, np.nan, 1.0])
+    with pytest.raises(NonFiniteError, match="b.csv"):
+        subject_summary(bad)
 
 
 def test_table1_rejects_missing_subject(tmp_path, paper_csv):
@@ -62,7 +76,8 @@ def test_table1_rejects_missing_subject(tmp_path, paper_csv):
     with pytest.raises(ValueError, match="1 score files for 2 subjects"):
         write_table1(
             {"NRF": [path]}, paper_csv=paper_csv, subjects=["subj01", "subj02"], protocol="paper",
-            dataset="simulated", out_csv=tmp_path / "t.csv", out_md=tmp_path / "t.md",
+            dataset="simulated", test_images="seen_by_all", out_csv=tmp_path / "t.csv", out_md=tmp_path / "t.md",
+            out_html=tmp_path / "t.html",
         )
 
 

@@ -27,7 +27,9 @@ import h5py
 import numpy as np
 
 from nrf.atomic import atomic_output
+from nrf.checks import open_hdf5, require_finite
 from nrf.features.base import FEATURE_KEYS, Extractor, check_features
+from nrf.runlog import as_logfn
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +51,7 @@ def read_stimuli(path, image_ids) -> np.ndarray:
     images : (n, H, W, 3) uint8
     """
     ids = _as_ids(image_ids, path)
-    with h5py.File(path, "r") as f:
+    with open_hdf5(path, what="stimuli file") as f:
         if "imgBrick" not in f:
             raise KeyError(f"{path}: no 'imgBrick' dataset; is this an NSD stimuli file?")
         stored = f["image_ids"][()].astype(np.int64) if "image_ids" in f else None
@@ -81,7 +83,7 @@ def extract_to_hdf5(
     batch_size : images read and extracted at a time
     log : a logging.Logger or a callable taking a message (default: this module's logger)
     """
-    say = _reporter(log)
+    say = as_logfn(log)
     out_path = Path(out_path)
     ids = np.unique(_as_ids(image_ids, stimuli_path))
     if len(ids) == 0:
@@ -93,7 +95,7 @@ def extract_to_hdf5(
 
     say(f"{extractor.name}: extracting {len(ids)} images from {stimuli_path} -> {out_path}")
     with atomic_output(out_path) as tmp:
-        with h5py.File(stimuli_path, "r") as src, h5py.File(tmp, "w") as dst:
+        with open_hdf5(stimuli_path, what="stimuli file") as src, h5py.File(tmp, "w") as dst:
             if "imgBrick" not in src:
                 raise KeyError(f"{stimuli_path}: no 'imgBrick' dataset; is this an NSD stimuli file?")
             bricks = src["imgBrick"]
@@ -124,27 +126,35 @@ def extract_to_hdf5(
 
 
 def read_features(path, image_ids, keys: Sequence[str] = FEATURE_KEYS) -> dict[str, np.ndarray]:
-    """Cached features of ``image_ids``, in the requested order, as float32.
+    """Cached features of ``image_ids``, in the requested order.
+
+    Token grids stay float16 in memory, as stored: CLIP's tokens of 9,000
+    training images take ~5.4 GB so, against ~11 GB as float32 (models cast
+    each batch). A non-finite value stops here, with the file named.
 
     Returns
     -------
     dict with, for each of ``keys`` (default all three):
-        tokens_shallow, tokens_deep : (n, n_tokens, token_dim) float32
+        tokens_shallow, tokens_deep : (n, n_tokens, token_dim) float16
         embedding                   : (n, embedding_dim) float32
     """
     unknown = [k for k in keys if k not in FEATURE_KEYS]
     if unknown:
         raise ValueError(f"unknown feature keys {unknown}; choose from {FEATURE_KEYS}")
     ids = _as_ids(image_ids, path)
-    with h5py.File(path, "r") as f:
+    with open_hdf5(path, what="features file") as f:
         stored = f["image_ids"][()].astype(np.int64)
         rows = _rows_for(ids, stored, len(stored), path, what="features")
-        return {key: _read_rows(f[key], rows).astype(np.float32, copy=False) for key in keys}
+        out = {}
+        for key in keys:
+            dtype = np.float16 if key in TOKEN_KEYS else np.float32
+            out[key] = require_finite(_read_rows(f[key], rows).astype(dtype, copy=False), name=key, source=path)
+        return out
 
 
 def read_feature_info(path) -> dict:
     """What a features file holds: extractor, layers, image_ids and per-image shapes."""
-    with h5py.File(path, "r") as f:
+    with open_hdf5(path, what="features file") as f:
         return {
             "extractor": str(f.attrs["extractor"]),
             "layers": tuple(int(x) for x in f.attrs["layers"]),
@@ -218,11 +228,3 @@ def _write(dataset: h5py.Dataset, start: int, stop: int, values, key: str) -> No
             f"{dataset.dtype} (overflow?)"
         )
     dataset[start:stop] = values
-
-
-def _reporter(log) -> Callable[[str], None]:
-    if log is None:
-        return logger.info
-    if hasattr(log, "info"):
-        return log.info
-    return log

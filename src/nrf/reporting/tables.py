@@ -7,10 +7,14 @@ subjects, mean ± SEM.
 
 from __future__ import annotations
 
+import html
+import re
+
 import numpy as np
 import pandas as pd
 
 from nrf.atomic import atomic_output
+from nrf.checks import require_finite
 
 VOXEL_METRICS = ("pearson", "mse")
 
@@ -23,9 +27,16 @@ def paper_values(paper_csv, table: str) -> pd.DataFrame:
 
 
 def subject_summary(score_csv) -> dict[str, float]:
-    """Median over voxels of each voxel-level metric in one subject's scores."""
+    """Median over voxels of each voxel-level metric in one subject's scores.
+
+    An undefined r (a constant prediction) counts as 0, as in
+    nrf.metrics.summarise; a missing MSE means a corrupt scores file and stops.
+    """
     scores = pd.read_csv(score_csv)
-    return {m: float(np.nanmedian(scores[m].to_numpy())) for m in VOXEL_METRICS}
+    mse = scores["mse"].to_numpy(dtype=np.float64)
+    require_finite(mse, name="mse", source=score_csv)
+    pearson = np.nan_to_num(scores["pearson"].to_numpy(dtype=np.float64), nan=0.0)
+    return {"pearson": float(np.median(pearson)), "mse": float(np.median(mse))}
 
 
 def mean_sem(values) -> tuple[float, float]:
@@ -60,8 +71,9 @@ def _cell(mean: float, sem: float) -> str:
     return f"{mean:.3f}" if np.isnan(sem) else f"{mean:.3f} ± {sem:.3f}"
 
 
-def to_markdown(table: pd.DataFrame, *, title: str, note: str) -> str:
-    shown = pd.DataFrame(
+def shown_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """The columns a reader sees: this run's mean ± SEM beside the paper's value."""
+    return pd.DataFrame(
         {
             "Method": table["method"],
             "Pearson ↑ (this run)": [_cell(m, s) for m, s in zip(table["pearson_mean"], table["pearson_sem"])],
@@ -70,6 +82,10 @@ def to_markdown(table: pd.DataFrame, *, title: str, note: str) -> str:
             "MSE (paper)": table["mse_paper"].map(lambda v: "n/a" if np.isnan(v) else f"{v:.3f}"),
         }
     )
+
+
+def to_markdown(table: pd.DataFrame, *, title: str, note: str) -> str:
+    shown = shown_columns(table)
     return f"# {title}\n\n{shown.to_markdown(index=False)}\n\n{note}\n"
 
 
@@ -78,7 +94,39 @@ def _write_atomic(path, text: str) -> None:
         tmp.write_text(text)
 
 
-def write_table1(score_csvs, *, paper_csv, subjects, protocol, dataset, out_csv, out_md) -> pd.DataFrame:
+def to_html(shown: pd.DataFrame, *, title: str, note: str) -> str:
+    """A self-contained HTML page of a table, which Snakemake's report shows inline."""
+    body = shown.to_html(index=False, border=0, classes="nrf-table", na_rep="n/a")
+    return (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
+        f"<title>{title}</title><style>"
+        "body{font-family:sans-serif;margin:1.5em;max-width:70em}"
+        "table.nrf-table{border-collapse:collapse}"
+        "table.nrf-table th,table.nrf-table td{border-bottom:1px solid #ccc;padding:.3em .8em;text-align:right}"
+        "table.nrf-table td:first-child,table.nrf-table th:first-child{text-align:left}"
+        f"</style></head><body><h2>{title}</h2>{body}"
+        f"<p>{_bold(html.escape(note))}</p></body></html>\n"
+    )
+
+
+def _bold(text: str) -> str:
+    """The notes' Markdown **bold** as HTML."""
+    return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
+
+
+def test_images_note(dataset: str, test_images: str) -> str:
+    """How the test-image rule applied to this run's data."""
+    if test_images == "seen_by_subject":
+        return "Test images: every shared image each subject saw (1,000 on NSD; the authors score 907)."
+    if dataset == "nsd":
+        return ("Test images: the authors' rule, the 907 shared images shown within the first 30 sessions "
+                "(seen by every NSD subject).")
+    return ("Test images: the authors' rule (shared images shown within the sessions every subject "
+            "completed); every simulated subject has the same sessions, so this is every shared image.")
+
+
+def write_table1(score_csvs, *, paper_csv, subjects, protocol, dataset, test_images, out_csv, out_md, out_html
+                 ) -> pd.DataFrame:
     """Table 1, voxel level: median Pearson r and MSE, mean ± SEM over subjects."""
     table = voxel_level_table(score_csvs, subjects, paper_values(paper_csv, "table1"))
     table.insert(1, "protocol", protocol)
@@ -88,8 +136,11 @@ def write_table1(score_csvs, *, paper_csv, subjects, protocol, dataset, out_csv,
         f"Dataset: **{dataset}**; protocol: **{protocol}** (paper = the authors' choices, "
         "clean = validation split of training images). Cells: per subject, the median over voxels "
         f"of the test-image Pearson r and MSE; mean ± SEM over subjects ({', '.join(subjects)}). "
-        "The paper column is the NRF paper's Table 1 (real NSD, CLIP ViT-B/16, full training set)"
+        + test_images_note(dataset, test_images)
+        + " The paper column is the NRF paper's Table 1 (real NSD, CLIP ViT-B/16, full training set)"
         + ("; a simulated run is not expected to match its values." if dataset != "nsd" else ".")
     )
-    _write_atomic(out_md, to_markdown(table, title="Table 1 — voxel-level encoding accuracy", note=note))
+    title = "Table 1 — voxel-level encoding accuracy"
+    _write_atomic(out_md, to_markdown(table, title=title, note=note))
+    _write_atomic(out_html, to_html(shown_columns(table), title=title, note=note))
     return table
