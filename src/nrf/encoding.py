@@ -4,10 +4,12 @@ Each function reads the pipeline's files (docs/CONTRACTS.md), calls the
 array-level code in :mod:`nrf.training` and :mod:`nrf.metrics`, and writes one
 output atomically (nrf.atomic.atomic_output).
 
+Model kinds are dispatched through one registry (nrf.models.registry).
+
 Checkpoint (``.pt``, written by :func:`train_encoder`, read by
 :func:`load_encoder`): a dict with
-    kind            : "nrf" or "linear"
-    model_config    : NRFConfig.to_dict() or LinearConfig.to_dict()
+    kind            : a registered kind ("nrf", "linear", ...)
+    model_config    : the model's config.to_dict()
     train_config    : TrainConfig.to_dict()
     state_dict      : the model's weights (CPU tensors; NRF's B included)
     history         : list of dicts, one per evaluation (see nrf.training)
@@ -15,9 +17,7 @@ Checkpoint (``.pt``, written by :func:`train_encoder`, read by
     n_voxels        : number of voxels (columns of the prepared responses)
     subject, prepared, features, n_train, seed, init_checkpoint : provenance
 
-Predictions (``results/{dataset}/predictions/{model}/{subject}.hdf5``):
-    predictions : (n_test, n_voxels) float32
-    image_ids   : (n_test,) int64, the prepared test split's order
+Predictions: nrf.data.predictions.
 
 Scores (``results/{dataset}/scores/{model}/{subject}.csv``): one row per
 voxel (0-based column of the prepared responses): voxel, pearson, mse.
@@ -35,23 +35,15 @@ import pandas as pd
 import torch
 
 from nrf.atomic import atomic_output
+from nrf.data.predictions import read_predictions, write_predictions
 from nrf.data.prepared import load_prepared
 from nrf.devices import resolve_device
-from nrf.features.base import FEATURE_KEYS
 from nrf.features.cache import read_features
 from nrf.metrics import mse_per_voxel, pearson_per_voxel, summarise
-from nrf.models.linear import LinearConfig, LinearEncoder
-from nrf.models.nrf import NRF, NRFConfig
-from nrf.training import EncodingSplit, TrainConfig, predict, train_linear, train_nrf
+from nrf.models.registry import get_kind
+from nrf.training import EncodingSplit, TrainConfig, predict
 
 logger = logging.getLogger(__name__)
-
-KINDS = ("nrf", "linear")
-
-
-def feature_keys(kind: str) -> tuple[str, ...]:
-    """The cached feature arrays a model reads: the linear baseline only the embedding."""
-    return ("embedding",) if kind == "linear" else FEATURE_KEYS
 
 
 # -- checkpoints -------------------------------------------------------------------
@@ -60,19 +52,15 @@ def _atomic_torch_save(obj, path: Path) -> None:
         torch.save(obj, tmp)
 
 
-def build_model(kind: str, model_config: dict) -> torch.nn.Module:
-    """An untrained model of ``kind`` from a config dict (a checkpoint's)."""
-    if kind == "nrf":
-        return NRF(NRFConfig(**model_config))
-    if kind == "linear":
-        return LinearEncoder(LinearConfig(**model_config))
-    raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-
-
 def load_encoder(checkpoint, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
     """(model in eval mode on ``device``, the checkpoint dict)."""
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    model = build_model(ckpt["kind"], ckpt["model_config"])
+    try:
+        ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except Exception as error:  # a truncated or foreign file: name it
+        raise ValueError(f"{checkpoint}: not a readable encoder checkpoint ({error})") from error
+    if not isinstance(ckpt, dict) or "kind" not in ckpt or "state_dict" not in ckpt:
+        raise ValueError(f"{checkpoint}: not an encoder checkpoint (no 'kind'/'state_dict')")
+    model = get_kind(ckpt["kind"]).build(ckpt["model_config"])
     model.load_state_dict(ckpt["state_dict"])
     return model.to(resolve_device(device)).eval(), ckpt
 
@@ -109,9 +97,9 @@ def train_encoder(
 ) -> dict:
     """Train an encoder on a prepared subject and write its checkpoint.
 
-    kind            : "nrf" or "linear"
-    model_options   : NRFConfig fields other than the feature sizes (ignored
-                      for linear; must be empty with ``init_checkpoint``)
+    kind            : a registered encoder kind (nrf.models.registry)
+    model_options   : the model's config fields other than those the data
+                      fix (must be empty with ``init_checkpoint``)
     train_options   : TrainConfig fields (seed and device come from the
                       arguments of the same names)
     n_train         : train on a seeded subset of this many training images
@@ -121,8 +109,7 @@ def train_encoder(
     Returns the checkpoint dict (also written to ``out_checkpoint``).
     """
     log = log or logger
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    encoder = get_kind(kind)
     model_options = dict(model_options or {})
     train_options = dict(train_options or {})
     for key in ("seed", "device"):
@@ -134,7 +121,7 @@ def train_encoder(
     prep = load_prepared(prepared_path, splits=("train", "val"))
     rows = subset_indices(prep.train.n_images, n_train, seed)
     train_ids = prep.train.image_ids[rows]
-    keys = feature_keys(kind)
+    keys = encoder.feature_keys
     train = EncodingSplit(read_features(features_path, train_ids, keys), prep.train.responses[rows])
     val = None
     if prep.val is not None and prep.val.n_images >= 2:
@@ -154,23 +141,10 @@ def train_encoder(
             raise ValueError(f"{init_checkpoint} holds a {base['kind']} model, asked to train {kind}")
         log.info("starting from %s", init_checkpoint)
 
-    if kind == "nrf":
-        if model is None:
-            shallow = train.features["tokens_shallow"]
-            model_config = NRFConfig(
-                token_dim=int(shallow.shape[2]), n_tokens=int(shallow.shape[1]),
-                embedding_dim=int(train.features["embedding"].shape[1]), **model_options,
-            )
-            model, history = train_nrf(train, val, prep.coords, config, model_config=model_config, log=log)
-        else:
-            model, history = train_nrf(train, val, prep.coords, config, model=model, log=log)
-    else:
-        if model is not None and model.config.n_voxels != prep.n_voxels:
-            raise ValueError(
-                f"{init_checkpoint}: linear model of {model.config.n_voxels} voxels, "
-                f"{prep.subject} has {prep.n_voxels}"
-            )
-        model, history = train_linear(train, val, config, model=model, log=log)
+    model, history = encoder.fit(
+        train, val, prep.coords, config, model_options=model_options, model=model, log=log,
+        source=f"{prepared_path} + {features_path}",
+    )
 
     ckpt = {
         "kind": kind,
@@ -209,37 +183,19 @@ def predict_test(
     device = resolve_device(device)
     model, ckpt = load_encoder(checkpoint, device)
     prep = load_prepared(prepared_path, splits=("test",))
-    if ckpt["n_voxels"] != prep.n_voxels and ckpt["kind"] == "linear":
+    encoder = get_kind(ckpt["kind"])
+    if ckpt["n_voxels"] != prep.n_voxels and not encoder.uses_coords:
         raise ValueError(
             f"{checkpoint} predicts {ckpt['n_voxels']} voxels, {prep.subject} has {prep.n_voxels}"
         )
     ids = prep.test.image_ids
-    keys = feature_keys(ckpt["kind"])
-    feats = read_features(features_path, ids, keys)
+    feats = read_features(features_path, ids, encoder.feature_keys)
     pred = predict(
-        model, feats, prep.coords if ckpt["kind"] == "nrf" else None,
+        model, feats, prep.coords if encoder.uses_coords else None,
         chunk_images=chunk_images, chunk_voxels=chunk_voxels, device=device,
     )
     write_predictions(out_hdf5, pred, ids)
     log.info("%s: predicted %d test images x %d voxels -> %s", prep.subject, *pred.shape, out_hdf5)
-
-
-def write_predictions(path, predictions, image_ids) -> None:
-    """Write a predictions file atomically: predictions (n, n_voxels) float32, image_ids (n,) int64."""
-    path = Path(path)
-    predictions = np.asarray(predictions, dtype=np.float32)
-    image_ids = np.asarray(image_ids, dtype=np.int64)
-    if predictions.ndim != 2 or len(predictions) != len(image_ids):
-        raise ValueError(f"predictions {predictions.shape} must be (len(image_ids)={len(image_ids)}, n_voxels)")
-    with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
-        f.create_dataset("predictions", data=predictions)
-        f.create_dataset("image_ids", data=image_ids)
-
-
-def read_predictions(path) -> tuple[np.ndarray, np.ndarray]:
-    """(predictions (n, n_voxels) float32, image_ids (n,) int64)."""
-    with h5py.File(path, "r") as f:
-        return f["predictions"][()].astype(np.float32, copy=False), f["image_ids"][()].astype(np.int64)
 
 
 def score_predictions(predictions_hdf5, prepared_path, out_csv, *, log: logging.Logger | None = None) -> dict:

@@ -1,0 +1,79 @@
+"""One dispatch point for encoder kinds: adding a model touches this file only.
+
+Every encoder is a ``torch.nn.Module`` with a ``config`` dataclass (``to_dict``)
+and ``forward(features, coords_mm)`` -> (n_images, n_voxels); a voxel-locked
+model ignores ``coords_mm``. Its :class:`EncoderKind` says
+
+    feature_keys : the cached feature arrays it reads (read once, nothing more)
+    uses_coords  : whether it needs the voxels' MNI coordinates
+    build        : model_config dict (a checkpoint's) -> untrained module
+    fit          : (train, val, coords_mm, TrainConfig, model_options, model, log, source)
+                   -> (trained module, history); ``model`` continues training
+                   an existing one (finetuning), else a new one is built
+
+Saving and loading are the same for every kind (nrf.encoding: a ``.pt``
+checkpoint holding kind, model_config and state_dict), and so is prediction
+(nrf.training.predict).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from torch import nn
+
+from nrf.features.base import FEATURE_KEYS
+from nrf.models.linear import LinearConfig, LinearEncoder
+from nrf.models.nrf import NRF, NRFConfig
+
+
+@dataclass(frozen=True)
+class EncoderKind:
+    name: str
+    feature_keys: tuple[str, ...]
+    uses_coords: bool
+    build: Callable[[dict], nn.Module]
+    fit: Callable
+
+
+def _fit_nrf(train, val, coords_mm, config, *, model_options, model=None, log=None, source="the training data"):
+    from nrf.training import train_nrf
+
+    if model is not None:
+        return train_nrf(train, val, coords_mm, config, model=model, log=log, source=source)
+    shallow = train.features["tokens_shallow"]
+    model_config = NRFConfig(
+        token_dim=int(shallow.shape[2]), n_tokens=int(shallow.shape[1]),
+        embedding_dim=int(train.features["embedding"].shape[1]), **model_options,
+    )
+    return train_nrf(train, val, coords_mm, config, model_config=model_config, log=log, source=source)
+
+
+def _fit_linear(train, val, coords_mm, config, *, model_options, model=None, log=None, source="the training data"):
+    from nrf.training import train_linear
+
+    if model is not None and model.config.n_voxels != train.responses.shape[1]:
+        raise ValueError(
+            f"the linear model predicts {model.config.n_voxels} voxels, the data have {train.responses.shape[1]}"
+        )
+    return train_linear(train, val, config, model=model, log=log, source=source)
+
+
+REGISTRY: dict[str, EncoderKind] = {
+    "nrf": EncoderKind("nrf", FEATURE_KEYS, True, lambda c: NRF(NRFConfig(**c)), _fit_nrf),
+    "linear": EncoderKind("linear", ("embedding",), False, lambda c: LinearEncoder(LinearConfig(**c)), _fit_linear),
+}
+
+
+def get_kind(name: str) -> EncoderKind:
+    """The registered encoder kind ``name``; the error lists the known ones."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown encoder kind {name!r}; known: {', '.join(REGISTRY)}") from None
+
+
+def register(kind: EncoderKind) -> None:
+    """Add an encoder kind (the models of later work register themselves here)."""
+    REGISTRY[kind.name] = kind
