@@ -307,3 +307,69 @@ def test_later_sessions_alone_use_their_own_trials(tree, tmp_path):
     )
     assert any("session 1 not present; assuming 12 trials" in m for m in messages)
     np.testing.assert_array_equal(again.train.responses, out.train.responses)
+
+
+# ---------------------------------------------------------------- the authors' test-image rule
+
+
+def test_seen_by_all_keeps_shared_images_of_the_first_sessions(tree, tmp_path):
+    # test_sessions=1: only shared images shown in session 1 are test images; the
+    # others are dropped entirely (neither test nor train), as the authors do
+    mo = tree.masterordering
+    # move every trial of shared image 3 into session 2, so session 1 lacks it
+    late = [t for t in range(T) if mo[t] == N_SHARED]
+    swap = [t for t in range(T, 2 * T) if mo[t] > N_SHARED][: len(late)]
+    mo[late], mo[swap] = mo[swap], N_SHARED
+    design = scipy.io.loadmat(tree.root / nsd_layout.EXPDESIGN)
+    design["masterordering"] = mo[None].astype(np.float64)
+    scipy.io.savemat(tree.root / nsd_layout.EXPDESIGN, {k: design[k] for k in ("masterordering", "subjectim", "sharedix")})
+    s_index = int(SUBJECT[-2:]) - 1
+    early = np.unique(tree.subjectim[s_index, mo[:T][mo[:T] <= N_SHARED] - 1] - 1)
+    every = np.unique(tree.subjectim[s_index, mo[: 2 * T][mo[: 2 * T] <= N_SHARED] - 1] - 1)
+    assert len(every) == N_SHARED and len(early) == N_SHARED - 1
+    out = run(tree, tmp_path, test_images="seen_by_all", test_sessions=1)
+    np.testing.assert_array_equal(out.test.image_ids, early)
+    assert out.attrs["test_images"] == "seen_by_all" and out.attrs["test_sessions"] == 1
+    assert not np.isin(every, out.train.image_ids).any()
+    assert out.train.n_images == N_IMAGES - N_SHARED
+    # every repeat of a test image is averaged, session 2's included
+    ref = reference(tree, "paper")
+    np.testing.assert_allclose(out.test.responses, np.stack([ref[i] for i in early]), atol=1e-5)
+    # reading all sessions by the subject's own rule gives every shared image
+    mine = run(tree, tmp_path, name="mine.hdf5", test_images="seen_by_subject")
+    np.testing.assert_array_equal(mine.test.image_ids, every)
+    back = load_prepared(tmp_path / "out.hdf5")
+    assert back.attrs["test_images"] == "seen_by_all"
+
+
+def test_expected_test_images_and_shots_stop_before_betas(tree, tmp_path):
+    with pytest.raises(ValueError, match="907"):
+        run(tree, tmp_path, test_images="seen_by_all", test_sessions=2, expected_test_images=907)
+    with pytest.raises(ValueError, match=r"config key 'shots': 800 training images"):
+        run(tree, tmp_path, min_train_images=800)
+    assert not (tmp_path / "out.hdf5").exists()
+
+
+def test_three_steps_compose(tree, tmp_path):
+    # the voxel table, the trial plan and the accumulation each run alone
+    voxels = prepare.voxel_table(tree.root, SUBJECT)
+    assert voxels.n_voxels == int(tree.mask.sum())
+    plan = prepare.trial_plan(tree.root, SUBJECT, [1, 2], protocol="paper")
+    assert plan.parts == ["train", "test"] and len(plan.row_ids) == N_IMAGES
+    means = prepare.accumulate_sessions(tree.root, SUBJECT, voxels, plan, protocol="paper")
+    whole = run(tree, tmp_path)
+    np.testing.assert_array_equal(means[: whole.train.n_images], whole.train.responses)
+
+
+def test_corrupt_prepared_file_is_named(tree, tmp_path):
+    from nrf.checks import NonFiniteError
+
+    run(tree, tmp_path)
+    path = tmp_path / "out.hdf5"
+    with h5py.File(path, "r+") as f:
+        f["train/responses"][1, 2] = np.nan
+    with pytest.raises(NonFiniteError, match=r"out.hdf5: train/responses has 1 non-finite"):
+        load_prepared(path, splits=("train",))
+    path.write_bytes(path.read_bytes()[:2000])  # truncated
+    with pytest.raises(OSError, match=r"out.hdf5: cannot open this prepared subject"):
+        load_prepared(path)

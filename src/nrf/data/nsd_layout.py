@@ -23,6 +23,9 @@ NSD_TRIALS_PER_SESSION = 750
 
 # nsdgeneral voxel counts (brainmask > 0 & nsdgeneral > 0) in func1pt8mm.
 NSD_NSDGENERAL_VOXELS = {"subj01": 15724, "subj02": 14278, "subj05": 13039, "subj07": 12682}
+# Shared images shown within the first 30 sessions (the fewest any subject
+# completed), so seen by all eight subjects: the authors' test set.
+NSD_TEST_IMAGES_SEEN_BY_ALL = 907
 
 # Integer label volumes on the func grid; 0 = unlabelled.
 ROI_ATLASES = {
@@ -92,3 +95,11 @@ def transform_index_from_mni(xyz):
 
     xyz = np.asarray(xyz, dtype=np.float64)
     return np.stack([90.0 - xyz[..., 0], xyz[..., 1] + 126.0, xyz[..., 2] + 72.0], axis=-1)
+
+
+def tree_root(expdesign_path) -> str:
+    """The root of a tree, from the path of its experiment-design file."""
+    path = str(expdesign_path).replace("\\", "/")
+    if not path.endswith(EXPDESIGN):
+        raise ValueError(f"{expdesign_path}: not an NSD experiment-design path (…/{EXPDESIGN})")
+    return path[: -len(EXPDESIGN)].rstrip("/") or "."

@@ -351,3 +351,14 @@ def trial_images(expdesign: dict, subject: str, n_trials: int) -> tuple[np.ndarr
     image_ids = expdesign["subjectim"][subject_index(subject), mo - 1] - 1
     is_shared = mo <= len(expdesign["sharedix"])
     return image_ids.astype(np.int64), is_shared
+
+
+def images_seen(root, sessions: dict, trials_per_session: int) -> np.ndarray:
+    """Sorted unique 0-based 73k ids shown to the subjects in their first sessions.
+
+    sessions : {subject: number of sessions read}; a subject's trials are the
+        first ``n_sessions x trials_per_session`` of ``masterordering``
+    """
+    design = read_expdesign(root)
+    ids = [trial_images(design, s, int(n) * int(trials_per_session))[0] for s, n in sessions.items()]
+    return np.unique(np.concatenate(ids)).astype(np.int64) if ids else np.zeros(0, np.int64)

@@ -21,17 +21,18 @@ per-image sums (n_images, n_voxels) float32 and one session.
 
 from __future__ import annotations
 
-import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from nrf.data import nsd_layout, nsd_tree
 from nrf.data.prepared import PROTOCOLS, PreparedSubject, Split, write_prepared
+from nrf.runlog import as_logfn
 
 ZSCORE_EPS = 1e-6
-
-_logger = logging.getLogger(__name__)
+#: the test-image rules (config key ``test_images``)
+TEST_IMAGE_RULES = ("seen_by_all", "seen_by_subject")
 
 
 # ---------------------------------------------------------------- math
@@ -147,85 +148,60 @@ def split_images(
     return {"train": train[~pick], "val": train[pick], "test": test}
 
 
-# ---------------------------------------------------------------- orchestration
+# ---------------------------------------------------------------- the three steps
 
 
-def _logfn(log):
-    if log is None:
-        return _logger.info
-    if hasattr(log, "info"):
-        return log.info
-    return log
+@dataclass
+class VoxelTable:
+    """The voxels a subject's responses are kept at (step 1).
 
-
-def _session_offsets(root, subject, sessions, betas_format, log) -> tuple[dict[int, int], dict[int, int]]:
-    """First trial (0-based, into masterordering) and trial count of each requested session.
-
-    Session s starts after all trials of sessions 1..s-1. The counts of
-    sessions not requested are read from their files' headers when present,
-    else assumed equal to the requested sessions' common count (NSD: 750).
+    voxel_ijk : (n_voxels, 3) int32, brainmask ∩ nsdgeneral in C-order of the grid
+    grid_shape : (X, Y, Z)
+    coords : (n_voxels, 3) float32, MNI mm
+    rois : {atlas: (n_voxels,) int16}
+    ncsnr : (n_voxels,) float32
     """
-    counts = {s: nsd_tree.session_trial_count(root, subject, s, betas_format) for s in sessions}
-    offsets, start = {}, 0
-    for s in range(1, max(sessions) + 1):
-        if s in counts:
-            n = counts[s]
-        elif nsd_tree.betas_path(root, subject, s, betas_format).is_file():
-            n = nsd_tree.session_trial_count(root, subject, s, betas_format)
-        elif len(set(counts.values())) == 1:
-            n = next(iter(counts.values()))
-            log(f"{subject}: session {s} not present; assuming {n} trials as in the others")
-        else:
-            raise FileNotFoundError(
-                f"{subject}: session {s} is not requested and its betas are absent, so the "
-                f"trials of later sessions cannot be placed in masterordering"
-            )
-        if s in counts:
-            offsets[s] = start
-        start += n
-    return offsets, counts
+
+    voxel_ijk: np.ndarray
+    grid_shape: tuple[int, int, int]
+    coords: np.ndarray
+    rois: dict[str, np.ndarray]
+    ncsnr: np.ndarray
+
+    @property
+    def n_voxels(self) -> int:
+        return len(self.voxel_ijk)
 
 
-def prepare_subject(
-    root,
-    subject: str,
-    *,
-    sessions,
-    protocol: str,
-    val_fraction: float = 0.1,
-    seed: int = 0,
-    betas_format: str = "nifti",
-    expected_voxels: int | None = None,
-    out_path,
-    log=None,
-) -> PreparedSubject:
-    """Prepare one subject of an NSD-layout tree and write ``out_path`` (see nrf.data.prepared).
+@dataclass
+class TrialPlan:
+    """Which trials feed which image row (step 2), known before any betas are read.
 
-    Parameters
-    ----------
-    root : the tree's root folder
-    subject : "subjNN"
-    sessions : 1-based session numbers, strictly increasing
-    protocol : "paper" or "clean" (see the module docstring)
-    val_fraction, seed : the clean protocol's validation split
-    betas_format : "nifti" (betas_sessionNN.nii.gz) or "compact"
-        (betas_sessionNN.nsdgeneral.hdf5)
-    expected_voxels : if given, the number of nsdgeneral voxels must match
-    log : a logging.Logger, a callable taking a str, or None (module logger)
-
-    Returns the PreparedSubject that was written.
+    offsets, counts : first trial (0-based, into masterordering) and trial
+        count of each requested session
+    trial_ids : (n_total,) int64, the 73k id shown on each trial
+    trial_shared : (n_total,) bool, a shared-image trial
+    splits : {"train", "val", "test"}: sorted image ids
+    parts : the splits stored as rows, in order (train | [val |] test)
+    row_ids : (n_rows,) int64, the image of each row of the accumulators
     """
-    log = _logfn(log)
-    sessions = [int(s) for s in sessions]
-    if not sessions or sessions[0] < 1 or any(b <= a for a, b in zip(sessions, sessions[1:])):
-        raise ValueError(f"{subject}: sessions must be strictly increasing 1-based numbers, got {sessions}")
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
-    if betas_format not in nsd_tree.BETAS_FORMATS:
-        raise ValueError(f"betas_format must be one of {nsd_tree.BETAS_FORMATS}, got {betas_format!r}")
-    nsd_tree.subject_index(subject)
 
-    # voxels, coordinates, ROI labels
+    offsets: dict[int, int]
+    counts: dict[int, int]
+    trial_ids: np.ndarray
+    trial_shared: np.ndarray
+    splits: dict[str, np.ndarray]
+    parts: list[str]
+    row_ids: np.ndarray
+
+    @property
+    def bounds(self) -> np.ndarray:
+        return np.cumsum([0] + [len(self.splits[p]) for p in self.parts])
+
+
+def voxel_table(root, subject: str, *, expected_voxels: int | None = None, log=None) -> VoxelTable:
+    """Step 1: voxel selection, MNI coordinates, ROI labels and ncsnr of one subject."""
+    log = as_logfn(log)
     voxel_ijk, grid_shape = nsd_tree.subject_voxels(root, subject)
     n_voxels = len(voxel_ijk)
     if expected_voxels is not None and n_voxels != int(expected_voxels):
@@ -247,10 +223,37 @@ def prepare_subject(
     ncsnr_volume, _ = nsd_tree.load_volume(root, key)
     nsd_tree.check_grid(ncsnr_volume, grid_shape, f"{subject}: {key}")
     ncsnr = ncsnr_volume[tuple(voxel_ijk.T)].astype(np.float32)
+    return VoxelTable(voxel_ijk, grid_shape, coords, rois, ncsnr)
 
-    # trials -> images -> splits (known before any betas are read)
+
+def trial_plan(
+    root,
+    subject: str,
+    sessions,
+    *,
+    protocol: str,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    betas_format: str = "nifti",
+    test_images: str = "seen_by_subject",
+    test_sessions: int | None = None,
+    log=None,
+) -> TrialPlan:
+    """Step 2: the trials of the requested sessions, their images, and the splits.
+
+    test_images : "seen_by_subject" (every shared image the subject saw) or
+        "seen_by_all" (the authors' rule: only shared images shown within the
+        first ``test_sessions`` sessions, which every NSD subject completed;
+        907 images on NSD). Trials of shared images outside the test set are
+        not used at all (they are not training images either).
+    """
+    log = as_logfn(log)
+    if test_images not in TEST_IMAGE_RULES:
+        raise ValueError(f"test_images must be one of {TEST_IMAGE_RULES}, got {test_images!r}")
+    if test_images == "seen_by_all" and (test_sessions is None or test_sessions < 1):
+        raise ValueError(f"test_images 'seen_by_all' needs test_sessions >= 1, got {test_sessions!r}")
     expdesign = nsd_tree.read_expdesign(root)
-    offsets, counts = _session_offsets(root, subject, sessions, betas_format, log)
+    offsets, counts, starts = _session_offsets(root, subject, sessions, betas_format, log)
     n_total = max(offsets[s] + counts[s] for s in sessions)
     all_ids, all_shared = nsd_tree.trial_images(expdesign, subject, n_total)
     used = np.concatenate([np.arange(offsets[s], offsets[s] + counts[s]) for s in sessions])
@@ -262,76 +265,183 @@ def prepare_subject(
             f"not in sharedix — is nsd_expdesign.mat intact?"
         )
     splits = split_images(all_ids[used], all_shared[used], protocol=protocol, val_fraction=val_fraction, seed=seed)
+    if test_images == "seen_by_all":
+        # sessions 1..test_sessions hold the trials before this one
+        cutoff = starts.get(test_sessions + 1, n_total)
+        early = used[used < cutoff]
+        seen_by_all = np.unique(all_ids[early][all_shared[early]])
+        dropped = len(splits["test"]) - len(seen_by_all)
+        splits["test"] = seen_by_all
+        if protocol == "paper":
+            splits["val"] = seen_by_all
+        log(f"{subject}: test images = shared images of sessions 1..{test_sessions} "
+            f"({len(seen_by_all):,}; {dropped:,} shared images shown later are not used)")
     log(
-        f"{subject}: {len(used):,} trials in sessions {sessions}: "
+        f"{subject}: {len(used):,} trials in sessions {list(sessions)}: "
         + ", ".join(f"{k} {len(v):,} images" for k, v in splits.items())
         + (" (val = test, protocol paper)" if protocol == "paper" else f" (protocol clean, seed {seed})")
     )
-
     # one row per image, ordered train | val | test so each split is a view
     parts = ["train", "test"] if protocol == "paper" else ["train", "val", "test"]
     row_ids = np.concatenate([splits[p] for p in parts])
-    bounds = np.cumsum([0] + [len(splits[p]) for p in parts])
-    sums = np.zeros((len(row_ids), n_voxels), dtype=np.float32)
-    n_repeats = np.zeros(len(row_ids), dtype=np.int64)
+    return TrialPlan(offsets, counts, all_ids, all_shared, splits, parts, row_ids)
 
-    for s in sessions:
-        sl = slice(offsets[s], offsets[s] + counts[s])
-        betas = nsd_tree.session_betas(root, subject, s, voxel_ijk, betas_format)
-        if betas.shape != (counts[s], n_voxels):
+
+def accumulate_sessions(
+    root, subject: str, voxels: VoxelTable, plan: TrialPlan, *, protocol: str, betas_format: str = "nifti", log=None
+) -> np.ndarray:
+    """Step 3: read each session's betas, z-score, and average each image's repeats.
+
+    Streams one session at a time: only the per-image sums (n_rows, n_voxels)
+    float32 and one session are in memory. Returns the mean response of each
+    row of ``plan.row_ids``: (n_rows, n_voxels) float32.
+    """
+    log = as_logfn(log)
+    sums = np.zeros((len(plan.row_ids), voxels.n_voxels), dtype=np.float32)
+    n_repeats = np.zeros(len(plan.row_ids), dtype=np.int64)
+    for s in sorted(plan.offsets):
+        sl = slice(plan.offsets[s], plan.offsets[s] + plan.counts[s])
+        betas = nsd_tree.session_betas(root, subject, s, voxels.voxel_ijk, betas_format)
+        if betas.shape != (plan.counts[s], voxels.n_voxels):
             raise ValueError(
-                f"{subject}: session {s} betas are {betas.shape}, expected ({counts[s]}, {n_voxels})"
+                f"{subject}: session {s} betas are {betas.shape}, expected ({plan.counts[s]}, {voxels.n_voxels})"
             )
-        stats_trials = None if protocol == "paper" else ~all_shared[sl]
+        stats_trials = None if protocol == "paper" else ~plan.trial_shared[sl]
         if stats_trials is not None and not stats_trials.any():
             raise ValueError(
                 f"{subject}: session {s} has no training-image trials to z-score with (protocol clean)"
             )
         z = zscore_session(scale_betas(betas), stats_trials)
         del betas
-        accumulate_by_image(sums, n_repeats, image_rows(all_ids[sl], row_ids), z)
+        kept = np.isin(plan.trial_ids[sl], plan.row_ids)  # shared images outside the test set are dropped
+        accumulate_by_image(sums, n_repeats, image_rows(plan.trial_ids[sl][kept], plan.row_ids), z[kept])
         del z
-        log(f"{subject}: session {s:02d} ({counts[s]} trials) z-scored and accumulated")
-
+        log(f"{subject}: session {s:02d} ({plan.counts[s]} trials) z-scored and accumulated")
     sums /= n_repeats[:, None].astype(np.float32)
     reps = np.bincount(n_repeats)
     log(f"{subject}: repeats per image: " + ", ".join(f"{n}x {c:,}" for n, c in enumerate(reps) if c))
+    return sums
 
-    views = {p: Split(sums[bounds[i] : bounds[i + 1]], splits[p]) for i, p in enumerate(parts)}
+
+# ---------------------------------------------------------------- orchestration
+
+
+def _session_offsets(root, subject, sessions, betas_format, log):
+    """First trial (0-based, into masterordering) and trial count of each requested
+    session, and the first trial of every session 1..max(sessions) + 1.
+
+    Session s starts after all trials of sessions 1..s-1. The counts of
+    sessions not requested are read from their files' headers when present,
+    else assumed equal to the requested sessions' common count (NSD: 750).
+    """
+    counts = {s: nsd_tree.session_trial_count(root, subject, s, betas_format) for s in sessions}
+    offsets, starts, start = {}, {}, 0
+    for s in range(1, max(sessions) + 1):
+        if s in counts:
+            n = counts[s]
+        elif nsd_tree.betas_path(root, subject, s, betas_format).is_file():
+            n = nsd_tree.session_trial_count(root, subject, s, betas_format)
+        elif len(set(counts.values())) == 1:
+            n = next(iter(counts.values()))
+            log(f"{subject}: session {s} not present; assuming {n} trials as in the others")
+        else:
+            raise FileNotFoundError(
+                f"{subject}: session {s} is not requested and its betas are absent, so the "
+                f"trials of later sessions cannot be placed in masterordering"
+            )
+        starts[s] = start
+        if s in counts:
+            offsets[s] = start
+        start += n
+    starts[max(sessions) + 1] = start
+    return offsets, counts, starts
+
+
+def prepare_subject(
+    root,
+    subject: str,
+    *,
+    sessions,
+    protocol: str,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    betas_format: str = "nifti",
+    expected_voxels: int | None = None,
+    test_images: str = "seen_by_subject",
+    test_sessions: int | None = None,
+    expected_test_images: int | None = None,
+    min_train_images: int | None = None,
+    out_path,
+    log=None,
+) -> PreparedSubject:
+    """Prepare one subject of an NSD-layout tree and write ``out_path`` (see nrf.data.prepared).
+
+    Parameters
+    ----------
+    root : the tree's root folder
+    subject : "subjNN"
+    sessions : 1-based session numbers, strictly increasing
+    protocol : "paper" or "clean" (see the module docstring)
+    val_fraction, seed : the clean protocol's validation split
+    betas_format : "nifti" (betas_sessionNN.nii.gz) or "compact"
+        (betas_sessionNN.nsdgeneral.hdf5)
+    expected_voxels : if given, the number of nsdgeneral voxels must match
+    test_images, test_sessions : the test-image rule (see :func:`trial_plan`)
+    expected_test_images : if given, the number of test images must match
+        (907 on NSD with the authors' rule)
+    min_train_images : if given, stop before reading any betas when fewer
+        training images remain (the largest of the config's ``shots``)
+    log : a logging.Logger, a callable taking a str, or None (module logger)
+
+    Returns the PreparedSubject that was written.
+    """
+    log = as_logfn(log)
+    sessions = [int(s) for s in sessions]
+    if not sessions or sessions[0] < 1 or any(b <= a for a, b in zip(sessions, sessions[1:])):
+        raise ValueError(f"{subject}: sessions must be strictly increasing 1-based numbers, got {sessions}")
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    if betas_format not in nsd_tree.BETAS_FORMATS:
+        raise ValueError(f"betas_format must be one of {nsd_tree.BETAS_FORMATS}, got {betas_format!r}")
+    nsd_tree.subject_index(subject)
+
+    voxels = voxel_table(root, subject, expected_voxels=expected_voxels, log=log)
+    plan = trial_plan(
+        root, subject, sessions, protocol=protocol, val_fraction=val_fraction, seed=seed,
+        betas_format=betas_format, test_images=test_images, test_sessions=test_sessions, log=log,
+    )
+    n_test, n_train = len(plan.splits["test"]), len(plan.splits["train"])
+    if expected_test_images is not None and n_test != int(expected_test_images):
+        raise ValueError(
+            f"{subject}: {n_test:,} test images, expected {int(expected_test_images):,} (shared images "
+            f"shown within the first {test_sessions} sessions) — are all sessions read?"
+        )
+    if min_train_images is not None and n_train < int(min_train_images):
+        raise ValueError(
+            f"config key 'shots': {int(min_train_images):,} training images asked for, but {subject} has "
+            f"{n_train:,} in sessions {sessions} ({protocol} protocol); lower 'shots' or read more sessions"
+        )
+    means = accumulate_sessions(root, subject, voxels, plan, protocol=protocol, betas_format=betas_format, log=log)
+
+    bounds = plan.bounds
+    views = {p: Split(means[bounds[i] : bounds[i + 1]], plan.splits[p]) for i, p in enumerate(plan.parts)}
     if protocol == "paper":
         views["val"] = views["test"]
-    clean_attrs = {} if protocol == "paper" else {"seed": int(seed), "val_fraction": float(val_fraction)}
-    write_prepared(
-        out_path,
-        coords=coords,
-        voxel_ijk=voxel_ijk,
-        rois=rois,
-        ncsnr=ncsnr,
-        train=views["train"],
-        val=None if protocol == "paper" else views["val"],
-        test=views["test"],
-        subject=subject,
-        protocol=protocol,
-        grid_shape=grid_shape,
-        sessions=sessions,
-        val_is_test=protocol == "paper",
-        **clean_attrs,
+    attrs = {
+        "subject": subject,
+        "protocol": protocol,
+        "grid_shape": voxels.grid_shape,
+        "sessions": sessions,
+        "val_is_test": protocol == "paper",
+        "test_images": test_images,
+        "test_sessions": None if test_images == "seen_by_subject" else int(test_sessions),
+    }
+    if protocol == "clean":
+        attrs.update(seed=int(seed), val_fraction=float(val_fraction))
+    prepared = PreparedSubject(
+        coords=voxels.coords, voxel_ijk=voxels.voxel_ijk, rois=voxels.rois, ncsnr=voxels.ncsnr,
+        train=views["train"], val=views["val"], test=views["test"], attrs=attrs,
     )
+    write_prepared(out_path, prepared)
     log(f"{subject}: wrote {Path(out_path)}")
-    return PreparedSubject(
-        coords=coords,
-        voxel_ijk=voxel_ijk,
-        rois=rois,
-        ncsnr=ncsnr,
-        train=views["train"],
-        val=views["val"],
-        test=views["test"],
-        attrs={
-            "subject": subject,
-            "protocol": protocol,
-            "grid_shape": grid_shape,
-            "sessions": sessions,
-            "val_is_test": protocol == "paper",
-            **clean_attrs,
-        },
-    )
+    return prepared

@@ -20,7 +20,11 @@ Keys (n_voxels = brainmask > 0 & nsdgeneral > 0 on the func grid):
                           ascending; row r of responses is image_ids[r]
     for split in train, val, test.
         train : images with masterordering > n_shared (not shared)
-        test  : the shared images the subject saw
+        test  : shared images the subject saw; with test_images
+                "seen_by_all" (the default, the authors' rule) only those
+                shown within the first ``test_sessions`` sessions, i.e. seen
+                by every subject (907 on NSD); the other shared images are
+                dropped, as the authors drop them
         val   : protocol "paper": the test set itself (``val`` is an HDF5 hard
                 link to ``test``; attrs val_is_test = True), as the authors
                 stopped early on the test images. Protocol "clean": a seeded
@@ -31,6 +35,9 @@ attrs:
     grid_shape  : (3,) int32, the func grid (X, Y, Z)
     sessions    : (n_sessions,) int32, the 1-based sessions used
     val_is_test : bool
+    test_images : str, the test-image rule (seen_by_all | seen_by_subject)
+    test_sessions : int, seen_by_all: the sessions every NSD subject
+                  completed (shared images shown in them are the test set)
     seed        : int, the validation split's seed (protocol clean only)
     val_fraction: float, the fraction of training images held out (clean only)
 """
@@ -44,6 +51,7 @@ import h5py
 import numpy as np
 
 from nrf.atomic import atomic_output
+from nrf.checks import open_hdf5, require_finite
 from nrf.data import nsd_layout
 
 SPLITS = ("train", "val", "test")
@@ -120,48 +128,38 @@ def _check_split(name: str, split: Split, n_voxels: int) -> None:
         raise ValueError(f"split {name}: image_ids must be sorted ascending and unique")
 
 
-def write_prepared(
-    path,
-    *,
-    coords,
-    voxel_ijk,
-    rois: dict,
-    ncsnr,
-    train: Split,
-    val: Split | None,
-    test: Split,
-    subject: str,
-    protocol: str,
-    grid_shape,
-    sessions,
-    val_is_test: bool,
-    seed: int | None = None,
-    val_fraction: float | None = None,
-) -> None:
+def write_prepared(path, prepared: PreparedSubject) -> None:
     """Write a prepared subject atomically (nrf.atomic.atomic_output).
 
-    With ``val_is_test`` the ``val`` argument is ignored (pass None) and
-    ``val`` is written as a hard link to ``test``.
+    With ``attrs["val_is_test"]`` the ``val`` split is written as a hard link
+    to ``test`` (``prepared.val`` is ignored).
     """
     path = Path(path)
-    coords = np.asarray(coords, dtype=np.float32)
-    voxel_ijk = np.asarray(voxel_ijk, dtype=np.int32)
+    attrs = prepared.attrs
+    val_is_test = bool(attrs["val_is_test"])
+    coords = np.asarray(prepared.coords, dtype=np.float32)
+    voxel_ijk = np.asarray(prepared.voxel_ijk, dtype=np.int32)
     n_voxels = len(coords)
     if coords.shape != (n_voxels, 3) or voxel_ijk.shape != (n_voxels, 3):
         raise ValueError(f"coords {coords.shape} and voxel_ijk {voxel_ijk.shape} must both be (n_voxels, 3)")
-    ncsnr = np.asarray(ncsnr, dtype=np.float32)
+    ncsnr = np.asarray(prepared.ncsnr, dtype=np.float32)
     if ncsnr.shape != (n_voxels,):
         raise ValueError(f"ncsnr must be ({n_voxels},), got {ncsnr.shape}")
-    missing = [a for a in nsd_layout.ROI_ATLASES if a not in rois]
+    missing = [a for a in nsd_layout.ROI_ATLASES if a not in prepared.rois]
     if missing:
         raise ValueError(f"rois lacks atlases {missing}")
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
-    if not val_is_test and val is None:
+    if attrs["protocol"] not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {attrs['protocol']!r}")
+    if not val_is_test and prepared.val is None:
         raise ValueError("val is required unless val_is_test")
-    splits = {"train": train, "test": test} if val_is_test else {"train": train, "val": val, "test": test}
+    splits = {"train": prepared.train, "test": prepared.test}
+    if not val_is_test:
+        splits = {"train": prepared.train, "val": prepared.val, "test": prepared.test}
     for name, split in splits.items():
         _check_split(name, split, n_voxels)
+    require_finite(coords, name="coords", source=f"{path} (before writing)")
+    for name, split in splits.items():
+        require_finite(split.responses, name=f"{name}/responses", source=f"{path} (before writing)")
 
     with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
         f.create_dataset("coords", data=coords)
@@ -169,7 +167,7 @@ def write_prepared(
         f.create_dataset("ncsnr", data=ncsnr)
         g = f.create_group("roi")
         for atlas in nsd_layout.ROI_ATLASES:
-            labels = np.asarray(rois[atlas])
+            labels = np.asarray(prepared.rois[atlas])
             if labels.shape != (n_voxels,):
                 raise ValueError(f"roi/{atlas}: must be ({n_voxels},), got {labels.shape}")
             g.create_dataset(atlas, data=labels.astype(np.int16))
@@ -179,15 +177,18 @@ def write_prepared(
             g.create_dataset("image_ids", data=np.asarray(split.image_ids, dtype=np.int64))
         if val_is_test:
             f["val"] = f["test"]  # hard link: the same data under both names
-        f.attrs["subject"] = subject
-        f.attrs["protocol"] = protocol
-        f.attrs["grid_shape"] = np.asarray(grid_shape, dtype=np.int32)
-        f.attrs["sessions"] = np.asarray(sessions, dtype=np.int32)
-        f.attrs["val_is_test"] = bool(val_is_test)
-        if seed is not None:
-            f.attrs["seed"] = int(seed)
-        if val_fraction is not None:
-            f.attrs["val_fraction"] = float(val_fraction)
+        f.attrs["subject"] = attrs["subject"]
+        f.attrs["protocol"] = attrs["protocol"]
+        f.attrs["grid_shape"] = np.asarray(attrs["grid_shape"], dtype=np.int32)
+        f.attrs["sessions"] = np.asarray(attrs["sessions"], dtype=np.int32)
+        f.attrs["val_is_test"] = val_is_test
+        for key in ("test_images", "test_sessions"):
+            if attrs.get(key) is not None:
+                f.attrs[key] = attrs[key]
+        if attrs.get("seed") is not None:
+            f.attrs["seed"] = int(attrs["seed"])
+        if attrs.get("val_fraction") is not None:
+            f.attrs["val_fraction"] = float(attrs["val_fraction"])
 
 
 def _attr(value):
@@ -213,7 +214,7 @@ def load_prepared(path, splits=SPLITS) -> PreparedSubject:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: prepared subject not found — run the prepare rule first")
-    with h5py.File(path, "r") as f:
+    with open_hdf5(path, what="prepared subject") as f:
         attrs = {k: _attr(v) for k, v in f.attrs.items()}
         attrs["grid_shape"] = tuple(int(x) for x in np.atleast_1d(attrs["grid_shape"]))
         attrs["sessions"] = [int(x) for x in np.atleast_1d(attrs["sessions"])]
@@ -226,14 +227,14 @@ def load_prepared(path, splits=SPLITS) -> PreparedSubject:
                 loaded["val"] = loaded["test"]
                 continue
             g = f[name]
-            loaded[name] = Split(
-                responses=g["responses"][()].astype(np.float32, copy=False),
-                image_ids=g["image_ids"][()].astype(np.int64, copy=False),
-            )
+            responses = g["responses"][()].astype(np.float32, copy=False)
+            require_finite(responses, name=f"{name}/responses", source=path)
+            loaded[name] = Split(responses=responses, image_ids=g["image_ids"][()].astype(np.int64, copy=False))
         if attrs["val_is_test"] and loaded["val"] is not None and "test" in splits:
             loaded["test"] = loaded["val"]
+        coords = require_finite(f["coords"][()].astype(np.float32, copy=False), name="coords", source=path)
         return PreparedSubject(
-            coords=f["coords"][()].astype(np.float32, copy=False),
+            coords=coords,
             voxel_ijk=f["voxel_ijk"][()].astype(np.int32, copy=False),
             rois={atlas: f[f"roi/{atlas}"][()] for atlas in f["roi"]},
             ncsnr=f["ncsnr"][()],
