@@ -1,9 +1,9 @@
 """Training NRFs and the linear baseline on cached image features.
 
-NRF (DESIGN.md §1): each step draws ``batch_images`` training images and
-``batch_voxels`` voxels at random (one voxel set shared by the images of the
-step, so the coordinate half of the first layer is computed once per voxel)
-from a ``torch.Generator`` seeded by ``seed``; the loss is
+NRF (DESIGN.md §1): each step draws ``batch_images`` training images and,
+for each of them, ``batch_voxels`` voxels at random (``voxel_sampling:
+per_image``, the authors' code; ``shared`` draws one voxel set for all images
+of the step) from a ``torch.Generator`` seeded by ``seed``; the loss is
 (1 - alpha) * MSE - alpha * mean cosine similarity, the cosine taken over the
 sampled voxels of each image; AdamW. Every ``eval_every`` steps the model
 predicts all validation images at all voxels (chunked) and is scored by the
@@ -17,8 +17,11 @@ Linear baseline: AdamW for ``epochs`` epochs over shuffled minibatches of
 ``batch_images`` images (all voxels), MSE loss, learning rate decaying
 linearly from ``lr`` to 0; the state with the lowest validation MSE is kept.
 
-bf16 autocast is used on CUDA only; on CPU everything runs in float32 and
-the same seed on the same data gives identical weights.
+With ``precision: bf16``, bf16 autocast is used on CUDA only (the Fourier
+features and the coordinate half of the first layer stay float32); ``fp32``
+is what the authors trained with. On CPU everything runs in float32 and the
+same seed on the same data gives identical weights. A non-finite loss stops
+training with the step and the data named.
 """
 
 from __future__ import annotations
@@ -41,6 +44,9 @@ from nrf.models.nrf import NRF, NRFConfig, set_trainable
 
 logger = logging.getLogger(__name__)
 
+VOXEL_SAMPLING = ("per_image", "shared")
+PRECISIONS = ("bf16", "fp32")
+
 
 @dataclass
 class TrainConfig:
@@ -52,8 +58,11 @@ class TrainConfig:
     budget of max_steps, final state kept), min_steps (no early stop before),
     trainable ("all" | "image_block" | "predictor").
     Linear: epochs, batch_images, lr (decays linearly to 0), weight_decay.
-    Both: seed (initial weights and sampling), device, amp (bf16 autocast,
-    CUDA only), eval_chunk_images x eval_chunk_voxels (prediction chunk).
+    NRF also: voxel_sampling ("per_image": a fresh voxel set for each image of
+    a step, as the authors; "shared": one set for the whole step).
+    Both: seed (initial weights and sampling), device, precision ("bf16":
+    bf16 autocast on CUDA; "fp32"), eval_chunk_images x eval_chunk_voxels
+    (prediction chunk).
     """
 
     batch_images: int = 32
@@ -69,9 +78,18 @@ class TrainConfig:
     epochs: int = 150
     seed: int = 0
     device: str = "cpu"
-    amp: bool = True
+    voxel_sampling: str = "per_image"
+    precision: str = "bf16"
     eval_chunk_images: int = 64
     eval_chunk_voxels: int = 4096
+
+    def __post_init__(self):
+        if self.voxel_sampling not in VOXEL_SAMPLING:
+            raise ValueError(f"voxel_sampling must be one of {VOXEL_SAMPLING}, got {self.voxel_sampling!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.min_steps > self.max_steps:
+            raise ValueError(f"min_steps={self.min_steps} exceeds max_steps={self.max_steps}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -101,6 +119,23 @@ class EncodingSplit:
         return len(self.responses)
 
 
+def sample_voxels(n_vox: int, k: int, n_img: int, mode: str, gen: torch.Generator) -> torch.Tensor:
+    """Voxel columns of one step: (k,) shared by all images, or (n_img, k) one
+    set per image (``per_image``); each set is drawn without replacement."""
+    if mode == "shared":
+        return torch.randperm(n_vox, generator=gen)[:k]
+    return torch.rand(n_img, n_vox, generator=gen).argsort(dim=1)[:, :k]
+
+
+def _check_loss(loss, step: int, source: str) -> None:
+    value = float(loss)
+    if not math.isfinite(value):
+        raise FloatingPointError(
+            f"training loss is {value} at step {step} on {source}: the inputs hold non-finite values "
+            f"or training diverged (lower lr?) — no checkpoint was written"
+        )
+
+
 def nrf_loss(pred: torch.Tensor, target: torch.Tensor, alpha: float = 0.1) -> torch.Tensor:
     """(1 - alpha) * MSE - alpha * mean over images of the cosine similarity
     between predicted and measured responses across voxels.
@@ -121,8 +156,8 @@ def _take(features: dict[str, torch.Tensor], rows: torch.Tensor, device) -> dict
     return {k: v[rows].to(device, non_blocking=True) for k, v in features.items()}
 
 
-def _autocast(device: torch.device, amp: bool):
-    if amp and device.type == "cuda":
+def _autocast(device: torch.device, precision: str):
+    if precision == "bf16" and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return nullcontext()
 
@@ -140,7 +175,7 @@ def predict(
     chunk_images: int = 64,
     chunk_voxels: int = 4096,
     device: str | torch.device | None = None,
-    amp: bool = True,
+    precision: str = "bf16",
 ) -> np.ndarray:
     """Predicted responses of every image at every voxel: (n_img, n_vox) float32.
 
@@ -161,7 +196,7 @@ def predict(
             coords = torch.as_tensor(np.asarray(coords_mm), dtype=torch.float32).to(device)
             for i in range(0, n_img, chunk_images):
                 rows = torch.arange(i, min(i + chunk_images, n_img))
-                with _autocast(device, amp):
+                with _autocast(device, precision):
                     img = model.image_code(_take(feats, rows, device))
                     cols = []
                     for j in range(0, len(coords), chunk_voxels):
@@ -171,7 +206,7 @@ def predict(
         else:
             for i in range(0, n_img, chunk_images):
                 rows = torch.arange(i, min(i + chunk_images, n_img))
-                with _autocast(device, amp):
+                with _autocast(device, precision):
                     out.append(model(_take(feats, rows, device)).float().cpu())
     finally:
         model.train(was_training)
@@ -185,7 +220,7 @@ def evaluate(
     config = config or TrainConfig()
     pred = predict(
         model, split.features, coords_mm, chunk_images=config.eval_chunk_images,
-        chunk_voxels=config.eval_chunk_voxels, device=config.device, amp=config.amp,
+        chunk_voxels=config.eval_chunk_voxels, device=config.device, precision=config.precision,
     )
     s = summarise(pearson_per_voxel(pred, split.responses), mse_per_voxel(pred, split.responses))
     return {"median_r": s["median_r"], "mean_r": s["mean_r"], "mse": s["mean_mse"]}
@@ -201,6 +236,7 @@ def train_nrf(
     model_config: NRFConfig | None = None,
     model: NRF | None = None,
     log: logging.Logger | None = None,
+    source: str = "the training data",
 ) -> tuple[NRF, list[dict]]:
     """Train (or, given ``model``, finetune) an NRF.
 
@@ -211,6 +247,7 @@ def train_nrf(
     config : TrainConfig
     model_config : sizes of a new NRF (initialised from ``config.seed``)
     model : an existing NRF to continue from (finetuning); updated in place
+    source : the files trained on, named if the loss turns non-finite
 
     Returns
     -------
@@ -250,18 +287,22 @@ def train_nrf(
     history: list[dict] = []
     best, best_state, bad = -math.inf, None, 0
     running, n_running, t0 = 0.0, 0, time.perf_counter()
+    check_every_step = device.type == "cpu"  # on a GPU a per-step check would sync; records check
     log.info(
-        "NRF: %d training images, %d voxels, %d steps max, batch %d x %d, trainable=%s",
-        n_train, n_vox, config.max_steps, n_img_step, n_vox_step, config.trainable,
+        "NRF: %d training images, %d voxels, %d steps max, batch %d x %d (%s voxels), trainable=%s",
+        n_train, n_vox, config.max_steps, n_img_step, n_vox_step, config.voxel_sampling, config.trainable,
     )
     try:
         for step in range(1, config.max_steps + 1):
             rows = torch.randperm(n_train, generator=gen)[:n_img_step]
-            cols = torch.randperm(n_vox, generator=gen)[:n_vox_step]
-            target = responses[rows][:, cols].to(device, non_blocking=True)
-            with _autocast(device, config.amp):
+            cols = sample_voxels(n_vox, n_vox_step, len(rows), config.voxel_sampling, gen)
+            target = torch.gather(responses[rows], 1, cols) if cols.ndim == 2 else responses[rows][:, cols]
+            target = target.to(device, non_blocking=True)
+            with _autocast(device, config.precision):
                 pred = model(_take(feats, rows, device), coords_t[cols.to(device)])
             loss = nrf_loss(pred.float(), target, config.alpha)
+            if check_every_step:
+                _check_loss(loss.detach(), step, source)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -272,6 +313,7 @@ def train_nrf(
             if step % eval_every and not last:
                 continue
             record = {"step": step, "train_loss": float(running) / n_running}
+            _check_loss(record["train_loss"], step, source)
             running, n_running = 0.0, 0
             if val is not None:
                 scores = evaluate(model, val, coords, config)
@@ -307,6 +349,7 @@ def train_linear(
     *,
     model: LinearEncoder | None = None,
     log: logging.Logger | None = None,
+    source: str = "the training data",
 ) -> tuple[LinearEncoder, list[dict]]:
     """Train the linear baseline from ``features["embedding"]`` to all voxels.
 
@@ -339,7 +382,7 @@ def train_linear(
         total_loss = 0.0
         for i in range(0, n_train, batch):
             rows = perm[i : i + batch]
-            with _autocast(device, config.amp):
+            with _autocast(device, config.precision):
                 pred = model(emb[rows].to(device))
             loss = F.mse_loss(pred.float(), responses[rows].to(device))
             opt.zero_grad(set_to_none=True)
@@ -349,6 +392,7 @@ def train_linear(
             step += 1
             total_loss += float(loss.detach()) * len(rows)
         record = {"epoch": epoch, "step": step, "train_loss": total_loss / n_train}
+        _check_loss(record["train_loss"], step, source)
         if val is not None:
             val_emb = EncodingSplit({"embedding": val.features["embedding"]}, val.responses)
             scores = evaluate(model, val_emb, None, config)

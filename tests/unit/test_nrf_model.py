@@ -90,3 +90,40 @@ def test_init_seed_and_trainable():
     assert not any(p.requires_grad for p in a.merger_deep.parameters())
     with pytest.raises(ValueError, match="trainable"):
         set_trainable(a, "merger")
+
+
+def test_per_image_coordinates_equal_concat(rng):
+    # a voxel set per image (the authors' sampling): still exactly the concatenation
+    cfg = NRFConfig(**SMALL)
+    model = NRF(cfg, init_seed=0)
+    feats = _features(rng, 4, cfg)
+    coords = torch.as_tensor(rng.uniform(-60, 60, size=(4, 9, 3)), dtype=torch.float32)
+    split = model(feats, coords)
+    assert split.shape == (4, 9)
+    torch.testing.assert_close(split, model.forward_concat(feats, coords), atol=1e-5, rtol=0)
+    # image i at its own voxels equals the shared-voxel forward of that image
+    alone = model({k: v[2:3] for k, v in feats.items()}, coords[2])
+    torch.testing.assert_close(split[2:3], alone, atol=1e-6, rtol=0)
+
+
+def test_coordinate_half_stays_float32_under_bf16_autocast(rng):
+    # sigma = 32 gives phases of hundreds of radians: bf16 would move them by ~0.3 rad
+    cfg = NRFConfig(**{**SMALL, "fourier_features": 32, "fourier_scale": 32.0, "fourier_seed": 42})
+    model = NRF(cfg, init_seed=0)
+    coords = torch.as_tensor(rng.uniform(-70, 70, size=(500, 3)), dtype=torch.float32)
+    gamma32, code32 = model.coord_features(coords), model.coord_code(coords)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        gamma16, code16 = model.coord_features(coords), model.coord_code(coords)
+        # what the phases would be if autocast reached them
+        phases_bf16 = normalise_coords(coords, cfg.coord_box) @ model.fourier.B.to(torch.bfloat16)
+    assert gamma16.dtype == code16.dtype == torch.float32
+    assert torch.equal(gamma16, gamma32) and torch.equal(code16, code32)
+    phases32 = normalise_coords(coords, cfg.coord_box) @ model.fourier.B
+    assert (phases_bf16.float() - phases32).abs().max() > 0.1  # the error the guard removes
+
+
+def test_fourier_seed_42_gives_the_authors_B():
+    # their B: numpy default_rng(seed=42).normal(scale=std, size=(3, num_features)) as float32
+    expected = np.random.default_rng(seed=42).normal(scale=32.0, size=(3, 32)).astype(np.float32)
+    model = NRF(NRFConfig(**{**SMALL, "fourier_features": 32, "fourier_scale": 32.0, "fourier_seed": 42}))
+    np.testing.assert_array_equal(model.fourier.B.numpy(), expected)

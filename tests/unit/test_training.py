@@ -17,7 +17,7 @@ import torch
 from nrf import encoding
 from nrf.data import nsd_layout
 from nrf.data.prepared import Split as PreparedSplit
-from nrf.data.prepared import write_prepared
+from nrf.data.prepared import PreparedSubject, write_prepared
 from nrf.models.nrf import NRF, NRFConfig
 from nrf.training import EncodingSplit, TrainConfig, evaluate, nrf_loss, predict, train_linear, train_nrf
 
@@ -137,12 +137,12 @@ def _write_files(tmp_path, rng):
     n_vox = len(coords)
     split = lambda s: PreparedSplit(responses[s], ids[s])  # noqa: E731
     prepared = tmp_path / "prepared.hdf5"
-    write_prepared(
-        prepared, coords=coords, voxel_ijk=np.zeros((n_vox, 3), np.int32),
+    write_prepared(prepared, PreparedSubject(
+        coords=coords, voxel_ijk=np.zeros((n_vox, 3), np.int32),
         rois={a: np.zeros(n_vox, np.int16) for a in nsd_layout.ROI_ATLASES}, ncsnr=np.ones(n_vox),
         train=split(slice(0, 40)), val=split(slice(40, 50)), test=split(slice(50, 60)),
-        subject="subj01", protocol="clean", grid_shape=(4, 4, 4), sessions=[1], val_is_test=False,
-    )
+        attrs=dict(subject="subj01", protocol="clean", grid_shape=(4, 4, 4), sessions=[1], val_is_test=False),
+    ))
     feats = tmp_path / "features.hdf5"
     with h5py.File(feats, "w") as f:
         f["image_ids"] = ids
@@ -191,3 +191,32 @@ def test_encoding_files(tmp_path, rng, kind):
         )
         for k, v in ckpt["state_dict"].items():
             assert torch.equal(v, tuned["state_dict"][k]), k
+
+
+def test_per_image_voxel_sampling_draws_a_set_per_image():
+    from nrf.training import sample_voxels
+
+    gen = torch.Generator().manual_seed(0)
+    cols = sample_voxels(500, 40, 8, "per_image", gen)
+    assert cols.shape == (8, 40)
+    assert all(len(set(row.tolist())) == 40 for row in cols)  # without replacement
+    assert len({tuple(sorted(row.tolist())) for row in cols}) == 8  # a fresh set for each image
+    shared = sample_voxels(500, 40, 8, "shared", gen)
+    assert shared.shape == (40,)
+
+
+@pytest.mark.parametrize("mode", ["per_image", "shared"])
+def test_both_sampling_modes_learn(problem, mode):
+    train, val, coords = problem
+    cfg = TrainConfig(**FAST, max_steps=150, eval_every=50, patience=None, voxel_sampling=mode)
+    model, history = train_nrf(train, val, coords, cfg, model_config=MODEL)
+    assert history[-1]["val_median_r"] > 0.4, history[-1]
+
+
+def test_non_finite_loss_stops_with_step_and_source(problem):
+    train, val, coords = problem
+    bad = EncodingSplit(train.features, train.responses.copy())
+    bad.responses[:, ::2] = np.nan  # every sample of voxels meets one
+    cfg = TrainConfig(**{**FAST, "batch_images": 110}, max_steps=5, eval_every=5, patience=None)
+    with pytest.raises(FloatingPointError, match=r"step 1 on prepared/subj02.hdf5"):
+        train_nrf(bad, val, coords, cfg, model_config=MODEL, source="prepared/subj02.hdf5")

@@ -145,6 +145,11 @@ class TokenMerger(nn.Module):
         return self.fuse(torch.flatten(x, start_dim=1))
 
 
+def _full_precision(like: torch.Tensor):
+    """Switch autocast off on ``like``'s device (float32 math inside)."""
+    return torch.autocast(device_type=like.device.type, enabled=False)
+
+
 @contextlib.contextmanager
 def _seeded(seed: int | None):
     """Run a block with torch's CPU generator seeded, restoring it after."""
@@ -199,9 +204,14 @@ class NRF(nn.Module):
         return torch.cat([merged, emb], dim=-1)
 
     def coord_features(self, coords_mm: torch.Tensor) -> torch.Tensor:
-        """γ(x) of MNI coordinates (n_vox, 3) mm -> (n_vox, 2m)."""
+        """γ(x) of MNI coordinates (..., 3) mm -> (..., 2m), always in float32.
+
+        With σ = 32 the phases x·B reach hundreds of radians; bf16 would put
+        ~0.3 rad of error on them, so autocast is switched off here.
+        """
         coords = torch.as_tensor(coords_mm, dtype=torch.float32, device=self.fourier.B.device)
-        return self.fourier(normalise_coords(coords, self.config.coord_box))
+        with _full_precision(coords):
+            return self.fourier(normalise_coords(coords, self.config.coord_box))
 
     # -- split first layer -----------------------------------------------------
     def _first_weights(self):
@@ -215,9 +225,12 @@ class NRF(nn.Module):
         return F.linear(self.image_embedding(features), w_g, b)
 
     def coord_code(self, coords_mm: torch.Tensor) -> torch.Tensor:
-        """Coordinate part of the first layer, W_c γ(x): (n_vox, width)."""
+        """Coordinate part of the first layer, W_c γ(x): (..., 3) -> (..., width),
+        in float32 whatever autocast is active (its inputs are phases)."""
         _, w_c, _ = self._first_weights()
-        return F.linear(self.coord_features(coords_mm), w_c)
+        gamma = self.coord_features(coords_mm)
+        with _full_precision(gamma):
+            return F.linear(gamma, w_c.float())
 
     def head(self, first: torch.Tensor) -> torch.Tensor:
         """The predictor after its first linear layer: (..., width) -> (...)."""
@@ -227,21 +240,26 @@ class NRF(nn.Module):
         return x.squeeze(-1)
 
     def forward_codes(self, image_code: torch.Tensor, coord_code: torch.Tensor) -> torch.Tensor:
-        """Responses from precomputed codes (n_img, width) and (n_vox, width)."""
-        return self.head(image_code[:, None, :] + coord_code[None, :, :])
+        """Responses from precomputed codes: image (n_img, width) and coordinate
+        (n_vox, width) shared by all images, or (n_img, n_vox, width) per image."""
+        if coord_code.ndim == 2:
+            coord_code = coord_code[None, :, :]
+        return self.head(image_code[:, None, :] + coord_code)
 
     def forward(self, features: Mapping[str, torch.Tensor], coords_mm: torch.Tensor) -> torch.Tensor:
-        """(n_img, n_vox) predicted responses."""
+        """(n_img, n_vox) predicted responses at ``coords_mm``: (n_vox, 3) the
+        same voxels for every image, or (n_img, n_vox, 3) a voxel set per image."""
         return self.forward_codes(self.image_code(features), self.coord_code(coords_mm))
 
     def forward_concat(self, features: Mapping[str, torch.Tensor], coords_mm: torch.Tensor) -> torch.Tensor:
-        """Reference: concatenate [G(M), γ(x)] for every pair, then the full MLP."""
+        """Reference (the authors' route): concatenate [G(M), γ(x)] for every
+        pair, then the full MLP. ``coords_mm`` as in :meth:`forward`."""
         g = self.image_embedding(features)
         c = self.coord_features(coords_mm)
-        n_img, n_vox = g.shape[0], c.shape[0]
-        pairs = torch.cat(
-            [g[:, None, :].expand(n_img, n_vox, -1), c[None, :, :].expand(n_img, n_vox, -1)], dim=-1
-        )
+        if c.ndim == 2:
+            c = c[None].expand(g.shape[0], -1, -1)
+        n_img, n_vox = c.shape[:2]
+        pairs = torch.cat([g[:, None, :].expand(n_img, n_vox, -1).to(c.dtype), c], dim=-1)
         return self.head(self.predictor[0](pairs))
 
 
