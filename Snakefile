@@ -19,12 +19,27 @@ include: "rules/encoders.smk"
 include: "rules/report.smk"
 
 
+# Named targets: inputs only, no wildcards, so each can be built alone
+# (`snakemake table1`). The rules that make the files are in rules/.
+
+
 rule all:
     default_target: True
     input:
-        "results/{dataset}/tables/table1.csv".format(dataset=config["dataset"]),
+        TABLES,
+        FIGURES,
 
 
 rule all_tables:
     input:
-        "results/{dataset}/tables/table1.csv".format(dataset=config["dataset"]),
+        TABLES,
+
+
+rule all_figures:
+    input:
+        FIGURES,
+
+
+rule table1:
+    input:
+        table_files("table1"),

@@ -1,19 +1,27 @@
 # Config validation, wildcard constraints and the small get_* helpers the
 # rules share. Validation runs at start-up, before any job.
+import os
 import sys
 from pathlib import Path
 
-# The library in src/ is importable here whether or not it was pip-installed;
-# rule scripts find it through the link workflow_scripts/nrf (Snakemake puts
-# a script's folder on its path), so conda and cluster jobs need no install.
-sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+# Every job imports the library next to this Snakefile, whatever copy of nrf
+# a virtual environment holds (an editable install of another clone, or a
+# non-editable one): src/ goes first on this process's path and, through
+# PYTHONPATH, on every job's, local, conda or cluster alike.
+LIBRARY = str(Path(workflow.basedir) / "src")
+sys.path.insert(0, LIBRARY)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [LIBRARY] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+)
 
-from nrf.config import ConfigError, sessions_for, validate_config
+from nrf.config import ConfigError, sessions_for, test_sessions, validate_config
 from nrf.data import nsd_layout
 from nrf.data.compact_betas import compact_key
 
 try:
-    config.update(validate_config(config))
+    config.update(
+        validate_config(config, Path(workflow.basedir) / "schemas" / "config.schema.yaml")
+    )
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
 
@@ -113,6 +121,25 @@ def get_expected_voxels(wildcards):
     return None
 
 
+def get_expected_test_images(wildcards):
+    """NSD's 907 shared images seen by every subject are asserted when all of
+    the first 30 sessions are read; a simulated tree has its own count."""
+    if (
+        DATASET == "nsd"
+        and config["nsd"]["check_voxel_counts"]
+        and config["test_images"] == "seen_by_all"
+        and len(sessions_for(config, wildcards.subject)) >= test_sessions(config)
+    ):
+        return nsd_layout.NSD_TEST_IMAGES_SEEN_BY_ALL
+    return None
+
+
+def trials_per_session():
+    if DATASET == "nsd":
+        return config["nsd"]["trials_per_session"]
+    return config["simulation"]["trials_per_session"]
+
+
 def prepared(subject):
     return f"results/{DATASET}/prepared/{subject}.hdf5"
 
@@ -131,3 +158,13 @@ def get_model_options(wildcards):
 
 def get_train_options(wildcards):
     return config["train"] if wildcards.model == "nrf" else config["linear"]
+
+
+def table_files(name):
+    """The files one paper table is written to (CSV, Markdown, HTML)."""
+    return [f"results/{DATASET}/tables/{name}.{ext}" for ext in ("csv", "md", "html")]
+
+
+# Every table and figure the targets in the Snakefile build.
+TABLES = table_files("table1")
+FIGURES = []

@@ -36,7 +36,7 @@ rule prepare_subject:
     conda:
         "../envs/data.yaml"
     resources:
-        mem_mb=16000,
+        mem_mb=config["mem_mb"]["prepare"],
         runtime=120,
     params:
         root=get_tree_root,
@@ -46,5 +46,9 @@ rule prepare_subject:
         seed=config["seed"],
         betas_format=betas_format(),
         expected_voxels=get_expected_voxels,
+        test_images=config["test_images"],
+        test_sessions=test_sessions(config),
+        expected_test_images=get_expected_test_images,
+        min_train_images=max(config["shots"]),
     script:
         "../workflow_scripts/prepare_subject.py"

@@ -15,7 +15,7 @@ rule train_encoder:
         "../envs/torch.yaml"
     threads: 1
     resources:
-        mem_mb=8000,
+        mem_mb=config["mem_mb"]["train"],
         runtime=720,
         gpu=1 if DATASET == "nsd" else 0,
     params:
@@ -43,7 +43,7 @@ rule predict_test:
         "../envs/torch.yaml"
     threads: 1
     resources:
-        mem_mb=8000,
+        mem_mb=config["mem_mb"]["predict"],
         runtime=60,
         gpu=1 if DATASET == "nsd" else 0,
     params:

@@ -1,10 +1,12 @@
-# The frozen image block, computed once per image and cached.
+# The frozen image block, computed once per image and cached. The cache
+# depends on the images the subjects saw (from the experiment design), not on
+# their prepared responses: re-preparing a subject re-extracts nothing.
 
 
 rule extract_features:
     input:
         stimuli=tree(stimuli_key()),
-        prepared=[prepared(s) for s in SUBJECTS],
+        expdesign=tree(nsd_layout.EXPDESIGN),
     output:
         "results/{dataset}/features/{extractor}.hdf5",
     log:
@@ -15,12 +17,14 @@ rule extract_features:
         "../envs/torch.yaml"
     threads: 2
     resources:
-        mem_mb=16000,
+        mem_mb=config["mem_mb"]["features"],
         runtime=240,
         gpu=1 if EXTRACTOR == "clip_vitb16" else 0,
     params:
         extractor=EXTRACTOR,
         options=config["features"],
         device=config["device"],
+        sessions={s: len(sessions_for(config, s)) for s in SUBJECTS},
+        trials_per_session=trials_per_session(),
     script:
         "../workflow_scripts/extract_features.py"

@@ -1,20 +1,25 @@
-# Paper tables: this run's numbers beside the paper's.
+# Paper tables: this run's numbers beside the paper's, as CSV, Markdown and
+# an HTML page that the report shows inline. The named targets (table1, ...)
+# are in the Snakefile.
 
 
-rule table1:
+rule build_table1:
     input:
         linear=scores("linear"),
         nrf=scores("nrf"),
         paper=PAPER_TABLES,
     output:
-        csv=report(
-            "results/{dataset}/tables/table1.csv",
+        csv="results/{dataset}/tables/table1.csv",
+        md="results/{dataset}/tables/table1.md",
+        html=report(
+            "results/{dataset}/tables/table1.html",
             caption="../report/table1.rst",
             category="Tables",
         ),
-        md="results/{dataset}/tables/table1.md",
     log:
-        "logs/table1/{dataset}.log",
+        "logs/build_table1/{dataset}.log",
+    benchmark:
+        "benchmarks/runs/build_table1/{dataset}.tsv"
     conda:
         "../envs/data.yaml"
     resources:
@@ -24,5 +29,6 @@ rule table1:
         subjects=SUBJECTS,
         protocol=config["protocol"],
         dataset=DATASET,
+        test_images=config["test_images"],
     script:
         "../workflow_scripts/table1.py"

@@ -1,14 +1,16 @@
 from nrf.runlog import start
 
 log = start(snakemake)
-from nrf.features.pipeline import extract_for_subjects  # noqa: E402
+from nrf.features.pipeline import extract_seen_images  # noqa: E402
 
 p = snakemake.params
-extract_for_subjects(
+extract_seen_images(
     p.extractor,
     p.options,
     stimuli_path=snakemake.input.stimuli,
-    prepared_paths=snakemake.input.prepared,
+    expdesign_path=snakemake.input.expdesign,
+    sessions=p.sessions,
+    trials_per_session=p.trials_per_session,
     out_path=snakemake.output[0],
     device=p.device,
     log=log,

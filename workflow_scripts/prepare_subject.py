@@ -13,6 +13,10 @@ prepare_subject(
     seed=p.seed,
     betas_format=p.betas_format,
     expected_voxels=p.expected_voxels,
+    test_images=p.test_images,
+    test_sessions=p.test_sessions,
+    expected_test_images=p.expected_test_images,
+    min_train_images=p.min_train_images,
     out_path=snakemake.output[0],
     log=log,
 )

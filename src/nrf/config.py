@@ -7,16 +7,14 @@ before any job starts, with a message naming the key and what it allows.
 from __future__ import annotations
 
 import copy
-from pathlib import Path
+from urllib.parse import urlparse
 
 import jsonschema
 import yaml
 
 from nrf.data.nsd_layout import NSD_SESSIONS
-
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
 # Sections a dataset's preset fills and a top-level key overrides.
-MODEL_SECTIONS = ("features", "nrf", "train", "linear")
+MODEL_SECTIONS = ("mem_mb", "features", "nrf", "train", "linear")
 # Training images per subject in real NSD: 10,000 minus the 1,000 shared.
 NSD_TRAIN_IMAGES = 9000
 
@@ -25,7 +23,8 @@ class ConfigError(ValueError):
     """A config value the pipeline cannot run with."""
 
 
-def load_schema(path=SCHEMA_PATH) -> dict:
+def load_schema(path) -> dict:
+    """The config schema; its path comes from the workflow (schemas/ beside the Snakefile)."""
     with open(path) as f:
         return yaml.safe_load(f)
 
@@ -77,14 +76,40 @@ def section_defaults(schema: dict, section: str) -> dict:
     return {k: copy.deepcopy(v["default"]) for k, v in props.items() if "default" in v}
 
 
-def validate_config(config: dict, schema: dict | None = None) -> dict:
+def _coerce(value, schema: dict, root: dict):
+    """Numbers that arrive as strings (Snakemake's ``--config 'train={lr: 0.001}'``
+    hands nested values over as text) become numbers where the schema wants one."""
+    if "$ref" in schema:
+        schema = _resolve_ref(schema["$ref"], root)
+    kind = schema.get("type")
+    if isinstance(value, str) and kind in ("number", "integer"):
+        try:
+            number = yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value
+        if isinstance(number, (int, float)) and not isinstance(number, bool):
+            return float(number) if kind == "number" else (int(number) if float(number).is_integer() else value)
+        return value
+    if isinstance(value, dict):
+        props = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        return {
+            k: _coerce(v, props.get(k, extra if isinstance(extra, dict) else {}), root) for k, v in value.items()
+        }
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [_coerce(v, schema["items"], root) for v in value]
+    return value
+
+
+def validate_config(config: dict, schema_path) -> dict:
     """Validate ``config``, fill defaults and resolve presets; return a new dict.
 
     Each model section (features, nrf, train, linear) is resolved as
     schema defaults <- ``presets[dataset]`` <- the top-level section.
+    ``schema_path`` is the workflow's schemas/config.schema.yaml.
     """
-    schema = schema or load_schema()
-    config = copy.deepcopy(dict(config))
+    schema = load_schema(schema_path)
+    config = _coerce(copy.deepcopy(dict(config)), schema, schema)
     errors = sorted(
         jsonschema.Draft202012Validator(schema).iter_errors(config), key=lambda e: list(e.absolute_path)
     )
@@ -113,19 +138,40 @@ def training_images(config: dict) -> int:
     return NSD_TRAIN_IMAGES
 
 
+def test_sessions(config: dict) -> int:
+    """Sessions every subject of the dataset completed: the shared images shown
+    within them are the test set under ``test_images: seen_by_all``.
+
+    NSD: the fewest sessions any of its eight subjects completed (30), so the
+    set is the same for every subject (907 images). A simulated tree gives
+    all its subjects the same sessions, so there it is every shared image.
+    """
+    if config["dataset"] == "nsd":
+        return min(NSD_SESSIONS.values())
+    return len(_simulated_sessions(config))
+
+
+def _simulated_sessions(config: dict) -> list[int]:
+    sim = config["simulation"]
+    trials = (sim["n_train_images"] + sim["n_test_images"]) * sim["repeats"]
+    return list(range(1, trials // sim["trials_per_session"] + 1))
+
+
 def sessions_for(config: dict, subject: str) -> list[int]:
     """1-based session numbers of ``subject`` the run reads."""
     if subject in config["sessions"]:
         return list(range(1, config["sessions"][subject] + 1))
     if config["dataset"] == "simulated":
-        sim = config["simulation"]
-        trials = (sim["n_train_images"] + sim["n_test_images"]) * sim["repeats"]
-        return list(range(1, trials // sim["trials_per_session"] + 1))
+        return _simulated_sessions(config)
     return list(range(1, NSD_SESSIONS[subject] + 1))
 
 
 def _check_sizes(config: dict) -> None:
-    """Checks across keys that a schema cannot express."""
+    """Checks across keys that a schema cannot express.
+
+    ``shots`` against a ``sessions:`` subset is checked where the trials are
+    known: by the preparation rule, before it reads any betas.
+    """
     n_train = training_images(config)
     if config["protocol"] == "clean":
         n_train = int(n_train * (1 - config["val_fraction"]))
@@ -141,6 +187,24 @@ def _check_sizes(config: dict) -> None:
             raise ConfigError(
                 f"config key 'sessions.{subject}': {n} sessions, but NSD released {limit}; allowed values: 1..{limit}"
             )
+    ignored = sorted(set(config["sessions"]) - set(config["subjects"]))
+    if ignored:
+        raise ConfigError(
+            f"config key 'sessions': {', '.join(ignored)} not in 'subjects' ({', '.join(config['subjects'])}); "
+            "a session count for a subject that is not run would be silently ignored"
+        )
+    for section in ("train",):
+        if config[section]["min_steps"] > config[section]["max_steps"]:
+            raise ConfigError(
+                f"config key '{section}.min_steps': {config[section]['min_steps']} exceeds "
+                f"'{section}.max_steps' ({config[section]['max_steps']})"
+            )
+    url = urlparse(config["nsd"]["base_url"])
+    if url.scheme not in ("http", "https") or not url.netloc or " " in config["nsd"]["base_url"]:
+        raise ConfigError(
+            f"config key 'nsd.base_url': {config['nsd']['base_url']!r} is not an http(s) URL "
+            "(expected like https://natural-scenes-dataset.s3.amazonaws.com)"
+        )
     if config["dataset"] == "simulated":
         sim = config["simulation"]
         trials = (sim["n_train_images"] + sim["n_test_images"]) * sim["repeats"]

@@ -16,10 +16,11 @@ import pytest
 import yaml
 
 from nrf.config import validate_config
+from nrf.data import nsd_layout
 from nrf.data.prepare import prepare_subject
 from nrf.data.simulate import simulate_nsd_tree
 from nrf.encoding import predict_test, score_predictions, train_encoder
-from nrf.features.pipeline import extract_for_subjects
+from nrf.features.pipeline import extract_seen_images
 from nrf.metrics import pearson_per_voxel
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,7 +31,7 @@ N_TRAIN = 200
 
 @pytest.fixture(scope="module")
 def low_data_run(tmp_path_factory):
-    config = validate_config(yaml.safe_load((REPO / "config.yaml").read_text()))
+    config = validate_config(yaml.safe_load((REPO / "config.yaml").read_text()), REPO / "schemas/config.schema.yaml")
     tmp = tmp_path_factory.mktemp("science")
     root = tmp / "tree"
     sim = dict(config["simulation"], n_train_images=400, trials_per_session=300)
@@ -39,8 +40,9 @@ def low_data_run(tmp_path_factory):
     prepare_subject(root, SUBJECT, sessions=[1, 2, 3, 4, 5], protocol="clean", val_fraction=0.1, seed=0,
                     out_path=prepared)
     features = tmp / "features.hdf5"
-    extract_for_subjects("filterbank", config["features"], stimuli_path=root / "nsddata_stimuli/stimuli/nsd/nsd_stimuli.hdf5",
-                         prepared_paths=[prepared], out_path=features, device="cpu", log=logging.getLogger("science"))
+    extract_seen_images("filterbank", config["features"], stimuli_path=root / "nsddata_stimuli/stimuli/nsd/nsd_stimuli.hdf5",
+                        expdesign_path=root / nsd_layout.EXPDESIGN, sessions={SUBJECT: 5}, trials_per_session=300,
+                        out_path=features, device="cpu", log=logging.getLogger("science"))
     medians = {}
     for kind, options in (("nrf", config["train"]), ("linear", config["linear"])):
         ckpt, preds, scores = (tmp / f"{kind}.{ext}" for ext in ("pt", "hdf5", "csv"))

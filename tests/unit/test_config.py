@@ -8,6 +8,7 @@ import yaml
 from nrf.config import ConfigError, sessions_for, validate_config
 
 REPO = Path(__file__).resolve().parents[2]
+SCHEMA = REPO / "schemas/config.schema.yaml"
 
 
 @pytest.fixture
@@ -16,7 +17,7 @@ def default_config():
 
 
 def test_default_config_resolves_simulated_preset(default_config):
-    config = validate_config(default_config)
+    config = validate_config(default_config, SCHEMA)
     assert config["features"]["extractor"] == "filterbank"
     assert config["nrf"]["width"] == 128
     # a key the preset leaves out comes from the schema default
@@ -25,7 +26,7 @@ def test_default_config_resolves_simulated_preset(default_config):
 
 
 def test_dataset_nsd_switches_to_paper_sizes(default_config):
-    config = validate_config({**default_config, "dataset": "nsd"})
+    config = validate_config({**default_config, "dataset": "nsd"}, SCHEMA)
     assert config["features"]["extractor"] == "clip_vitb16"
     assert (config["nrf"]["depth"], config["nrf"]["width"]) == (8, 4096)
     assert (config["train"]["batch_images"], config["train"]["batch_voxels"]) == (32, 2000)
@@ -34,13 +35,13 @@ def test_dataset_nsd_switches_to_paper_sizes(default_config):
 
 
 def test_top_level_section_overrides_preset(default_config):
-    config = validate_config({**default_config, "nrf": {"width": 64}})
+    config = validate_config({**default_config, "nrf": {"width": 64}}, SCHEMA)
     assert config["nrf"]["width"] == 64
     assert config["nrf"]["depth"] == 4
 
 
 def test_simulated_sessions_follow_trial_count(default_config):
-    config = validate_config(default_config)
+    config = validate_config(default_config, SCHEMA)
     sim = config["simulation"]
     n_trials = (sim["n_train_images"] + sim["n_test_images"]) * sim["repeats"]
     assert len(sessions_for(config, "subj01")) * sim["trials_per_session"] == n_trials
@@ -62,7 +63,7 @@ def test_simulated_sessions_follow_trial_count(default_config):
 )
 def test_bad_config_names_key_and_allowed_values(default_config, change, expected):
     with pytest.raises(ConfigError) as error:
-        validate_config({**default_config, **change})
+        validate_config({**default_config, **change}, SCHEMA)
     for fragment in expected:
         assert fragment in str(error.value)
 
@@ -70,4 +71,42 @@ def test_bad_config_names_key_and_allowed_values(default_config, change, expecte
 def test_clean_protocol_shrinks_the_training_set(default_config):
     # 1000 training images less a 10% validation split leave 900
     with pytest.raises(ConfigError, match="900"):
-        validate_config({**default_config, "protocol": "clean", "shots": [950]})
+        validate_config({**default_config, "protocol": "clean", "shots": [950]}, SCHEMA)
+
+
+def test_numbers_given_as_text_are_coerced(default_config):
+    # what `--config 'train={lr: 0.001}'` and `--config 'shots=[20,200,800]'` hand over
+    config = validate_config({**default_config, "train": {"lr": "0.001", "max_steps": "500"},
+                              "shots": ["20", "200", "800"], "seed": "7"}, SCHEMA)
+    assert config["train"]["lr"] == pytest.approx(0.001) and isinstance(config["train"]["lr"], float)
+    assert config["train"]["max_steps"] == 500 and config["shots"] == [20, 200, 800] and config["seed"] == 7
+    with pytest.raises(ConfigError, match="train.lr"):
+        validate_config({**default_config, "train": {"lr": "fast"}}, SCHEMA)
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"subjects": ["subj01"], "sessions": {"subj02": 3}}, ["sessions", "subj02", "not in 'subjects'"]),
+        ({"train": {"min_steps": 900, "max_steps": 100}}, ["train.min_steps", "900", "max_steps"]),
+        ({"nsd": {"base_url": "htp:/not a url"}}, ["nsd.base_url", "htp:/not a url"]),
+        ({"train": {"voxel_sampling": "sometimes"}}, ["train.voxel_sampling", "per_image, shared"]),
+        ({"test_images": "all"}, ["test_images", "seen_by_all, seen_by_subject"]),
+    ],
+)
+def test_config_that_used_to_pass_now_stops(default_config, change, expected):
+    with pytest.raises(ConfigError) as error:
+        validate_config({**default_config, **change}, SCHEMA)
+    for fragment in expected:
+        assert fragment in str(error.value)
+
+
+def test_nsd_preset_follows_the_authors_code(default_config):
+    config = validate_config({**default_config, "dataset": "nsd"}, SCHEMA)
+    assert config["features"]["clip_layers"] == [4, 7]  # their hidden_states[3+1], [6+1]
+    assert config["nrf"]["fourier_seed"] == 42
+    assert config["train"]["voxel_sampling"] == "per_image"
+    assert config["test_images"] == "seen_by_all"
+    paper = validate_config(yaml.safe_load((REPO / "configs/nsd_paper.yaml").read_text()), SCHEMA)
+    assert paper["features"]["clip_layers"] == [4, 7] and paper["nrf"]["fourier_seed"] == 42
+    assert paper["mem_mb"]["train"] >= 12000  # float16 CLIP tokens of 10,000 images, ~6 GB

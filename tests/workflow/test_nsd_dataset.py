@@ -129,7 +129,7 @@ def test_paper_config_asserts_voxel_counts_and_paper_sizes():
     paper = yaml.safe_load((REPO / "configs/nsd_paper.yaml").read_text())
     merged = copy.deepcopy(base)
     merged.update(paper)
-    config = validate_config(merged)
+    config = validate_config(merged, REPO / "schemas/config.schema.yaml")
     assert config["nsd"]["check_voxel_counts"] is True
     assert (config["nrf"]["depth"], config["nrf"]["width"]) == (8, 4096)
     assert (config["train"]["batch_images"], config["train"]["batch_voxels"]) == (32, 2000)

@@ -1,5 +1,6 @@
 """Snakemake itself on a tiny config in a temporary folder: the files it makes."""
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -92,3 +93,89 @@ def test_workflow_is_lint_and_format_clean():
     fmt = subprocess.run([sys.executable, "-m", "snakefmt", "--check", "Snakefile", "rules"], cwd=REPO,
                          capture_output=True, text=True)
     assert fmt.returncode == 0, fmt.stderr[-3000:]
+
+
+def _planned_jobs(output: str) -> dict[str, int]:
+    """{rule: count} from the job-stats table of a dry run."""
+    jobs, table = {}, False
+    for line in output.splitlines():
+        parts = line.split()
+        if parts[:2] == ["job", "count"]:
+            table = True
+            continue
+        if table and len(parts) == 2 and parts[1].isdigit():
+            if parts[0] == "total":
+                break
+            jobs[parts[0]] = int(parts[1])
+    return jobs
+
+
+def test_named_table_target_plans_its_subtree(tmp_path):
+    # `snakemake table1` on a fresh tree: a target rule without wildcards
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(TINY))
+    result = snakemake(tmp_path, "table1", "-n")
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = _planned_jobs(result.stdout + result.stderr)
+    assert jobs == {
+        "simulate_dataset": 1, "prepare_subject": 2, "extract_features": 1, "train_encoder": 4,
+        "predict_test": 4, "score_predictions": 4, "build_table1": 1, "table1": 1,
+    }, jobs
+
+
+def test_report_shows_the_table_numbers(tiny_run):
+    result = snakemake(tiny_run, "--report", "report.html")
+    assert result.returncode == 0, result.stderr[-3000:]
+    page = (tiny_run / "report.html").read_text()
+    table = pd.read_csv(tiny_run / "results/simulated/tables/table1.csv")
+    html = (tiny_run / "results/simulated/tables/table1.html").read_text()
+    assert "<table" in html and f"{table['pearson_mean'].iloc[1]:.3f}" in html
+    assert "table1.html" in page  # the rendered table is in the report, not only a CSV link
+
+
+def test_reprepared_subject_reextracts_and_retrains_nothing_else(tiny_run):
+    (tiny_run / "results/simulated/prepared/subj01.hdf5").touch()
+    result = snakemake(tiny_run, "all_tables", "-n")
+    jobs = _planned_jobs(result.stdout + result.stderr)
+    assert "extract_features" not in jobs, jobs
+    assert jobs.get("train_encoder") == 2, jobs  # subj01's two models only
+    assert snakemake(tiny_run, "all_tables").returncode == 0  # leave the run up to date
+
+
+def test_corrupt_input_stops_the_job_and_the_log_says_why(tiny_run):
+    # NaN in a prepared file: training stops naming it; the traceback is in the rule's log
+    prepared = tiny_run / "results/simulated/prepared/subj02.hdf5"
+    original = prepared.read_bytes()
+    try:
+        with h5py.File(prepared, "r+") as f:
+            f["train/responses"][5:9] = np.nan
+        ckpt = tiny_run / "results/simulated/models/linear/subj02.pt"
+        result = snakemake(tiny_run, str(ckpt.relative_to(tiny_run)), "--forcerun", "train_encoder")
+        assert result.returncode != 0
+        assert not ckpt.exists()
+        log = (tiny_run / "logs/train_encoder/simulated_linear_subj02.log").read_text()
+        assert "Traceback" in log and "NonFiniteError" in log and "prepared/subj02.hdf5" in log
+        assert "train/responses has" in log
+    finally:
+        prepared.write_bytes(original)
+        assert snakemake(tiny_run, "all_tables").returncode == 0
+
+
+def test_jobs_import_the_library_beside_the_snakefile(tmp_path):
+    # a second clone, run with this environment (whose editable install is the first):
+    # its jobs must import the second clone's src/, as its config validation does
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
+    for path in ("src", "rules", "workflow_scripts", "schemas"):  # uncommitted work too
+        shutil.rmtree(clone / path, ignore_errors=True)
+        shutil.copytree(REPO / path, clone / path, ignore=shutil.ignore_patterns("__pycache__"))
+    for path in ("Snakefile", "config.yaml"):
+        shutil.copy2(REPO / path, clone / path)
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "config.yaml").write_text(yaml.safe_dump(TINY))
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(clone / "Snakefile"), "--directory", str(work),
+           "--configfile", str(work / "config.yaml"), "--cores", "1", "results/simulated/prepared/subj01.hdf5"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = (work / "logs/prepare_subject/simulated_subj01.log").read_text()
+    assert f"library {clone / 'src' / 'nrf'}" in log, log[:2000]

@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-import h5py
-import numpy as np
-
+from nrf.data import nsd_tree
+from nrf.data.nsd_layout import tree_root
 from nrf.devices import resolve_device
 from nrf.features import get_extractor
 from nrf.features.cache import extract_to_hdf5
-
-SPLITS = ("train", "val", "test")
-
-
-def images_seen(prepared_paths) -> np.ndarray:
-    """Sorted 0-based ids of every image any of the prepared subjects saw."""
-    ids = []
-    for path in prepared_paths:
-        with h5py.File(path, "r") as f:
-            ids += [f[f"{split}/image_ids"][()] for split in SPLITS]
-    return np.unique(np.concatenate(ids)).astype(np.int64)
 
 
 def extractor_options(name: str, options: dict, device: str) -> dict:
@@ -33,9 +21,15 @@ def extractor_options(name: str, options: dict, device: str) -> dict:
     return {}
 
 
-def extract_for_subjects(name, options, *, stimuli_path, prepared_paths, out_path, device, log):
-    ids = images_seen(prepared_paths)
-    log.info("%d images seen by %d subjects", len(ids), len(prepared_paths))
+def extract_seen_images(name, options, *, stimuli_path, expdesign_path, sessions, trials_per_session,
+                        out_path, device, log):
+    """Extract features for every image the configured subjects saw in their
+    sessions (read from the experiment design) and write the cache.
+
+    sessions : {subject: number of sessions read}
+    """
+    root = tree_root(expdesign_path)
+    ids = nsd_tree.images_seen(root, sessions, trials_per_session)
+    log.info("%d images seen by %s in their sessions", len(ids), ", ".join(sessions))
     extractor = get_extractor(name, **extractor_options(name, options, device))
     extract_to_hdf5(extractor, stimuli_path, ids, out_path, batch_size=options["batch_size"], log=log)
-
