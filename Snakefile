@@ -17,6 +17,7 @@ include: "rules/download.smk"
 include: "rules/features.smk"
 include: "rules/encoders.smk"
 include: "rules/report.smk"
+include: "rules/decoding.smk"
 
 
 rule all:
@@ -28,3 +29,8 @@ rule all:
 rule all_tables:
     input:
         "results/{dataset}/tables/table1.csv".format(dataset=config["dataset"]),
+
+
+rule fig3:
+    input:
+        figure3_outputs(),

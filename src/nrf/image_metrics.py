@@ -34,9 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
+# torch is imported where it is used, so the metric names above can be read
+# by the table rules, whose environment has no torch.
 logger = logging.getLogger(__name__)
 
 #: The paper's eight semantic-level columns, in its order.
@@ -86,6 +86,9 @@ def resize(images: np.ndarray, size: int) -> np.ndarray:
     ``interpolate(mode="bilinear", align_corners=False)``; images already of
     that size are returned unchanged, as ``Resize`` does.
     """
+    import torch
+    import torch.nn.functional as F
+
     if images.shape[-2:] == (size, size):
         return images
     out = F.interpolate(torch.from_numpy(np.ascontiguousarray(images)), size=(size, size), mode="bilinear",
@@ -231,6 +234,8 @@ def _torchvision_weights(network: str):
 
 
 def _hub_checkpoint(url: str) -> Path:
+    import torch
+
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
 
 
@@ -255,6 +260,8 @@ SWAV_CHECKPOINT = "https://dl.fbaipublicfiles.com/deepcluster/swav_800ep_pretrai
 
 
 def _build_swav(allow_download: bool) -> torch.nn.Module:
+    import torch
+
     repo_dir = Path(torch.hub.get_dir()) / "facebookresearch_swav_main"
     cached = _hub_checkpoint(SWAV_CHECKPOINT)
     if not allow_download and not (repo_dir.is_dir() and cached.is_file()):
@@ -265,18 +272,18 @@ def _build_swav(allow_download: bool) -> torch.nn.Module:
         raise _unavailable("torch.hub SwAV ResNet-50", cached, error) from error
 
 
-class _ClipImageEmbedding(torch.nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x):
-        return self.model.encode_image(x)
-
-
 def _build_clip(allow_download: bool) -> torch.nn.Module:
     """open_clip's ViT-L-14 with OpenAI's weights (the model ``clip.load("ViT-L/14")`` gives)."""
     import open_clip
+    import torch
+
+    class ClipImageEmbedding(torch.nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x):
+            return self.model.encode_image(x)
 
     what = "open_clip ViT-L-14 (openai)"
     pretrained = "openai"
@@ -294,7 +301,7 @@ def _build_clip(allow_download: bool) -> torch.nn.Module:
         model = open_clip.create_model("ViT-L-14-quickgelu", pretrained=pretrained, require_pretrained=True)
     except Exception as error:  # noqa: BLE001
         raise _unavailable(what, "Hugging Face cache", error) from error
-    return _ClipImageEmbedding(model)
+    return ClipImageEmbedding(model)
 
 
 def load_network(network: str, *, allow_download: bool = True) -> torch.nn.Module:
@@ -318,6 +325,7 @@ def load_network(network: str, *, allow_download: bool = True) -> torch.nn.Modul
 def network_features(model: torch.nn.Module, images: np.ndarray, source: FeatureSource, *,
                      device: str = "cpu", batch: int = 32) -> np.ndarray:
     """Features of ``images`` ((N, 3, 256, 256) in [0, 1]) at ``source.layer``, as (N, D) float32."""
+    import torch
     from torchvision.models.feature_extraction import create_feature_extractor
 
     net = model if source.layer is None else create_feature_extractor(model, return_nodes=[source.layer])

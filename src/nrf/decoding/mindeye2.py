@@ -159,6 +159,26 @@ def prepare_mindeye2_inputs(responses, image_ids, voxel_ijk, grid_shape, *, chec
     return files["model"]
 
 
+def prepare_mindeye2_inputs_from_files(prepared_path, predictions_path, out_path, *, source: str, checkpoint_dir,
+                                       scaling: str, log: logging.Logger = logger) -> Path:
+    """The rule's entry: measured test responses (``source`` measured) or a model's predictions."""
+    from nrf.data.prepared import load_prepared
+    from nrf.decoding import MEASURED
+    from nrf.encoding import read_predictions
+
+    subject = load_prepared(prepared_path, splits=("test",))
+    check_checkpoint_dir(checkpoint_dir, subject.subject)  # fail before reading predictions
+    if source == MEASURED:
+        responses, image_ids = subject.test.responses, subject.test.image_ids
+    else:
+        responses, image_ids = read_predictions(predictions_path)
+        if not np.array_equal(image_ids, subject.test.image_ids):
+            raise ValueError(f"{predictions_path}: image_ids differ from the test images of {prepared_path}")
+    return prepare_mindeye2_inputs(responses, image_ids, subject.voxel_ijk, subject.attrs["grid_shape"],
+                                   checkpoint_dir=checkpoint_dir, subject=subject.subject, scaling=scaling,
+                                   out_path=out_path, log=log)
+
+
 def reconstruct(inputs_path, checkpoint_dir, subject: str, out_path, *, device: str = "cuda") -> None:
     """Run MindEye2 on assembled inputs (GPU). Not wired yet: says so plainly."""
     raise NotImplementedError(
