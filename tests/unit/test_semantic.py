@@ -40,6 +40,8 @@ def test_mean_sem_over_subjects_and_na(tmp_path):
     assert shown.loc[0, "Alex(2) (paper)"] == "0.916"
     assert shown.loc[0, "PixCorr ↑ (this run)"] == f"{pix.mean():.3f} ± {pix.std(ddof=1) / np.sqrt(3):.3f}"
     assert "Eff ↓ (this run)" in shown.columns
+    assert row["feature_2way_mean"] == pytest.approx(0.7)  # the extra, under its own label
+    assert "not a paper column" in shown.columns[-1]
     note = semantic_note({"NRF": paths})
     assert "Alex(2): n/a: no AlexNet weights" in note and "offline" in note
 

@@ -23,10 +23,15 @@ from nrf.reporting.tables import mean_sem
 
 #: The paper's column titles with the direction of "better".
 COLUMN_TITLES = {m: f"{METRIC_TITLES[m]} {'↓' if m in LOWER_IS_BETTER else '↑'}" for m in METRICS}
+#: Extra metrics a backend may add (nrf.decoding.scoring), never in the paper.
+EXTRA_TITLES = {"feature_2way": "2-way ID in the decoder's feature space ↑ (not a paper column)"}
 
 
 def read_metrics(csv) -> pd.Series:
-    """metric -> value of one (source, subject) CSV; raises naming the file if a paper metric is absent."""
+    """metric -> value of one (source, subject) CSV (the eight paper metrics and any extras).
+
+    Raises naming the file if a paper metric is absent.
+    """
     table = pd.read_csv(csv)
     missing = [m for m in METRICS if m not in set(table["metric"])]
     if missing:
@@ -66,6 +71,9 @@ def semantic_columns(metric_csvs: dict[str, list], subjects: list[str], paper: p
             has_paper = paper is not None and method in paper.index and metric in paper.columns
             row[f"{metric}_paper"] = float(paper.at[method, metric]) if has_paper else np.nan
             row.update({f"{metric}_{subj}": v for subj, v in zip(subjects, values)})
+        for extra in EXTRA_TITLES:
+            if all(extra in s.index for s in per_subject):
+                row[f"{extra}_mean"], row[f"{extra}_sem"] = mean_sem([s[extra] for s in per_subject])
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -86,6 +94,9 @@ def semantic_markdown_columns(table: pd.DataFrame, *, with_paper: bool = True) -
             shown[f"{METRIC_TITLES[metric]} (paper)"] = table[f"{metric}_paper"].map(
                 lambda v: "n/a" if np.isnan(v) else f"{v:.3f}"
             ).tolist()
+    for extra, title in EXTRA_TITLES.items():
+        if f"{extra}_mean" in table:
+            shown[title] = [_cell(m, s) for m, s in zip(table[f"{extra}_mean"], table[f"{extra}_sem"])]
     return pd.DataFrame(shown, index=table.index)
 
 
