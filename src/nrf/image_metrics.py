@@ -273,7 +273,12 @@ def _build_swav(allow_download: bool) -> torch.nn.Module:
 
 
 def _build_clip(allow_download: bool) -> torch.nn.Module:
-    """open_clip's ViT-L-14 with OpenAI's weights (the model ``clip.load("ViT-L/14")`` gives)."""
+    """open_clip's ViT-L-14 with OpenAI's weights (the model ``clip.load("ViT-L/14")`` gives).
+
+    MindEye2 ran OpenAI's ``clip`` package, in half precision on a GPU; this
+    model holds the same weights (QuickGELU) and runs in float32, so the
+    features agree up to rounding.
+    """
     import open_clip
     import torch
 
