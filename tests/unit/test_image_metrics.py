@@ -146,3 +146,22 @@ def test_missing_weights_are_unavailable_without_download(tmp_path, monkeypatch)
     for network in ("alexnet", "inception_v3", "efficientnet_b1", "swav_resnet50"):
         with pytest.raises(im.NetworkUnavailable, match="downloads are off"):
             im.load_network(network, allow_download=False)
+
+
+def test_layer_names_exist_in_the_real_architectures(pair):
+    """Plumbing only: torchvision's architectures, untrained, expose the layers the metrics tap.
+
+    (Untrained networks never produce reported numbers; load_network refuses them.)
+    """
+    from torchvision import models
+
+    seen = im.resize(pair[0][:1], 256)
+    torch.manual_seed(0)
+    alexnet = models.alexnet().eval()
+    # AlexNet at 256: 192 x 31 x 31 after the 2nd conv's ReLU, 256 x 15 x 15 after the 5th
+    assert im.network_features(alexnet, seen, im.FEATURE_SOURCES["alex2"]).shape == (1, 192 * 31 * 31)
+    assert im.network_features(alexnet, seen, im.FEATURE_SOURCES["alex5"]).shape == (1, 256 * 15 * 15)
+    for metric, build in (("inception", models.inception_v3), ("effnet", models.efficientnet_b1),
+                          ("swav", models.resnet50)):  # SwAV's hub model is torchvision's resnet50
+        model = build(init_weights=False) if metric == "inception" else build()
+        assert im.FEATURE_SOURCES[metric].layer in dict(model.named_modules()), metric
