@@ -17,6 +17,7 @@ include: "rules/download.smk"
 include: "rules/features.smk"
 include: "rules/encoders.smk"
 include: "rules/report.smk"
+include: "rules/decoding.smk"
 
 
 # Named targets: inputs only, no wildcards, so each can be built alone
@@ -43,3 +44,8 @@ rule all_figures:
 rule table1:
     input:
         table_files("table1"),
+
+
+rule fig3:
+    input:
+        figure3_outputs(),

@@ -8,6 +8,9 @@ rule build_table1:
         linear=scores("linear"),
         nrf=scores("nrf"),
         paper=PAPER_TABLES,
+        semantic_measured=decoding_metrics(MEASURED),
+        semantic_linear=decoding_metrics("linear"),
+        semantic_nrf=decoding_metrics("nrf"),
     output:
         csv="results/{dataset}/tables/table1.csv",
         md="results/{dataset}/tables/table1.md",

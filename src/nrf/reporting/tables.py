@@ -68,7 +68,13 @@ def voxel_level_table(score_csvs: dict[str, list], subjects: list[str], paper: p
 
 
 def _cell(mean: float, sem: float) -> str:
+    if np.isnan(mean):
+        return "n/a"
     return f"{mean:.3f}" if np.isnan(sem) else f"{mean:.3f} ± {sem:.3f}"
+
+
+def _paper(value) -> str:
+    return "n/a" if value is None or np.isnan(value) else f"{value:.3f}"
 
 
 def shown_columns(table: pd.DataFrame) -> pd.DataFrame:
@@ -77,15 +83,15 @@ def shown_columns(table: pd.DataFrame) -> pd.DataFrame:
         {
             "Method": table["method"],
             "Pearson ↑ (this run)": [_cell(m, s) for m, s in zip(table["pearson_mean"], table["pearson_sem"])],
-            "Pearson (paper)": table["pearson_paper"].map(lambda v: "n/a" if np.isnan(v) else f"{v:.3f}"),
+            "Pearson (paper)": table["pearson_paper"].map(_paper),
             "MSE ↓ (this run)": [_cell(m, s) for m, s in zip(table["mse_mean"], table["mse_sem"])],
-            "MSE (paper)": table["mse_paper"].map(lambda v: "n/a" if np.isnan(v) else f"{v:.3f}"),
+            "MSE (paper)": table["mse_paper"].map(_paper),
         }
     )
 
 
-def to_markdown(table: pd.DataFrame, *, title: str, note: str) -> str:
-    shown = shown_columns(table)
+def to_markdown(shown: pd.DataFrame, *, title: str, note: str) -> str:
+    """A titled Markdown table of display columns (see :func:`shown_columns`) and its note."""
     return f"# {title}\n\n{shown.to_markdown(index=False)}\n\n{note}\n"
 
 
@@ -105,7 +111,8 @@ def to_html(shown: pd.DataFrame, *, title: str, note: str) -> str:
         "table.nrf-table th,table.nrf-table td{border-bottom:1px solid #ccc;padding:.3em .8em;text-align:right}"
         "table.nrf-table td:first-child,table.nrf-table th:first-child{text-align:left}"
         f"</style></head><body><h2>{title}</h2>{body}"
-        f"<p>{_bold(html.escape(note))}</p></body></html>\n"
+        + "".join(f"<p>{_bold(html.escape(para))}</p>" for para in note.split("\n") if para)
+        + "</body></html>\n"
     )
 
 
@@ -125,10 +132,30 @@ def test_images_note(dataset: str, test_images: str) -> str:
             "completed); every simulated subject has the same sessions, so this is every shared image.")
 
 
-def write_table1(score_csvs, *, paper_csv, subjects, protocol, dataset, test_images, out_csv, out_md, out_html
-                 ) -> pd.DataFrame:
-    """Table 1, voxel level: median Pearson r and MSE, mean ± SEM over subjects."""
-    table = voxel_level_table(score_csvs, subjects, paper_values(paper_csv, "table1"))
+def with_semantic(table: pd.DataFrame, semantic_csvs: dict | None, subjects, paper: pd.DataFrame):
+    """``table`` joined with the eight semantic-level columns (nrf.reporting.semantic),
+    the "Measured fMRI" reference row first; (table, display columns, note)."""
+    shown = shown_columns(table)
+    if not semantic_csvs:
+        return table, shown, ""
+    from nrf.reporting.semantic import semantic_columns, semantic_markdown_columns, semantic_note
+
+    sem = semantic_columns(semantic_csvs, subjects, paper)
+    table = sem.merge(table, on="method", how="outer", suffixes=("", "_voxel"))
+    order = list(semantic_csvs) + [m for m in table["method"] if m not in semantic_csvs]
+    table = table.set_index("method").loc[order].reset_index()
+    shown = shown_columns(table).join(semantic_markdown_columns(table).reset_index(drop=True))
+    return table, shown, semantic_note(semantic_csvs)
+
+
+def write_table1(score_csvs, *, paper_csv, subjects, protocol, dataset, test_images, out_csv, out_md, out_html,
+                 semantic_csvs: dict | None = None) -> pd.DataFrame:
+    """Table 1: median Pearson r and MSE (voxel level) and, given ``semantic_csvs``
+    ({method: per-subject decoding metric CSVs}, "Measured fMRI" included), the
+    eight semantic-level columns; mean ± SEM over subjects."""
+    paper = paper_values(paper_csv, "table1")
+    table = voxel_level_table(score_csvs, subjects, paper)
+    table, shown, semantic = with_semantic(table, semantic_csvs, subjects, paper)
     table.insert(1, "protocol", protocol)
     table.insert(2, "dataset", dataset)
     _write_atomic(out_csv, table.to_csv(index=False, float_format="%.6g"))
@@ -140,7 +167,9 @@ def write_table1(score_csvs, *, paper_csv, subjects, protocol, dataset, test_ima
         + " The paper column is the NRF paper's Table 1 (real NSD, CLIP ViT-B/16, full training set)"
         + ("; a simulated run is not expected to match its values." if dataset != "nsd" else ".")
     )
-    title = "Table 1 — voxel-level encoding accuracy"
-    _write_atomic(out_md, to_markdown(table, title=title, note=note))
-    _write_atomic(out_html, to_html(shown_columns(table), title=title, note=note))
+    if semantic:
+        note += "\n\n" + semantic
+    title = "Table 1 — encoding accuracy, voxel and semantic level"
+    _write_atomic(out_md, to_markdown(shown, title=title, note=note))
+    _write_atomic(out_html, to_html(shown, title=title, note=note))
     return table

@@ -1,0 +1,157 @@
+# Semantic level: measured and predicted test responses are decoded to images
+# and scored against the images seen. The config key "decoding" picks the
+# backend (offline, mindeye2) or none. Every source is decoded per subject:
+# "measured" (the Measured fMRI reference row) and each model's predictions.
+
+
+include: "decoding_common.smk"
+
+
+rule train_decoder:
+    input:
+        prepared="results/{dataset}/prepared/{subject}.hdf5",
+        features=features_file(),
+        stimuli=tree(stimuli_key()),
+    output:
+        "results/{dataset}/decoding/offline/decoders/{subject}.hdf5",
+    log:
+        "logs/train_decoder/{dataset}_{subject}.log",
+    benchmark:
+        "benchmarks/runs/train_decoder/{dataset}_{subject}.tsv"
+    conda:
+        "../envs/decoding.yaml"
+    threads: 1
+    resources:
+        mem_mb=16000 if DATASET == "nsd" else 2000,
+        runtime=60,
+    params:
+        image_size=DECODER["image_size"],
+        alphas=DECODER["alphas"],
+        cv=DECODER["cv"],
+    script:
+        "../workflow_scripts/train_decoder.py"
+
+
+rule decode_offline:
+    input:
+        unpack(get_offline_decode_inputs),
+    output:
+        "results/{dataset}/decoding/offline/{source}/{subject}.hdf5",
+    log:
+        "logs/decode_offline/{dataset}_{source}_{subject}.log",
+    benchmark:
+        "benchmarks/runs/decode_offline/{dataset}_{source}_{subject}.tsv"
+    conda:
+        "../envs/decoding.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    params:
+        source="{source}",
+        feature_space=EXTRACTOR,
+    script:
+        "../workflow_scripts/decode_offline.py"
+
+
+rule mindeye2_inputs:
+    input:
+        unpack(get_decode_inputs),
+    output:
+        "results/{dataset}/decoding/mindeye2/inputs/{source}/{subject}.hdf5",
+    log:
+        "logs/mindeye2_inputs/{dataset}_{source}_{subject}.log",
+    benchmark:
+        "benchmarks/runs/mindeye2_inputs/{dataset}_{source}_{subject}.tsv"
+    conda:
+        "../envs/decoding.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=10,
+    params:
+        source="{source}",
+        checkpoint_dir=DECODER["mindeye2"]["checkpoint_dir"],
+        scaling=DECODER["mindeye2"]["scaling"],
+    script:
+        "../workflow_scripts/mindeye2_inputs.py"
+
+
+rule decode_mindeye2:
+    input:
+        inputs="results/{dataset}/decoding/mindeye2/inputs/{source}/{subject}.hdf5",
+    output:
+        "results/{dataset}/decoding/mindeye2/{source}/{subject}.hdf5",
+    log:
+        "logs/decode_mindeye2/{dataset}_{source}_{subject}.log",
+    benchmark:
+        "benchmarks/runs/decode_mindeye2/{dataset}_{source}_{subject}.tsv"
+    conda:
+        "../envs/mindeye2.yaml"
+    threads: 4
+    resources:
+        mem_mb=64000,
+        runtime=240,
+        gpu=1,
+    params:
+        checkpoint_dir=DECODER["mindeye2"]["checkpoint_dir"],
+        device=config["device"],
+    script:
+        "../workflow_scripts/decode_mindeye2.py"
+
+
+rule score_decoding:
+    input:
+        recon="results/{dataset}/decoding/{backend}/{source}/{subject}.hdf5",
+        stimuli=tree(stimuli_key()),
+        features=features_file(),
+    output:
+        "results/{dataset}/decoding/{backend}/metrics/{source}/{subject}.csv",
+    log:
+        "logs/score_decoding/{dataset}_{backend}_{source}_{subject}.log",
+    benchmark:
+        "benchmarks/runs/score_decoding/{dataset}_{backend}_{source}_{subject}.tsv"
+    conda:
+        "../envs/decoding.yaml"
+    threads: 1
+    resources:
+        mem_mb=16000 if DATASET == "nsd" else 2000,
+        runtime=60,
+        gpu=1 if DATASET == "nsd" else 0,
+    params:
+        device=config["device"],
+        download_weights=DECODER["download_weights"],
+    script:
+        "../workflow_scripts/score_decoding.py"
+
+
+rule figure3:
+    input:
+        unpack(figure3_reconstructions),
+        stimuli=tree(stimuli_key()),
+    output:
+        png=report(
+            "results/{dataset}/figures/figure3.png",
+            caption="../report/figure3.rst",
+            category="Figures",
+        ),
+    log:
+        "logs/figure3/{dataset}.log",
+    conda:
+        "../envs/data.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        sources=DECODE_SOURCES,
+        rows=DECODER["figure_images"],
+        subject=figure3_subject(),
+        backend=DECODING,
+    script:
+        "../workflow_scripts/figure3.py"
+
+
+rule all_decoding:
+    input:
+        all_decoding_metrics(),
+        figure3_outputs(),

@@ -1,0 +1,389 @@
+"""Image-reconstruction metrics, computed as MindEye2's final evaluation does.
+
+The paper scores decoded images with MindEye2's evaluation suite (Scotti et
+al. 2024, ``src/final_evaluations.ipynb``). This module reproduces each metric
+to the letter, on NumPy arrays:
+
+- every image is first resized to 256 x 256 (bilinear, no antialiasing, as
+  torchvision 0.16 resized tensors; no centre crop anywhere);
+- PixCorr: resize to 425, Pearson r per image over all 3 x 425 x 425 values,
+  mean over images;
+- SSIM: resize to 425, ``skimage.color.rgb2gray``, then scikit-image's
+  ``structural_similarity`` with ``gaussian_weights=True, sigma=1.5,
+  use_sample_covariance=False, data_range=1``, mean over images;
+- two-way identification (AlexNet features.4 / features.11 at 256, InceptionV3
+  avgpool at 342, CLIP ViT-L/14 image embedding at 224): for reconstruction
+  j, the share of the other seen images i whose features correlate with
+  reconstruction j *strictly less* than seen image j's do; chance is 0.5;
+- EfficientNet-B1 avgpool at 255 and SwAV ResNet-50 avgpool at 224: mean
+  correlation distance (1 - Pearson r) between each seen image and its
+  reconstruction; lower is better.
+
+The networks are torchvision's, open_clip's and torch.hub's with their
+published weights. A network whose weights cannot be had gives NaN with the
+reason (:class:`NetworkUnavailable`); never a number from random weights.
+
+Shapes: images are (N, 3, H, W) float in [0, 1]; features are (N, D).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+# torch is imported where it is used, so the metric names above can be read
+# by the table rules, whose environment has no torch.
+logger = logging.getLogger(__name__)
+
+#: The paper's eight semantic-level columns, in its order.
+METRICS = ("pixcorr", "ssim", "alex2", "alex5", "inception", "clip", "effnet", "swav")
+#: Column titles as the paper prints them.
+METRIC_TITLES = {
+    "pixcorr": "PixCorr",
+    "ssim": "SSIM",
+    "alex2": "Alex(2)",
+    "alex5": "Alex(5)",
+    "inception": "IncepT",
+    "clip": "CLIP",
+    "effnet": "Eff",
+    "swav": "SwAV",
+}
+LOWER_IS_BETTER = frozenset({"effnet", "swav"})
+
+EVAL_SIZE = 256  # every image is brought to this size first
+PIXEL_SIZE = 425  # PixCorr and SSIM are computed at this size
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+class NetworkUnavailable(RuntimeError):
+    """A feature network whose published weights cannot be loaded."""
+
+
+# -- images --------------------------------------------------------------------
+
+
+def check_images(images, name: str = "images") -> np.ndarray:
+    """``images`` as (N, 3, H, W) float32, checked to lie in [0, 1]."""
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"{name}: expected (N, 3, H, W) images, got shape {images.shape}")
+    if images.size and (np.nanmin(images) < 0 or np.nanmax(images) > 1):
+        raise ValueError(f"{name}: values must lie in [0, 1], got [{images.min():.3g}, {images.max():.3g}]")
+    return images
+
+
+def resize(images: np.ndarray, size: int) -> np.ndarray:
+    """(N, 3, H, W) -> (N, 3, size, size), bilinear without antialiasing.
+
+    torchvision's ``Resize`` on tensors with ``antialias=False`` is exactly
+    ``interpolate(mode="bilinear", align_corners=False)``; images already of
+    that size are returned unchanged, as ``Resize`` does.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    if images.shape[-2:] == (size, size):
+        return images
+    out = F.interpolate(torch.from_numpy(np.ascontiguousarray(images)), size=(size, size), mode="bilinear",
+                        align_corners=False, antialias=False)
+    return out.numpy()
+
+
+def _pair(seen, recon) -> tuple[np.ndarray, np.ndarray]:
+    seen, recon = check_images(seen, "seen"), check_images(recon, "recon")
+    if len(seen) != len(recon):
+        raise ValueError(f"{len(seen)} seen images but {len(recon)} reconstructions")
+    if len(seen) < 2:
+        raise ValueError("need at least 2 image pairs")
+    return resize(seen, EVAL_SIZE), resize(recon, EVAL_SIZE)
+
+
+def _chunks(n: int, size: int):
+    for start in range(0, n, size):
+        yield slice(start, min(start + size, n))
+
+
+# -- pixel-level metrics -------------------------------------------------------
+
+
+def pixcorr(seen, recon, *, batch: int = 64) -> float:
+    """Mean over images of the Pearson r between seen and reconstructed pixels at 425 x 425.
+
+    seen, recon : (N, 3, H, W) in [0, 1]
+    """
+    seen, recon = _pair(seen, recon)
+    rs = []
+    for part in _chunks(len(seen), batch):
+        a = resize(seen[part], PIXEL_SIZE).reshape(part.stop - part.start, -1).astype(np.float64)
+        b = resize(recon[part], PIXEL_SIZE).reshape(part.stop - part.start, -1).astype(np.float64)
+        a -= a.mean(axis=1, keepdims=True)
+        b -= b.mean(axis=1, keepdims=True)
+        rs.append((a * b).sum(1) / np.sqrt((a * a).sum(1) * (b * b).sum(1)))
+    return float(np.mean(np.concatenate(rs)))
+
+
+def ssim(seen, recon, *, batch: int = 64) -> float:
+    """Mean SSIM of grayscale images at 425 x 425 (scikit-image, MindEye2's settings).
+
+    seen, recon : (N, 3, H, W) in [0, 1]
+    """
+    from skimage.color import rgb2gray
+    from skimage.metrics import structural_similarity
+
+    seen, recon = _pair(seen, recon)
+    scores = []
+    for part in _chunks(len(seen), batch):
+        gray_seen = rgb2gray(resize(seen[part], PIXEL_SIZE).transpose(0, 2, 3, 1))
+        gray_recon = rgb2gray(resize(recon[part], PIXEL_SIZE).transpose(0, 2, 3, 1))
+        for im, rec in zip(gray_seen, gray_recon):
+            scores.append(
+                structural_similarity(rec, im, gaussian_weights=True, sigma=1.5,
+                                      use_sample_covariance=False, data_range=1.0)
+            )
+    return float(np.mean(scores))
+
+
+# -- feature-level metrics -----------------------------------------------------
+
+
+def _check_features(seen_feats, recon_feats) -> tuple[np.ndarray, np.ndarray]:
+    seen = np.asarray(seen_feats, dtype=np.float64)
+    recon = np.asarray(recon_feats, dtype=np.float64)
+    seen, recon = seen.reshape(len(seen), -1), recon.reshape(len(recon), -1)
+    if seen.shape != recon.shape or len(seen) < 2:
+        raise ValueError(f"features must be two (N >= 2, D) arrays of one shape, got {seen.shape} and {recon.shape}")
+    return seen, recon
+
+
+def _standardise_rows(x: np.ndarray) -> np.ndarray:
+    x = x - x.mean(axis=1, keepdims=True)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def two_way_identification(seen_feats, recon_feats) -> float:
+    """Two-way identification accuracy (chance 0.5), MindEye2's definition.
+
+    seen_feats, recon_feats : (N, D); row j of each belongs to test image j.
+    r[i, j] = corr(seen_i, recon_j); reconstruction j scores the share of
+    i != j with r[i, j] < r[j, j] (strict), and the result is the mean over j.
+    """
+    seen, recon = _check_features(seen_feats, recon_feats)
+    r = _standardise_rows(seen) @ _standardise_rows(recon).T  # (N seen, N recon)
+    congruent = np.diag(r)
+    wins = (r < congruent[None, :]).sum(axis=0)
+    return float(wins.mean() / (len(seen) - 1))
+
+
+def correlation_distance(seen_feats, recon_feats) -> float:
+    """Mean over images of 1 - Pearson r(seen_i, recon_i) (scipy's correlation distance).
+
+    seen_feats, recon_feats : (N, D)
+    """
+    seen, recon = _check_features(seen_feats, recon_feats)
+    r = (_standardise_rows(seen) * _standardise_rows(recon)).sum(axis=1)
+    return float(np.mean(1.0 - r))
+
+
+# -- feature networks ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FeatureSource:
+    """Where a metric's features come from.
+
+    network : key of the network in NETWORK_BUILDERS
+    layer   : the graph node whose output is the feature (None: the model's output)
+    size    : square input size in pixels
+    mean, std : per-channel normalisation after resizing
+    score   : "two_way" or "distance"
+    """
+
+    network: str
+    layer: str | None
+    size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    score: str
+
+
+FEATURE_SOURCES = {
+    "alex2": FeatureSource("alexnet", "features.4", 256, IMAGENET_MEAN, IMAGENET_STD, "two_way"),
+    "alex5": FeatureSource("alexnet", "features.11", 256, IMAGENET_MEAN, IMAGENET_STD, "two_way"),
+    "inception": FeatureSource("inception_v3", "avgpool", 342, IMAGENET_MEAN, IMAGENET_STD, "two_way"),
+    "clip": FeatureSource("clip_vitl14", None, 224, CLIP_MEAN, CLIP_STD, "two_way"),
+    "effnet": FeatureSource("efficientnet_b1", "avgpool", 255, IMAGENET_MEAN, IMAGENET_STD, "distance"),
+    "swav": FeatureSource("swav_resnet50", "avgpool", 224, IMAGENET_MEAN, IMAGENET_STD, "distance"),
+}
+
+
+def _torchvision_weights(network: str):
+    from torchvision import models
+
+    return {
+        "alexnet": (models.alexnet, models.AlexNet_Weights.IMAGENET1K_V1),
+        "inception_v3": (models.inception_v3, models.Inception_V3_Weights.DEFAULT),
+        "efficientnet_b1": (models.efficientnet_b1, models.EfficientNet_B1_Weights.DEFAULT),
+    }[network]
+
+
+def _hub_checkpoint(url: str) -> Path:
+    import torch
+
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+
+
+def _unavailable(what: str, where, error: Exception | None = None) -> NetworkUnavailable:
+    detail = f": {type(error).__name__}: {error}" if error else f"; not in the local cache ({where}) and downloads are off"
+    return NetworkUnavailable(f"{what} weights unavailable{detail}")
+
+
+def _build_torchvision(network: str, allow_download: bool) -> torch.nn.Module:
+    build, weights = _torchvision_weights(network)
+    cached = _hub_checkpoint(weights.url)
+    if not allow_download and not cached.is_file():
+        raise _unavailable(f"torchvision {network} ({weights})", cached)
+    try:
+        return build(weights=weights)  # raises rather than fall back to random weights
+    except Exception as error:  # noqa: BLE001 - any failure to fetch or read the weights
+        raise _unavailable(f"torchvision {network} ({weights})", cached, error) from error
+
+
+SWAV_HUB = ("facebookresearch/swav:main", "resnet50")
+SWAV_CHECKPOINT = "https://dl.fbaipublicfiles.com/deepcluster/swav_800ep_pretrain.pth.tar"
+
+
+def _build_swav(allow_download: bool) -> torch.nn.Module:
+    import torch
+
+    repo_dir = Path(torch.hub.get_dir()) / "facebookresearch_swav_main"
+    cached = _hub_checkpoint(SWAV_CHECKPOINT)
+    if not allow_download and not (repo_dir.is_dir() and cached.is_file()):
+        raise _unavailable("torch.hub SwAV ResNet-50", f"{repo_dir}, {cached}")
+    try:
+        return torch.hub.load(*SWAV_HUB, trust_repo=True, skip_validation=not allow_download)
+    except Exception as error:  # noqa: BLE001
+        raise _unavailable("torch.hub SwAV ResNet-50", cached, error) from error
+
+
+def _build_clip(allow_download: bool) -> torch.nn.Module:
+    """open_clip's ViT-L-14 with OpenAI's weights (the model ``clip.load("ViT-L/14")`` gives).
+
+    MindEye2 ran OpenAI's ``clip`` package, in half precision on a GPU; this
+    model holds the same weights (QuickGELU) and runs in float32, so the
+    features agree up to rounding.
+    """
+    import open_clip
+    import torch
+
+    class ClipImageEmbedding(torch.nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x):
+            return self.model.encode_image(x)
+
+    what = "open_clip ViT-L-14 (openai)"
+    pretrained = "openai"
+    if not allow_download:
+        from huggingface_hub import try_to_load_from_cache
+
+        repo = open_clip.get_pretrained_cfg("ViT-L-14", "openai")["hf_hub"].strip("/")
+        names = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+        found = [try_to_load_from_cache(repo, name) for name in names]
+        found = [p for p in found if isinstance(p, str)]
+        if not found:
+            raise _unavailable(what, f"Hugging Face cache, {repo}")
+        pretrained = found[0]
+    try:
+        model = open_clip.create_model("ViT-L-14-quickgelu", pretrained=pretrained, require_pretrained=True)
+    except Exception as error:  # noqa: BLE001
+        raise _unavailable(what, "Hugging Face cache", error) from error
+    return ClipImageEmbedding(model)
+
+
+def load_network(network: str, *, allow_download: bool = True) -> torch.nn.Module:
+    """A feature network with its published weights, in eval mode.
+
+    Raises NetworkUnavailable (with the reason) when the weights cannot be had;
+    with ``allow_download=False`` only the local torch-hub / Hugging Face
+    caches are read.
+    """
+    if network in ("alexnet", "inception_v3", "efficientnet_b1"):
+        model = _build_torchvision(network, allow_download)
+    elif network == "swav_resnet50":
+        model = _build_swav(allow_download)
+    elif network == "clip_vitl14":
+        model = _build_clip(allow_download)
+    else:
+        raise ValueError(f"unknown network {network!r}")
+    return model.eval().requires_grad_(False)
+
+
+def network_features(model: torch.nn.Module, images: np.ndarray, source: FeatureSource, *,
+                     device: str = "cpu", batch: int = 32) -> np.ndarray:
+    """Features of ``images`` ((N, 3, 256, 256) in [0, 1]) at ``source.layer``, as (N, D) float32."""
+    import torch
+    from torchvision.models.feature_extraction import create_feature_extractor
+
+    net = model if source.layer is None else create_feature_extractor(model, return_nodes=[source.layer])
+    net = net.to(device)
+    mean = torch.tensor(source.mean, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(source.std, device=device).view(1, 3, 1, 1)
+    out = []
+    with torch.no_grad():
+        for part in _chunks(len(images), batch):
+            x = torch.from_numpy(resize(images[part], source.size)).to(device)
+            y = net((x - mean) / std)
+            y = y if source.layer is None else y[source.layer]
+            out.append(y.float().flatten(1).cpu().numpy())
+    return np.concatenate(out)
+
+
+def evaluate(seen, recon, *, metrics: Sequence[str] = METRICS, device: str = "cpu", allow_download: bool = True,
+             loader: Callable[..., torch.nn.Module] = load_network) -> dict[str, dict]:
+    """Every metric in ``metrics`` for one set of reconstructions.
+
+    seen, recon : (N, 3, H, W) in [0, 1]; row j of each is test image j.
+
+    Returns {metric: {"value": float (NaN if unavailable), "note": str}};
+    the note names the network or why it is missing. ``loader(network,
+    allow_download=...)`` is :func:`load_network` unless a caller supplies
+    its own networks.
+    """
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:
+        raise ValueError(f"unknown metrics {unknown}; choose from {METRICS}")
+    seen, recon = _pair(seen, recon)
+    results: dict[str, dict] = {}
+    if "pixcorr" in metrics:
+        results["pixcorr"] = {"value": pixcorr(seen, recon), "note": "pixels at 425x425"}
+    if "ssim" in metrics:
+        results["ssim"] = {"value": ssim(seen, recon), "note": "grayscale at 425x425"}
+    networks: dict[str, torch.nn.Module | NetworkUnavailable] = {}
+    for metric in (m for m in metrics if m in FEATURE_SOURCES):
+        source = FEATURE_SOURCES[metric]
+        if source.network not in networks:
+            try:
+                networks[source.network] = loader(source.network, allow_download=allow_download)
+            except NetworkUnavailable as error:
+                logger.warning("%s: n/a, %s", metric, error)
+                networks[source.network] = error
+        model = networks[source.network]
+        if isinstance(model, NetworkUnavailable):
+            results[metric] = {"value": float("nan"), "note": f"n/a: {model}"}
+            continue
+        seen_f = network_features(model, seen, source, device=device)
+        recon_f = network_features(model, recon, source, device=device)
+        score = two_way_identification if source.score == "two_way" else correlation_distance
+        value = score(seen_f, recon_f)  # seen features first: the metric is not symmetric
+        results[metric] = {"value": value, "note": f"{source.network} {source.layer or 'output'} at {source.size}"}
+        logger.info("%s = %.4f", metric, value)
+    return results

@@ -1,0 +1,167 @@
+"""nrf.image_metrics against direct NumPy / SciPy / scikit-image computations."""
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.distance import correlation
+from skimage.color import rgb2gray
+from skimage.metrics import structural_similarity
+from torchvision import transforms
+
+from nrf import image_metrics as im
+
+
+@pytest.fixture
+def pair():
+    """Seen images and noisy reconstructions of them, (6, 3, 64, 64) in [0, 1]."""
+    rng = np.random.default_rng(0)
+    seen = rng.random((6, 3, 64, 64), dtype=np.float32)
+    recon = np.clip(seen + 0.3 * rng.standard_normal(seen.shape), 0, 1).astype(np.float32)
+    return seen, recon
+
+
+def torchvision_resize(images, size):
+    """MindEye2's resize: torchvision Resize, bilinear, without antialiasing."""
+    resize = transforms.Resize((size, size), interpolation=transforms.InterpolationMode.BILINEAR, antialias=False)
+    return resize(torch.from_numpy(images)).numpy()
+
+
+def test_resize_is_torchvision_bilinear_without_antialias(pair):
+    seen, _ = pair
+    np.testing.assert_allclose(im.resize(seen, 256), torchvision_resize(seen, 256), atol=1e-6)
+    big = torchvision_resize(seen, 425)
+    np.testing.assert_allclose(im.resize(big, 256), torchvision_resize(big, 256), atol=1e-6)
+
+
+def test_pixcorr_is_the_mean_per_image_pearson_at_425(pair):
+    seen, recon = pair
+    a = torchvision_resize(torchvision_resize(seen, 256), 425).reshape(len(seen), -1)
+    b = torchvision_resize(torchvision_resize(recon, 256), 425).reshape(len(seen), -1)
+    expected = np.mean([np.corrcoef(x, y)[0, 1] for x, y in zip(a, b)])
+    assert im.pixcorr(seen, recon) == pytest.approx(expected, abs=1e-6)
+    assert im.pixcorr(seen, seen) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_ssim_is_scikit_image_on_grayscale_425(pair):
+    seen, recon = pair
+    a = rgb2gray(torchvision_resize(torchvision_resize(seen, 256), 425).transpose(0, 2, 3, 1))
+    b = rgb2gray(torchvision_resize(torchvision_resize(recon, 256), 425).transpose(0, 2, 3, 1))
+    expected = np.mean([
+        structural_similarity(y, x, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1.0)
+        for x, y in zip(a, b)
+    ])
+    assert im.ssim(seen, recon) == pytest.approx(expected, abs=1e-6)
+    assert im.ssim(seen, seen) == pytest.approx(1.0, abs=1e-6)
+    assert im.ssim(seen, recon) < 0.9
+
+
+def two_way_loop(seen, recon):
+    """The definition, one comparison at a time."""
+    n = len(seen)
+    r = np.corrcoef(seen, recon)[:n, n:]
+    total = 0.0
+    for j in range(n):
+        total += sum(r[i, j] < r[j, j] for i in range(n) if i != j) / (n - 1)
+    return total / n
+
+
+def test_two_way_identification_matches_the_loop():
+    rng = np.random.default_rng(1)
+    seen = rng.standard_normal((30, 50))
+    recon = seen + 2.0 * rng.standard_normal(seen.shape)
+    value = im.two_way_identification(seen, recon)
+    assert value == pytest.approx(two_way_loop(seen, recon), abs=1e-12)
+    assert 0.5 < value < 1.0
+    assert im.two_way_identification(seen, seen) == 1.0
+    # unrelated features sit at chance (the mean of 1000 uniform ranks: sd 0.009)
+    chance = im.two_way_identification(rng.standard_normal((1000, 20)), rng.standard_normal((1000, 20)))
+    assert chance == pytest.approx(0.5, abs=0.05)
+
+
+def test_two_way_identification_ties_lose_and_order_matters():
+    # every seen image identical: each reconstruction ties with all, and a tie is not a win
+    seen = np.tile(np.arange(8.0), (5, 1))
+    recon = np.random.default_rng(2).standard_normal((5, 8))
+    assert im.two_way_identification(seen, recon) == 0.0
+    # seen features first: swapping the arguments changes the score
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal((6, 10)), rng.standard_normal((6, 10))
+    assert im.two_way_identification(a, b) != im.two_way_identification(b, a)
+
+
+def test_correlation_distance_is_scipys():
+    rng = np.random.default_rng(4)
+    seen, recon = rng.standard_normal((10, 40)), rng.standard_normal((10, 40))
+    expected = np.mean([correlation(s, r) for s, r in zip(seen, recon)])
+    assert im.correlation_distance(seen, recon) == pytest.approx(expected, abs=1e-12)
+    assert im.correlation_distance(seen, seen) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_bad_inputs_are_named(pair):
+    seen, recon = pair
+    with pytest.raises(ValueError, match="recon"):
+        im.pixcorr(seen, recon * 3)
+    with pytest.raises(ValueError, match="5 reconstructions"):
+        im.ssim(seen, recon[:5])
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
+        im.pixcorr(seen[:, 0], recon[:, 0])
+
+
+class MeanColour(torch.nn.Module):
+    """A stand-in network: the per-channel means of its (normalised) input."""
+
+    def forward(self, x):
+        return x.mean(dim=(2, 3))
+
+
+def test_evaluate_scores_available_networks_and_marks_the_rest_na(pair, caplog):
+    seen, recon = pair
+
+    def loader(network, allow_download):
+        if network == "clip_vitl14":
+            return MeanColour()
+        raise im.NetworkUnavailable(f"{network} weights unavailable (test)")
+
+    with caplog.at_level("WARNING"):
+        results = im.evaluate(seen, recon, loader=loader)
+    assert list(results) == list(im.METRICS)
+    assert results["pixcorr"]["value"] == pytest.approx(im.pixcorr(seen, recon))
+    for metric in ("alex2", "alex5", "inception", "effnet", "swav"):
+        assert np.isnan(results[metric]["value"])
+        assert results[metric]["note"].startswith("n/a")
+    assert "alexnet weights unavailable" in caplog.text
+    # CLIP: features at 224 with CLIP's normalisation, seen first
+    mean = np.array(im.CLIP_MEAN).reshape(1, 3, 1, 1)
+    std = np.array(im.CLIP_STD).reshape(1, 3, 1, 1)
+
+    def feats(x):
+        return ((torchvision_resize(torchvision_resize(x, 256), 224) - mean) / std).mean(axis=(2, 3))
+
+    expected = im.two_way_identification(feats(seen), feats(recon))
+    assert results["clip"]["value"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_missing_weights_are_unavailable_without_download(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    for network in ("alexnet", "inception_v3", "efficientnet_b1", "swav_resnet50"):
+        with pytest.raises(im.NetworkUnavailable, match="downloads are off"):
+            im.load_network(network, allow_download=False)
+
+
+def test_layer_names_exist_in_the_real_architectures(pair):
+    """Plumbing only: torchvision's architectures, untrained, expose the layers the metrics tap.
+
+    (Untrained networks never produce reported numbers; load_network refuses them.)
+    """
+    from torchvision import models
+
+    seen = im.resize(pair[0][:1], 256)
+    torch.manual_seed(0)
+    alexnet = models.alexnet().eval()
+    # AlexNet at 256: 192 x 31 x 31 after the 2nd conv's ReLU, 256 x 15 x 15 after the 5th
+    assert im.network_features(alexnet, seen, im.FEATURE_SOURCES["alex2"]).shape == (1, 192 * 31 * 31)
+    assert im.network_features(alexnet, seen, im.FEATURE_SOURCES["alex5"]).shape == (1, 256 * 15 * 15)
+    for metric, build in (("inception", models.inception_v3), ("effnet", models.efficientnet_b1),
+                          ("swav", models.resnet50)):  # SwAV's hub model is torchvision's resnet50
+        model = build(init_weights=False) if metric == "inception" else build()
+        assert im.FEATURE_SOURCES[metric].layer in dict(model.named_modules()), metric

@@ -1,0 +1,111 @@
+"""The decoding rules on a tiny simulated run: offline reconstructions, metric CSVs,
+Figure 3, decoding=none, and MindEye2's input assembly up to the checkpoint."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from nrf.decoding import mindeye2
+from nrf.image_metrics import METRICS
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.workflow
+
+CONFIG = {
+    "dataset": "simulated",
+    "seed": 3,
+    "subjects": ["subj01"],
+    "shots": [20],
+    "simulation": {"n_train_images": 60, "n_test_images": 20, "repeats": 3, "trials_per_session": 60, "image_size": 32},
+    "presets": {
+        "simulated": {
+            "features": {"extractor": "filterbank"},
+            "nrf": {"merger_token_dim": 4, "merger_dim": 16, "fourier_scale": 8.0, "depth": 2, "width": 32},
+            "train": {"batch_images": 8, "batch_voxels": 64, "lr": 3.0e-3, "max_steps": 40, "min_steps": 0,
+                      "eval_every": 20, "patience": 2},
+            "linear": {"epochs": 5, "lr": 3.0e-3, "batch_images": 16},
+        }
+    },
+    "decoder": {"image_size": 16, "figure_images": [0, 1, 2]},
+}
+RESULTS = "results/simulated/decoding"
+
+
+def snakemake(workdir, *args):
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def decoded(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("decoding")
+    (workdir / "config.yaml").write_text(yaml.safe_dump(CONFIG))
+    result = snakemake(workdir, "all_decoding", "fig3")
+    assert result.returncode == 0, result.stderr[-4000:]
+    return workdir
+
+
+def test_every_source_is_decoded_and_scored(decoded):
+    with h5py.File(decoded / "results/simulated/prepared/subj01.hdf5") as f:
+        test_ids = f["test/image_ids"][()]
+    for source in ("measured", "linear", "nrf"):
+        with h5py.File(decoded / f"{RESULTS}/offline/{source}/subj01.hdf5") as f:
+            assert f["images"].shape == (20, 16, 16, 3) and f["images"].dtype == np.uint8
+            np.testing.assert_array_equal(f["image_ids"][()], test_ids)
+        metrics = pd.read_csv(decoded / f"{RESULTS}/offline/metrics/{source}/subj01.csv").set_index("metric")
+        assert list(metrics.index[:8]) == list(METRICS)
+        assert np.isfinite(metrics.loc[["pixcorr", "ssim", "feature_2way"], "value"]).all()
+        # a paper column is a number exactly when its network was available, else n/a with the reason
+        for metric in METRICS[2:]:
+            assert np.isnan(metrics.at[metric, "value"]) == metrics.at[metric, "note"].startswith("n/a")
+
+
+def test_measured_responses_decode_above_chance(decoded):
+    metrics = pd.read_csv(decoded / f"{RESULTS}/offline/metrics/measured/subj01.csv").set_index("metric")
+    assert metrics.at["feature_2way", "value"] > 0.6  # chance 0.5
+    assert metrics.at["pixcorr", "value"] > 0.1
+
+
+def test_figure3_and_logs(decoded):
+    assert (decoded / "results/simulated/figures/figure3.png").stat().st_size > 10_000
+    logs = {p.parent.name for p in (decoded / "logs").rglob("*.log")}
+    assert {"train_decoder", "decode_offline", "score_decoding", "figure3"} <= logs
+
+
+def test_decoding_none_leaves_the_dag(decoded):
+    result = snakemake(decoded, "all_decoding", "fig3", "-n", "--config", "decoding=none")
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout + result.stderr
+    assert "train_decoder" not in out and "score_decoding" not in out and "figure3" not in out
+
+
+def test_mindeye2_inputs_stop_at_a_missing_checkpoint_and_assemble_with_one(decoded, tmp_path):
+    target = f"{RESULTS}/mindeye2/inputs/measured/subj01.hdf5"
+    missing = tmp_path / "no_checkpoints"
+    result = snakemake(decoded, target, "--config", "decoding=mindeye2", f"decoder={{mindeye2: {{checkpoint_dir: {missing}}}}}")
+    assert result.returncode != 0
+    log = (decoded / "logs/mindeye2_inputs/simulated_measured_subj01.log").read_text()
+    assert f"MindEye2 checkpoint folder {missing}" in log and "does not exist" in log
+    assert "pscotti/mindeyev2" in result.stderr
+    with h5py.File(decoded / "results/simulated/prepared/subj01.hdf5") as f:
+        measured = f["test/responses"][()]
+    # a stand-in checkpoint with the subject's voxel count: the input is assembled
+    ckpt = tmp_path / "ckpt"
+    files = mindeye2.required_files(ckpt, "subj01")
+    files["model"].parent.mkdir(parents=True)
+    torch.save({"model_state_dict": {mindeye2.RIDGE_KEY: torch.zeros(4, measured.shape[1])}}, files["model"])
+    files["unclip"].touch()
+    files["autoencoder"].touch()
+    result = snakemake(decoded, target, "--config", "decoding=mindeye2", f"decoder={{mindeye2: {{checkpoint_dir: {ckpt}}}}}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    with h5py.File(decoded / target) as f:
+        assert f["voxels"].shape == (20, 1, measured.shape[1])
+        np.testing.assert_array_equal(f["voxels"][:, 0], measured)
