@@ -16,8 +16,9 @@ include: "rules/data.smk"
 include: "rules/download.smk"
 include: "rules/features.smk"
 include: "rules/encoders.smk"
-include: "rules/report.smk"
 include: "rules/decoding.smk"
+include: "rules/adaptation.smk"
+include: "rules/report.smk"
 
 
 # Named targets: inputs only, no wildcards, so each can be built alone
@@ -49,3 +50,33 @@ rule table1:
 rule fig3:
     input:
         figure3_outputs(),
+
+
+rule table2:
+    input:
+        table_files("table2"),
+
+
+rule table3:
+    input:
+        table_files("table3"),
+
+
+rule table7:
+    input:
+        table_files("table7"),
+
+
+rule table8:
+    input:
+        table_files("table8"),
+
+
+rule table9:
+    input:
+        table_files("table9"),
+
+
+rule fig2:
+    input:
+        [f for f in FIGURES if "/fig2" in f],

@@ -14,7 +14,13 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
     [LIBRARY] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
 )
 
-from nrf.config import ConfigError, sessions_for, test_sessions, validate_config
+from nrf.config import (
+    ConfigError,
+    sessions_for,
+    test_sessions,
+    training_images,
+    validate_config,
+)
 from nrf.data import nsd_layout
 from nrf.data.compact_betas import compact_key
 
@@ -168,3 +174,89 @@ def table_files(name):
 # Every table and figure the targets in the Snakefile build.
 TABLES = table_files("table1")
 FIGURES = []
+
+
+# -- adaptation (rules/adaptation.smk) ------------------------------------------------
+ADAPTATION = config["adaptation"]
+SHOTS = config["shots"]
+DRAWS = list(range(ADAPTATION["draws"]))
+# The paper's adaptation tables and their target subjects (Tables 2, 7, 8, 9).
+ADAPTATION_TABLES = {
+    name: target
+    for name, target in {
+        "table2": "subj07",
+        "table7": "subj01",
+        "table8": "subj02",
+        "table9": "subj05",
+    }.items()
+    if target in SUBJECTS and len(SUBJECTS) > 1
+}
+
+
+def adaptation_bases(subject):
+    """Every other configured subject is a base of ``subject``."""
+    return [s for s in SUBJECTS if s != subject]
+
+
+def get_adaptation_base_names(wildcards):
+    return adaptation_bases(wildcards.subject)
+
+
+def get_adaptation_bases(wildcards):
+    return {
+        b: f"results/{DATASET}/models/nrf/{b}.pt" for b in adaptation_bases(wildcards.subject)
+    }
+
+
+def adaptation_cells(subject, ext="csv", shots=None):
+    return [
+        f"results/{DATASET}/adaptation/{subject}/n{n}_draw{d}.{ext}"
+        for n in (SHOTS if shots is None else shots)
+        for d in DRAWS
+    ]
+
+
+def full_training_images():
+    """Training images of a full-data model (the x position of Figure 2a's last point)."""
+    n = training_images(config)
+    return int(n * (1 - config["val_fraction"])) if config["protocol"] == "clean" else n
+
+
+def figure_shots():
+    """The shot count nearest adaptation.figure_shots (Figure 2b, Table 3)."""
+    return min(SHOTS, key=lambda n: abs(n - ADAPTATION["figure_shots"]))
+
+
+def get_adaptation_target(wildcards):
+    return ADAPTATION_TABLES[wildcards.table]
+
+
+def get_adaptation_cell_files(wildcards):
+    return adaptation_cells(wildcards.subject, ext="hdf5")
+
+
+def adaptation_semantic(target):
+    """The decoding scores of a target's cells (offline backend only; [] otherwise)."""
+    if config["decoding"] != "offline":
+        return []
+    return [f"results/{DATASET}/decoding/offline/adaptation/{target}.csv"]
+
+
+def get_adaptation_table_inputs(wildcards):
+    target = ADAPTATION_TABLES[wildcards.table]
+    return {
+        "cells": adaptation_cells(target),
+        "nrf_full": f"results/{DATASET}/scores/nrf/{target}.csv",
+        "linear_full": f"results/{DATASET}/scores/linear/{target}.csv",
+        "semantic": adaptation_semantic(target),
+    }
+
+
+if ADAPTATION_TABLES:
+    TABLES += [f for name in ADAPTATION_TABLES for f in table_files(name)]
+if "subj07" in ADAPTATION_TABLES.values():
+    TABLES += table_files("table3")
+if len(SUBJECTS) > 1:
+    FIGURES += [f"results/{DATASET}/figures/fig2a.{ext}" for ext in ("png", "pdf")]
+if "subj07" in SUBJECTS and len(SUBJECTS) > 1:
+    FIGURES += [f"results/{DATASET}/figures/fig2b.{ext}" for ext in ("png", "pdf")]

@@ -142,8 +142,12 @@ def run_cell(
     scratch_steps: int,
     device: str = "cpu",
     log: logging.Logger | None = None,
-) -> dict[str, dict]:
-    """Every method of one adaptation cell: {method: {"predictions", "pearson", "mse", "r", "steps"}}.
+) -> tuple[dict[str, dict], dict]:
+    """Every method of one adaptation cell.
+
+    Returns ({method: {"predictions", "pearson", "mse", "r", "steps"}}, the
+    cell's description for :func:`write_cell`: target, n_train, draw,
+    protocol, test_ids).
 
     base_checkpoints : {base subject: full-data NRF checkpoint}
     finetune_steps, scratch_steps : the clean protocol's fixed budgets, and
@@ -201,7 +205,8 @@ def run_cell(
         {"embedding": split.features["embedding"]}, split.responses)
     model, history = get_kind("linear").fit(emb(cell.train), emb(cell.val), None, linear_cfg, model_options={}, log=log)
     record(LINEAR, model, history, None)
-    return results
+    meta = dict(target=target, n_train=n_train, draw=draw, protocol=protocol, test_ids=cell.test_ids)
+    return results, meta
 
 
 def write_cell(results: dict, *, target: str, n_train: int, draw: int, protocol: str, test_ids, out_hdf5, out_csv):

@@ -14,7 +14,7 @@ import yaml
 
 from nrf.data.nsd_layout import NSD_SESSIONS
 # Sections a dataset's preset fills and a top-level key overrides.
-MODEL_SECTIONS = ("mem_mb", "features", "nrf", "train", "linear")
+MODEL_SECTIONS = ("adaptation", "mem_mb", "features", "nrf", "train", "linear")
 # Training images per subject in real NSD: 10,000 minus the 1,000 shared.
 NSD_TRAIN_IMAGES = 9000
 

@@ -1,5 +1,6 @@
 """Snakemake itself on a tiny config in a temporary folder: the files it makes."""
 
+import re
 import shutil
 import subprocess
 import sys
@@ -27,6 +28,7 @@ TINY = {
             "train": {"batch_images": 8, "batch_voxels": 64, "lr": 3.0e-3, "max_steps": 40, "min_steps": 0,
                       "eval_every": 20, "patience": 2},
             "linear": {"epochs": 5, "lr": 3.0e-3, "batch_images": 16},
+            "adaptation": {"draws": 2, "finetune_steps": 20, "scratch_steps": 30, "figure_shots": 20},
         }
     },
 }
@@ -42,7 +44,7 @@ def snakemake(workdir, *args):
 def tiny_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("tiny")
     (workdir / "config.yaml").write_text(yaml.safe_dump(TINY))
-    result = snakemake(workdir, "all_tables")
+    result = snakemake(workdir, "all")
     assert result.returncode == 0, result.stderr[-4000:]
     return workdir
 
@@ -179,3 +181,52 @@ def test_jobs_import_the_library_beside_the_snakefile(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     log = (work / "logs/prepare_subject/simulated_subj01.log").read_text()
     assert f"library {clone / 'src' / 'nrf'}" in log, log[:2000]
+
+
+def _report_results(report: Path) -> str:
+    """The report's embedded ``var results = {...}`` script (every table and figure, as data URIs)."""
+    block = re.search(r'<script id="results">(.*?)</script>', report.read_text(), re.S)
+    assert block, "no results in the report"
+    return block.group(1)
+
+
+def test_report_renders_every_figure_in_a_browser(tiny_run, tmp_path):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    report = tiny_run / "report.html"
+    if not report.exists():
+        assert snakemake(tiny_run, "--report", "report.html").returncode == 0
+    # every figure the run made is in the report, and the browser decodes each one
+    harness = tmp_path / "harness.html"
+    harness.write_text(
+        "<html><body><ul id='out'></ul><script>" + _report_results(report) + """</script><script>
+        const out = document.getElementById('out');
+        function add(path, size) {
+          const li = document.createElement('li'); li.dataset.path = path; li.dataset.size = size;
+          li.textContent = path; out.appendChild(li);
+        }
+        for (const [path, r] of Object.entries(results)) {
+          if (!r.mime_type.startsWith('image/')) { add(path, r.mime_type); continue; }
+          const img = new Image();
+          img.onload = () => add(path, img.naturalWidth + 'x' + img.naturalHeight);
+          img.onerror = () => add(path, 'error');
+          img.src = r.data_uri;
+        }
+        </script></body></html>""")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'chr'}",
+             "--virtual-time-budget=15000", "--dump-dom"]
+    dom = subprocess.run([chromium, *flags, harness.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    shown = dict(re.findall(r'data-path="([^"]+)" data-size="([^"]+)"', dom))
+    made = [str(p.relative_to(tiny_run)) for p in (tiny_run / "results/simulated/figures").glob("*.png")]
+    assert made, "the run made no figures"
+    for path in made:
+        assert path in shown, f"{path} is not in the report"
+        width, height = (int(v) for v in shown[path].split("x"))
+        assert width > 300 and height > 200, (path, shown[path])
+    tables = [str(p.relative_to(tiny_run)) for p in (tiny_run / "results/simulated/tables").glob("*.html")]
+    assert tables and all(t in shown for t in tables), (tables, list(shown))
+    # and the report page itself runs: its app renders the result categories
+    page = subprocess.run([chromium, *flags, report.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    assert "Tables" in page and "Figures" in page

@@ -27,20 +27,34 @@ FEATURE_2WAY = "feature_2way"
 COLUMNS = ("metric", "value", "note", "backend", "source", "subject")
 
 
+def evaluate_decoded(seen, decoded, embedding, seen_features, *, space: str, device: str = "cpu",
+                     allow_download: bool = False) -> dict[str, dict]:
+    """{metric: {"value", "note"}}: the paper's eight metrics, plus the two-way
+    identification in the decoder's own feature space when it decodes one.
+
+    seen, decoded : (N, 3, H, W) in [0, 1]; embedding, seen_features : (N, D) or None
+    """
+    results = image_metrics.evaluate(seen, decoded, device=device, allow_download=allow_download)
+    if embedding is not None:
+        results[FEATURE_2WAY] = {
+            "value": image_metrics.two_way_identification(seen_features, embedding),
+            "note": f"two-way identification in the {space} embedding space (decoder's own features; not a paper column)",
+        }
+    return results
+
+
 def score_reconstructions(recon_path, stimuli_path, features_path, out_csv, *, device: str = "cpu",
                           allow_download: bool = False, log: logging.Logger = logger) -> pd.DataFrame:
     """Every available metric of one (backend, source, subject) reconstruction file."""
     recon = read_reconstructions(recon_path)
     seen = to_unit(read_stimuli(stimuli_path, recon.image_ids))
-    decoded = to_unit(recon.images)
-    results = image_metrics.evaluate(seen, decoded, device=device, allow_download=allow_download)
+    seen_features = None
     if recon.embedding is not None:
         seen_features = read_features(features_path, recon.image_ids, keys=("embedding",))["embedding"]
-        space = recon.attrs.get("feature_space") or "features file embedding"
-        results[FEATURE_2WAY] = {
-            "value": image_metrics.two_way_identification(seen_features, recon.embedding),
-            "note": f"two-way identification in the {space} embedding space (decoder's own features; not a paper column)",
-        }
+    results = evaluate_decoded(
+        seen, to_unit(recon.images), recon.embedding, seen_features, device=device, allow_download=allow_download,
+        space=recon.attrs.get("feature_space") or "features file embedding",
+    )
     rows = [
         {"metric": metric, "value": r["value"], "note": r["note"], "backend": recon.attrs.get("backend", ""),
          "source": recon.attrs.get("source", ""), "subject": recon.attrs.get("subject", "")}

@@ -1,0 +1,57 @@
+"""Semantic-level scores of the adaptation cells (Tables 2, 3, 7, 8, 9).
+
+Every method's predicted test responses in a cell file (nrf.adaptation) are
+decoded with the target subject's offline decoder and scored as the Table 1
+sources are (nrf.decoding.scoring): one tidy CSV per target with n_train,
+draw, method, metric, value, note.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from nrf.atomic import atomic_output
+from nrf.decoding.offline import read_decoder
+from nrf.decoding.reconstructions import to_uint8, to_unit
+from nrf.decoding.scoring import evaluate_decoded
+from nrf.features.cache import read_features, read_stimuli
+
+logger = logging.getLogger(__name__)
+
+
+def score_cells(decoder_path, cell_hdf5s, stimuli_path, features_path, out_csv, *, device: str = "cpu",
+                allow_download: bool = False, log: logging.Logger = logger) -> pd.DataFrame:
+    """Decode and score every method of every cell of one target; write the tidy CSV."""
+    decoder = read_decoder(decoder_path)
+    rows, seen_cache = [], {}
+    for path in cell_hdf5s:
+        with h5py.File(path, "r") as f:
+            ids = f["image_ids"][()]
+            key = ids.tobytes()
+            if key not in seen_cache:
+                seen_cache[key] = (
+                    to_unit(read_stimuli(stimuli_path, ids)),
+                    read_features(features_path, ids, keys=("embedding",))["embedding"],
+                )
+            seen, seen_features = seen_cache[key]
+            for group in f.values():
+                if not isinstance(group, h5py.Group):
+                    continue
+                images, embedding = decoder.predict(group["predictions"][()])
+                # the same uint8 round trip as a reconstructions file
+                results = evaluate_decoded(seen, to_unit(to_uint8(images)), embedding, seen_features,
+                                           space="features file embedding", device=device,
+                                           allow_download=allow_download)
+                for metric, r in results.items():
+                    rows.append({"target": f.attrs["target"], "n_train": int(f.attrs["n_train"]),
+                                 "draw": int(f.attrs["draw"]), "method": group.attrs["method"], "metric": metric,
+                                 "value": r["value"], "note": r["note"], "backend": "offline"})
+        log.info("%s: decoded and scored (%d rows so far)", path, len(rows))
+    table = pd.DataFrame(rows)
+    with atomic_output(out_csv) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6g")
+    return table

@@ -1,0 +1,108 @@
+"""Figure 2: accuracy in the low-data regime (a) and, for subj07, per voxel on
+the cortical surface (b). Numbers come from the cells' files the DAG wrote."""
+
+from __future__ import annotations
+
+import h5py
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from nrf.adaptation import AVERAGE, ENSEMBLE, LINEAR, SCRATCH  # noqa: E402
+from nrf.data.prepared import load_prepared  # noqa: E402
+from nrf.reporting.adaptation_tables import read_cells  # noqa: E402
+from nrf.reporting.brain_maps import coords_to_volume, plot_surface_panels  # noqa: E402
+from nrf.reporting.tables import mean_sem, subject_summary  # noqa: E402
+
+#: one colour per method throughout the report (Okabe–Ito, colour-blind safe)
+METHOD_COLOURS = {
+    SCRATCH: "#0072B2",
+    LINEAR: "#E69F00",
+    ENSEMBLE: "#009E73",
+    AVERAGE: "#CC79A7",
+}
+
+
+def fig2a_table(cell_csvs, full_scores: dict[str, list], subjects) -> pd.DataFrame:
+    """Tidy rows (method, n_train, mean, sem over subjects) of Figure 2a.
+
+    Per subject the draws are averaged first, then mean ± SEM across subjects.
+    ``full_scores`` maps a method to its full-data score CSVs (one per subject).
+    """
+    cells = read_cells(cell_csvs)
+    per_subject = cells.groupby(["method", "n_train", "target"])["pearson"].mean().reset_index()
+    rows = []
+    for (method, n), sub in per_subject.groupby(["method", "n_train"]):
+        mean, sem = mean_sem(sub["pearson"])
+        rows.append({"method": method, "n_train": str(n), "mean": mean, "sem": sem, "n_subjects": len(sub)})
+    for method, paths in full_scores.items():
+        mean, sem = mean_sem([subject_summary(p)["pearson"] for p in paths])
+        rows.append({"method": method, "n_train": "full", "mean": mean, "sem": sem, "n_subjects": len(paths)})
+    return pd.DataFrame(rows)
+
+
+def figure2a(table: pd.DataFrame, *, n_full: int, dataset: str, protocol: str):
+    """Median test r against training images (log axis), NRF scratch vs linear, ± SEM over subjects."""
+    fig, ax = plt.subplots(figsize=(5.2, 3.8), dpi=150)
+    for method in (SCRATCH, LINEAR):
+        sub = table[table["method"] == method].copy()
+        sub["x"] = [n_full if n == "full" else int(n) for n in sub["n_train"]]
+        sub = sub.sort_values("x")
+        ax.errorbar(sub["x"], sub["mean"], yerr=sub["sem"].fillna(0), marker="o", capsize=3,
+                    color=METHOD_COLOURS[method], label=method if method != SCRATCH else "NRF (from scratch)")
+    ax.set_xscale("log")
+    ticks = sorted({int(n) for n in table["n_train"] if n != "full"} | {n_full})
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([f"{t}\n(full)" if t == n_full else str(t) for t in ticks])
+    ax.set_xlabel("training images (log scale)")
+    ax.set_ylabel("median voxel Pearson r (test images)")
+    ax.set_title(f"Low-data regime ({dataset}, {protocol} protocol)", fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def voxel_r_by_method(cell_hdf5s, methods) -> dict[str, np.ndarray]:
+    """Per-voxel r of each method, averaged over the draws' cell files."""
+    sums: dict[str, np.ndarray] = {}
+    for path in cell_hdf5s:
+        with h5py.File(path, "r") as f:
+            for group in f.values():
+                if isinstance(group, h5py.Group) and group.attrs["method"] in methods:
+                    r = np.nan_to_num(group["pearson"][()].astype(np.float64))
+                    sums[group.attrs["method"]] = sums.get(group.attrs["method"], 0) + r
+    return {m: sums[m] / len(cell_hdf5s) for m in methods if m in sums}
+
+
+def figure2b(cell_hdf5s, prepared_path, *, n_train: int, dataset: str, protocol: str):
+    """Per-voxel r of the finetune ensemble, NRF scratch and linear for one target, on fsaverage5."""
+    prep = load_prepared(prepared_path, splits=())
+    methods = (ENSEMBLE, SCRATCH, LINEAR)
+    r = voxel_r_by_method(cell_hdf5s, methods)
+    vmax = float(np.percentile(np.concatenate(list(r.values())), 99))
+    volumes = {f"{m}\nmedian r = {np.median(v):.3f}": coords_to_volume(prep.coords, np.clip(v, 0, None))
+               for m, v in r.items()}
+    fig = plt.figure(figsize=(3.2 * len(volumes), 5.4), dpi=150)
+    plot_surface_panels(fig, volumes, vmax=vmax)
+    sm = plt.cm.ScalarMappable(cmap="inferno", norm=plt.Normalize(0, vmax))
+    cax = fig.add_axes([0.25, 0.06, 0.5, 0.025])
+    fig.colorbar(sm, cax=cax, orientation="horizontal", label="voxel Pearson r (test images; negative shown as 0)")
+    fig.suptitle(f"{prep.subject}, N = {n_train} training images, mean over draws ({dataset}, {protocol})",
+                 fontsize=10)
+    fig.subplots_adjust(left=0.04, right=0.99, top=0.86, bottom=0.12, wspace=0.02, hspace=0.02)
+    return fig
+
+
+def save(fig, png, pdf) -> None:
+    """PNG and PDF at fixed size and dpi, so a rerun writes the same image."""
+    from nrf.atomic import atomic_output
+
+    with atomic_output(png) as tmp:
+        fig.savefig(tmp, format="png", metadata={"Software": None})
+    with atomic_output(pdf) as tmp:
+        fig.savefig(tmp, format="pdf", metadata={"CreationDate": None, "Producer": None, "Creator": None})
+    plt.close(fig)
