@@ -1,22 +1,14 @@
 """Fetch the real Natural Scenes Dataset into a local tree in NSD's layout.
 
 Only what the configured subjects and sessions need, from NSD's public bucket
-(``nsd_layout.BUCKET_URL``, anonymous HTTPS), under ``root`` (``resources/nsd``):
-
-- :func:`fetch_key`: one whole file (experiment design, stimulus info,
-  brainmask, nsdgeneral and ROI atlases, MNI transform, ncsnr, or a betas
-  ``.nii.gz``): atomic, resumable, verified (:func:`nrf.data.http.download`).
-- :func:`fetch_session_betas`: one session's betas at the subject's nsdgeneral
-  voxels, read by h5py from the session's ``.hdf5`` twin over HTTP range
-  requests (:func:`nrf.data.http.open_remote`) or, with ``source="nifti"``,
-  extracted from the downloaded ``.nii.gz``; written as the compact file
-  (:mod:`nrf.data.compact_betas`) beside the session's key.
-- :func:`fetch_stimuli_subset`: the images the subjects saw, read by range
-  from ``nsd_stimuli.hdf5`` (never the whole 37 GB), into a subset file with
-  ``imgBrick`` and ``image_ids`` (docs/CONTRACTS.md "Stimuli").
-
-Which keys a run needs: :func:`common_keys`, :func:`subject_keys`,
-:func:`nsd_keys`; which images: :func:`seen_image_ids`.
+(anonymous HTTPS), under ``root`` (``resources/nsd``): whole files by
+:func:`fetch_key` (atomic, resumed, verified: :func:`nrf.data.http.download`);
+one session's nsdgeneral voxels by :func:`fetch_session_betas`, read by h5py
+from the ``.hdf5`` twin over HTTP ranges (or extracted from the whole
+``.nii.gz``) into the compact file (:mod:`nrf.data.compact_betas`); the images
+the subjects saw by :func:`fetch_stimuli_subset`, read by range from
+``nsd_stimuli.hdf5`` (never its 37 GB) into a subset file (docs/CONTRACTS.md).
+Which keys a run needs: :func:`nsd_keys`; which images: :func:`seen_image_ids`.
 """
 
 from __future__ import annotations
@@ -25,7 +17,7 @@ import json
 import logging
 import os
 import time
-from contextlib import nullcontext
+from contextlib import closing, nullcontext
 from pathlib import Path
 
 import h5py
@@ -85,17 +77,15 @@ def nsd_keys(subjects) -> list[str]:
 
 
 def fetch_key(base_url: str, key: str, root, *, client: HttpClient | None = None) -> dict:
-    """Download ``base_url/key`` to ``root/key`` (atomic, resumed, verified).
+    """Download ``base_url/key`` to ``root/key`` (atomic, resumed, verified; kept if it matches the server).
 
-    An existing file that matches the server is kept. Returns
-    ``{key, path, size, requests, bytes, status, seconds}`` (status:
-    downloaded, resumed or present). Raises
-    :class:`nrf.data.http.RemoteNotFoundError` naming the key on 403/404.
+    Returns ``{key, path, size, requests, bytes, status, seconds}`` (status: downloaded, resumed or
+    present); raises :class:`nrf.data.http.RemoteNotFoundError` naming the key on 403/404.
     """
     if key == nsd_layout.STIMULI:
         raise ValueError(f"{key}: 37 GB — use fetch_stimuli_subset for the images a run needs")
     t0 = time.monotonic()
-    with nullcontext(client) if client else HttpClient() as c:
+    with nullcontext(client) if client else closing(HttpClient()) as c:
         res = download(key_url(base_url, key), Path(root) / key, client=c, name=key)
     return {"key": key, "path": str(res.path), "size": res.size, "requests": res.requests,
             "bytes": res.bytes, "status": res.status, "seconds": round(time.monotonic() - t0, 3)}
@@ -119,9 +109,9 @@ def check_readable(dset: h5py.Dataset) -> None:
 def read_voxels(dset: h5py.Dataset, voxel_kji) -> np.ndarray:
     """``dset[:, k, j, i]`` of each voxel, read in file order.
 
-    Chunked storage is read one (k, j) row of voxels at a time in C-order
-    (the order of the chunk index, and of the chunks in a file written slab by
-    slab), so each chunk and index node is fetched once; contiguous storage
+    Chunked storage is read voxel by voxel in C-order of (k, j, i) (the order
+    of the chunk index, and of the chunks in a file written slab by slab), so
+    each block of chunks and index nodes is fetched once; contiguous storage
     holds a voxel's values one volume apart, so whole volumes are read.
 
     Parameters
@@ -144,10 +134,8 @@ def read_voxels(dset: h5py.Dataset, voxel_kji) -> np.ndarray:
         for t in range(0, dset.shape[0], step):
             out[:, t : t + step] = dset[t : t + step, k0:k1][:, kji[:, 0] - k0, kji[:, 1], kji[:, 2]].T
         return out
-    rows = np.split(order, np.flatnonzero(np.diff(kji[order, 0] * dset.shape[2] + kji[order, 1])) + 1)
-    for row in rows if len(kji) else []:
-        k, j = kji[row[0], :2]
-        out[row] = dset[:, k, j, kji[row, 2]].T
+    for v in order:  # one voxel a read: h5py's fancy indexing (dset[:, k, j, [i...]]) is ~100x slower
+        out[v] = dset[:, kji[v, 0], kji[v, 1], kji[v, 2]]
     return out
 
 
@@ -171,24 +159,17 @@ def fetch_session_betas(base_url: str, root, subject: str, session: int, voxel_i
     session : 1-based
     voxel_ijk : (n_voxels, 3) int, (i, j, k) on the func grid, C-order (:func:`nrf.data.nsd_tree.subject_voxels`)
     grid_shape : (X, Y, Z) of the func grid
-    source : ``"hdf5_ranges"`` reads only the voxels from the ``.hdf5`` twin by
-        HTTP range requests; ``"nifti"`` downloads the whole ``.nii.gz`` into
-        the tree and extracts them
-    fallback : with ``hdf5_ranges``, fall back to ``nifti`` when h5py cannot
-        read the twin remotely (:class:`UnsupportedLayout`)
-    keep_nifti : with ``nifti``, keep the downloaded ``.nii.gz`` (else delete it
-        once the compact file is written)
+    source : ``"hdf5_ranges"`` reads only the voxels from the ``.hdf5`` twin;
+        ``"nifti"`` downloads the whole ``.nii.gz`` (kept if ``keep_nifti``)
+    fallback : with ``hdf5_ranges``, use ``nifti`` when h5py cannot read the
+        twin remotely (:class:`UnsupportedLayout`)
     block_size, cache_bytes : the ranged reads' block size and cache bound, bytes
     stats_path : if given, the returned dict is also written there as JSON
 
     An existing compact file with the same voxels is kept (source "present").
-
-    Returns
-    -------
-    dict: subject, session, source, path, n_voxels, n_trials, requests, bytes
+    Returns a dict: source, path, n_voxels, n_trials, requests, bytes
     (received), whole_file_bytes (the file the method would otherwise
-    download: the ``.hdf5`` twin for ranges, the ``.nii.gz`` for nifti),
-    seconds, and for ranges nifti_bytes (the ``.nii.gz``'s size) and the layout.
+    download), seconds; for ranges also nifti_bytes (the ``.nii.gz``'s size).
     """
     if source not in BETAS_SOURCES:
         raise ValueError(f"source must be one of {BETAS_SOURCES}, got {source!r}")
@@ -208,7 +189,7 @@ def fetch_session_betas(base_url: str, root, subject: str, session: int, voxel_i
         log.warning("%s holds other voxels or is unreadable; fetching it again", out)
     t0 = time.monotonic()
     args = (base_url, root, subject, session, voxel_ijk, grid_shape, out)
-    with nullcontext(client) if client else HttpClient() as c:
+    with nullcontext(client) if client else closing(HttpClient()) as c:
         if source == "hdf5_ranges":
             try:
                 stats.update(_betas_by_ranges(*args, client=c, block_size=block_size, cache_bytes=cache_bytes))
@@ -247,15 +228,13 @@ def _betas_by_ranges(base_url, root, subject, session, voxel_ijk, grid_shape, ou
         chunks = list(dset.chunks or [])
     compact_betas.write_compact_betas(out, np.ascontiguousarray(betas), voxel_ijk, source_key=key,
                                       grid_shape=grid_shape)
-    after = client.traffic.snapshot()
+    stats = {"source": "hdf5_ranges", "key": key, "n_trials": int(betas.shape[0]), **client.traffic.since(before),
+             "whole_file_bytes": int(size), "chunks": chunks, "block_size": block_size, "cache_bytes": cache_bytes}
     try:  # for the record: the .nii.gz the nifti source would download (one HEAD, not counted)
-        nifti_bytes = client.head(key_url(base_url, nsd_layout.betas(subject, session))).size
+        stats["nifti_bytes"] = client.head(key_url(base_url, nsd_layout.betas(subject, session))).size
     except Exception:  # noqa: BLE001 — only a statistic
-        nifti_bytes = None
-    return {"source": "hdf5_ranges", "key": key, "n_trials": int(betas.shape[0]),
-            "requests": after["requests"] - before["requests"], "bytes": after["bytes"] - before["bytes"],
-            "whole_file_bytes": int(size), "nifti_bytes": nifti_bytes, "chunks": chunks,
-            "block_size": int(block_size), "cache_bytes": int(cache_bytes)}
+        stats["nifti_bytes"] = None
+    return stats
 
 
 def _betas_from_nifti(base_url, root, subject, session, voxel_ijk, grid_shape, out, *, client,
@@ -339,14 +318,13 @@ def fetch_stimuli_subset(base_url: str, root, image_ids, *, out_path=None, clien
     if old is None and out.exists():
         log.warning("%s is unreadable; fetching it again", out)
     if old is None or not np.isin(ids, old).all():
-        with nullcontext(client) if client else HttpClient() as c:
+        with nullcontext(client) if client else closing(HttpClient()) as c:
             before = c.traffic.snapshot()
             try:
                 _fill_subset(base_url, ids, part, out if old is not None and len(old) else None, old, c, batch,
                              readahead, stats)
             finally:
-                after = c.traffic.snapshot()
-                stats.update(requests=after["requests"] - before["requests"], bytes=after["bytes"] - before["bytes"])
+                stats.update(c.traffic.since(before))
         os.replace(part, out)
         stats["status"] = "downloaded"
         log.info("stimuli: %d images (%d fetched, %d reused), %d requests, %.1f MB of a %.1f GB file",

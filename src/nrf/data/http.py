@@ -1,20 +1,13 @@
 """HTTP for NSD's public bucket: verified whole-file downloads and remote HDF5 files.
 
-The libraries do the HTTP: ``requests`` (keep-alive, redirects, proxies) for
-whole files, ``fsspec``'s HTTP file (on aiohttp) for ranged reads, ``tenacity``
-for retries with exponential backoff on transient failures (dropped
-connections, timeouts, 408/429/5xx). What is ours is thin:
-
-- :func:`download`: one object to one local file. Bytes go to ``<name>.part``;
-  an interrupted download resumes from the part's size (``Range: bytes=N-``
-  guarded by ``If-Range: <ETag>``); the result is checked (size, MD5 against a
-  plain S3 ETag, the format's own integrity by :func:`check_file`) and only
-  then renamed. A corrupt download or local file is fetched again.
-- :func:`open_remote`: ``h5py.File`` over an fsspec HTTP file whose block
-  cache fetches only what HDF5 reads, with retries per block.
-- 403/404 raise :class:`RemoteNotFoundError` naming the key (S3 answers 403
-  for a missing key to anonymous clients). Requests and bytes are counted in
-  a :class:`Traffic`.
+``requests`` does the HTTP of whole files, ``fsspec``'s HTTP file (on aiohttp)
+the ranged reads, ``tenacity`` the retries with exponential backoff on
+transient failures (drops, timeouts, 408/429/5xx). Ours is thin:
+:func:`download` resumes into ``<name>.part`` (``Range`` + ``If-Range``), checks
+size, MD5 (a plain S3 ETag) and format (:func:`check_file`), renames atomically
+and refetches a corrupt file; :func:`open_remote` opens ``h5py.File`` over a
+block cache retried per block; 403/404 raise :class:`RemoteNotFoundError`
+naming the key (S3 answers 403 for a missing key); :class:`Traffic` counts.
 """
 
 from __future__ import annotations
@@ -87,6 +80,11 @@ class Traffic:
         with self._lock:
             return {"requests": self.requests, "bytes": self.bytes}
 
+    def since(self, before: dict) -> dict:
+        """Requests and bytes added since ``before`` (a :meth:`snapshot`)."""
+        now = self.snapshot()
+        return {k: now[k] - before[k] for k in now}
+
 
 @dataclass(frozen=True)
 class RemoteInfo:
@@ -128,12 +126,6 @@ class HttpClient:
         self.traffic = traffic if traffic is not None else Traffic()
         self.session = requests.Session()
         self.session.headers.update({"User-Agent": USER_AGENT, "Accept-Encoding": "identity"})
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def close(self) -> None:
         self.session.close()
@@ -254,15 +246,10 @@ def download(url: str, dest, *, client: HttpClient | None = None, name: str | No
     before = client.traffic.snapshot()
     info = client.head(url, name)
 
-    def result(status):
-        now = client.traffic.snapshot()
-        return DownloadResult(dest, info.size, now["requests"] - before["requests"],
-                              now["bytes"] - before["bytes"], status)
-
     if dest.exists():
         try:
             verify(dest, info, name, check_md5=check_md5)
-            return result("present")
+            return DownloadResult(dest, info.size, status="present", **client.traffic.since(before))
         except IntegrityError as err:
             log.warning("%s; fetching it again", err)
             dest.unlink()
@@ -279,7 +266,7 @@ def download(url: str, dest, *, client: HttpClient | None = None, name: str | No
             log.warning("%s; downloading it again (%d/%d)", err, attempt + 1, attempts)
             continue
         os.replace(part, dest)
-        return result(status)
+        return DownloadResult(dest, info.size, status=status, **client.traffic.since(before))
     raise AssertionError("unreachable")
 
 
