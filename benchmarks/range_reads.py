@@ -185,7 +185,7 @@ def fmt_row(r) -> str:
             f"{r['bytes_ratio']:.2f}× | {o['seconds']:.1f} | {n['seconds']:.1f} |")
 
 
-def voxel_by_voxel(url, points, n_voxels=200) -> dict:
+def voxel_by_voxel(url, points, n_voxels=4) -> dict:
     """The chunked path of ``read_voxels`` (voxel by voxel in file order) on a contiguous twin: the first voxels."""
     order = np.lexsort(points.T[::-1])[:n_voxels]
     client = HttpClient(timeout=60)

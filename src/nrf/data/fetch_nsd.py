@@ -49,27 +49,14 @@ class UnsupportedLayout(RuntimeError):
 # ---------------------------------------------------------------- keys
 
 
-def common_keys() -> list[str]:
-    """Keys every run needs: the experiment design and the stimulus info."""
-    return [nsd_layout.EXPDESIGN, nsd_layout.STIM_INFO]
-
-
-def subject_keys(subject: str) -> list[str]:
-    """A subject's whole-file keys: brainmask, nsdgeneral, ROI atlases, MNI transform, ncsnr."""
-    return [
-        nsd_layout.brainmask(subject),
-        nsd_layout.roi(subject, "nsdgeneral"),
-        *[nsd_layout.roi(subject, atlas) for atlas in nsd_layout.ROI_ATLASES],
-        nsd_layout.mni_transform(subject),
-        nsd_layout.ncsnr(subject),
-    ]
-
-
 def nsd_keys(subjects) -> list[str]:
-    """Every whole-file key of a run (betas and stimuli are fetched by their own functions)."""
-    keys = common_keys()
+    """Every whole-file key of a run: the experiment design and stimulus info, and each subject's
+    brainmask, nsdgeneral, ROI atlases, MNI transform and ncsnr (betas and stimuli: their own functions)."""
+    keys = [nsd_layout.EXPDESIGN, nsd_layout.STIM_INFO]
     for s in subjects:
-        keys.extend(subject_keys(s))
+        keys += [nsd_layout.brainmask(s), nsd_layout.roi(s, "nsdgeneral"),
+                 *[nsd_layout.roi(s, atlas) for atlas in nsd_layout.ROI_ATLASES],
+                 nsd_layout.mni_transform(s), nsd_layout.ncsnr(s)]
     return keys
 
 

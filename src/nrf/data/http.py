@@ -98,9 +98,7 @@ class RemoteInfo:
     def md5(self) -> str | None:
         """The MD5 hex digest when the ETag is a plain S3 one (not multipart, not weak)."""
         tag = (self.etag or "").strip('"')
-        if len(tag) == 32 and all(c in "0123456789abcdefABCDEF" for c in tag):
-            return tag.lower()
-        return None
+        return tag.lower() if len(tag) == 32 and all(c in "0123456789abcdefABCDEF" for c in tag) else None
 
 
 def key_url(base_url: str, key: str) -> str:
@@ -174,11 +172,11 @@ class HttpClient:
 # ---------------------------------------------------------------- integrity
 
 
-def file_md5(path, block: int = 1 << 22) -> str:
+def file_md5(path) -> str:
     h = hashlib.md5()
     with open(path, "rb") as f:
-        while chunk := f.read(block):
-            h.update(chunk)
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
     return h.hexdigest()
 
 
