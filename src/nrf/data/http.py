@@ -31,8 +31,8 @@ import requests
 import tenacity
 
 log = logging.getLogger(__name__)
+logging.getLogger("fsspec.caching").setLevel(logging.WARNING)  # not a line per block fetched
 
-PART_SUFFIX = ".part"
 USER_AGENT = "nrf-replication/0.1 (+https://github.com/haomiao8/NRF replication)"
 TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
 
@@ -240,7 +240,7 @@ def download(url: str, dest, *, client: HttpClient | None = None, name: str | No
     """
     client = client or HttpClient()
     dest, name = Path(dest), name or Path(dest).name
-    part = dest.with_name(dest.name + PART_SUFFIX)
+    part = dest.with_name(dest.name + ".part")
     before = client.traffic.snapshot()
     info = client.head(url, name)
 
