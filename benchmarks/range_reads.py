@@ -1,23 +1,27 @@
-"""Bytes and requests to read one session's nsdgeneral voxels by HTTP range requests.
+"""Old against new reader of NSD betas and stimuli by HTTP range requests, in one run.
 
-Compares :func:`nrf.data.remote_hdf5.read_points` on a betas twin with
-downloading the whole file, on
+"old" is the hand-written reader this project used until commit ``OLD_REV``
+(``nrf.data.http.RangeReader`` + ``nrf.data.remote_hdf5.read_points``: its own
+B-tree walk, merged ranges fetched by 8 threads), extracted from git history
+into the work folder (never into the repository) and imported from there.
+"new" is h5py over an fsspec HTTP file with a block cache
+(``nrf.data.http.open_remote`` + ``nrf.data.fetch_nsd.read_voxels``), what
+``fetch_session_betas`` runs today. Both read the same files from the same
+server; their values are checked equal.
 
-1. a twin with NSD's real geometry, (750, 83, 104, 81) int16 (subj01's
-   func1pt8mm grid), chunked one voxel per chunk as NSD's reportedly is, and
-   the same data stored contiguously; 15,724 voxels (subj01's nsdgeneral
-   count) of a synthetic nsdgeneral (a posterior cortical ribbon), since the
-   real mask is not available offline;
-2. a twin of the simulated dataset's size (``simulate_nsd_tree`` defaults);
-3. a stimuli brick of NSD's image size (425 x 425 x 3 uint8, contiguous)
-   with 2,000 images (NSD's has 73,000: 37 GB), reading 14% of the rows (a
-   subject sees 10,000 of the 73,000 images).
+1. A betas twin with NSD's real geometry, (750, 83, 104, 81) int16 (subj01's
+   func1pt8mm grid), one voxel per chunk (version-1 B-tree index) and
+   contiguous; 15,724 voxels (subj01's nsdgeneral count) of a synthetic
+   nsdgeneral (a posterior cortical ribbon), since the real mask is not
+   available offline.
+2. A stimuli brick of NSD's image size (425 x 425 x 3 uint8, contiguous) with
+   2,000 images (NSD's has 73,000: 37 GB), reading 14% of the rows (a subject
+   sees 10,000 of the 73,000 images) in batches of 64.
 
-The files are served by ``tests/http_server.py`` on 127.0.0.1 with an
-emulated latency per request (``--latency-ms``); the counts of requests and
-bytes are exact, the times are indicative only (one machine, loopback).
-The whole ``.nii.gz`` size is estimated by gzipping a sample of volumes of
-the same synthetic betas (the real compressibility may differ).
+Each is read at 0 and 20 ms of latency added by ``tests/http_server.py`` on
+127.0.0.1 before every response. Requests and bytes are counted exactly (by
+the clients, checked against the server's log); times are indicative only
+(one machine, loopback, 2 shared cores).
 
     python benchmarks/range_reads.py --workdir /tmp/nrf_range_bench
 
@@ -28,7 +32,9 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import importlib
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -37,34 +43,28 @@ import h5py
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))  # the test server
+REPO = HERE.parent
+sys.path.insert(0, str(REPO / "tests"))  # the test server
 
 from http_server import RangeServer  # noqa: E402
 
 from nrf.data import nsd_layout  # noqa: E402
-from nrf.data.http import HttpClient  # noqa: E402
-from nrf.data.remote_hdf5 import open_remote, read_points  # noqa: E402
+from nrf.data.fetch_nsd import (  # noqa: E402
+    BLOCK_SIZE,
+    CACHE_BYTES,
+    STIMULI_BATCH,
+    STIMULI_READAHEAD,
+    read_rows,
+    read_voxels,
+)
+from nrf.data.http import HttpClient, open_remote  # noqa: E402
 
+OLD_REV = "229a348"  # the last commit with the hand-written reader
+DOWNLOAD_CODE = ["src/nrf/data/http.py", "src/nrf/data/remote_hdf5.py", "src/nrf/data/fetch_nsd.py"]
 GRID = (81, 104, 83)  # (X, Y, Z), subj01 func1pt8mm
 TRIALS = 750
 N_VOXELS = nsd_layout.NSD_NSDGENERAL_VOXELS["subj01"]
-SETTINGS = [  # (max_gap, max_requests)
-    (0, None),
-    (16 << 10, None),
-    (64 << 10, None),
-    (64 << 10, 1024),
-    (64 << 10, 256),
-    (256 << 10, 256),  # the default
-    (1 << 20, 256),
-    (4 << 20, 64),
-]
-# A model of fetching from S3 (for the "model s" column): each request costs
-# LATENCY_S, WORKERS requests in flight at once; bytes arrive at BANDWIDTH.
-LATENCY_S, WORKERS, BANDWIDTH = 0.040, 8, 100e6
-
-
-def model_seconds(requests: int, nbytes: int) -> float:
-    return requests * LATENCY_S / WORKERS + nbytes / BANDWIDTH
+LATENCIES_MS = (0, 20)
 
 
 def synthetic_masks(grid=GRID, n_voxels=N_VOXELS, seed=0):
@@ -112,157 +112,152 @@ def estimate_nifti_gz(brain, n_volumes=25, seed=0) -> int:
     return int(len(gzip.compress(data, compresslevel=6)) * TRIALS / n_volumes) + 352
 
 
-def measure(url, points, max_gap, max_requests, workers=8, whole_below=0) -> dict:
-    """One session's read; counts include opening the file (HEAD, superblock, headers)."""
-    client = HttpClient(timeout=60)
+def old_reader(work: Path):
+    """The old modules from ``OLD_REV``, written to ``work/old_reader`` and imported as old_http, old_remote_hdf5."""
+    folder = work / "old_reader"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("http", "remote_hdf5"):
+        text = subprocess.run(["git", "show", f"{OLD_REV}:src/nrf/data/{name}.py"], cwd=REPO, check=True,
+                              capture_output=True, text=True).stdout
+        (folder / f"old_{name}.py").write_text(text.replace("from nrf.data.http import", "from old_http import"))
+    sys.path.insert(0, str(folder))
+    return importlib.import_module("old_http"), importlib.import_module("old_remote_hdf5")
+
+
+def line_counts() -> dict:
+    """Lines of the download code at ``OLD_REV`` and in the working tree."""
+    def count(text):
+        return len(text.splitlines())
+
+    old = {p: count(subprocess.run(["git", "show", f"{OLD_REV}:{p}"], cwd=REPO, check=True, capture_output=True,
+                                   text=True).stdout) for p in DOWNLOAD_CODE}
+    new = {p: count((REPO / p).read_text()) if (REPO / p).exists() else 0 for p in DOWNLOAD_CODE}
+    return {"old": old, "new": new, "old_total": sum(old.values()), "new_total": sum(new.values())}
+
+
+def read_old(old, url, dataset, axes, points, batches=None) -> tuple[np.ndarray, dict]:
+    """The old reader with its defaults (256 KiB gaps, <= 256 requests a batch, 8 threads)."""
+    old_http, old_rh = old
+    client = old_http.HttpClient(timeout=60)
     t0 = time.monotonic()
-    with open_remote(url, client=client, whole_below=whole_below) as (f, reader):
-        opened = client.traffic.snapshot()
-        _, st = read_points(reader, f["betas"], (1, 2, 3), points, max_gap=max_gap,
-                            max_requests=max_requests, workers=workers)
+    parts = []
+    with old_rh.open_remote(url, client=client) as (f, reader):
+        for sel in batches or [slice(None)]:
+            parts.append(old_rh.read_points(reader, f[dataset], axes, points[sel],
+                                            max_requests=256 if batches is None else None)[0])
         size = reader.size
     client.close()
-    total = client.traffic.snapshot()
-    d = st.as_dict()
-    d.update(seconds=round(time.monotonic() - t0, 2), whole_file_bytes=size, max_gap=max_gap,
-             max_requests=max_requests, requests=total["requests"], bytes=total["bytes"],
-             metadata_requests=st.metadata_requests + opened["requests"],
-             metadata_bytes=st.metadata_bytes + opened["bytes"])
-    d["model_seconds"] = round(model_seconds(d["requests"], d["bytes"]), 1)
-    return d
+    return np.concatenate(parts), {**client.traffic.snapshot(), "seconds": time.monotonic() - t0, "size": size}
 
 
-def row(name, d) -> str:
-    gap = "-" if d["max_gap"] is None else f"{d['max_gap'] >> 10} KiB"
-    mr = "-" if d["max_requests"] is None else str(d["max_requests"])
-    return (f"| {name} | {gap} | {mr} | {d['requests']:,} | {d['bytes'] / 1e6:,.1f} | "
-            f"{d['metadata_requests']:,} / {d['metadata_bytes'] / 1e6:,.1f} | {d['data_ranges']:,} | "
-            f"{100 * d['bytes'] / d['whole_file_bytes']:.1f}% | {d['seconds']:.1f} | {d['model_seconds']:.1f} |")
+def read_new(url, dataset, reader, points, batches=None, **kw) -> tuple[np.ndarray, dict]:
+    client = HttpClient(timeout=60)
+    t0 = time.monotonic()
+    with open_remote(url, client=client, **kw) as (f, size):
+        out = np.concatenate([reader(f[dataset], points[sel]) for sel in batches or [slice(None)]])
+    client.close()
+    return out, {**client.traffic.snapshot(), "seconds": time.monotonic() - t0, "size": size}
 
 
-HEADER = ("| twin | max_gap | max_requests | requests | MB received | open + index: requests / MB | "
-          "data requests | of whole twin | s (loopback) | model s |\n"
-          "|---|---|---|---|---|---|---|---|---|---|")
+def compare(server, label, old_fn, new_fn) -> dict:
+    """Run both readers on a fresh server log; check values and the clients' counts."""
+    server.reset_log()
+    a, old = old_fn()
+    assert old["requests"] == len(server.requests) and old["bytes"] == server.bytes_sent, (old, server.bytes_sent)
+    server.reset_log()
+    b, new = new_fn()
+    assert new["requests"] == len(server.requests) and new["bytes"] == server.bytes_sent, (new, server.bytes_sent)
+    np.testing.assert_array_equal(a, b)
+    row = {"case": label, "latency_ms": round(server.delay * 1000), "old": old, "new": new,
+           "requests_ratio": new["requests"] / old["requests"], "bytes_ratio": new["bytes"] / old["bytes"]}
+    print(fmt_row(row), flush=True)
+    return row
+
+
+HEADER = ("| case | latency | old requests | new requests | new / old | old MB | new MB | new / old | "
+          "old s | new s |\n|---|---|---|---|---|---|---|---|---|---|")
+
+
+def fmt_row(r) -> str:
+    o, n = r["old"], r["new"]
+    return (f"| {r['case']} | {r['latency_ms']} ms | {o['requests']:,} | {n['requests']:,} | "
+            f"{r['requests_ratio']:.2f}× | {o['bytes'] / 1e6:,.1f} | {n['bytes'] / 1e6:,.1f} | "
+            f"{r['bytes_ratio']:.2f}× | {o['seconds']:.1f} | {n['seconds']:.1f} |")
+
+
+def voxel_by_voxel(url, points, n_voxels=4) -> dict:
+    """The chunked path of ``read_voxels`` (voxel by voxel in file order) on a contiguous twin: the first voxels."""
+    order = np.lexsort(points.T[::-1])[:n_voxels]
+    client = HttpClient(timeout=60)
+    t0 = time.monotonic()
+    with open_remote(url, client=client, block_size=BLOCK_SIZE, cache_bytes=CACHE_BYTES) as (f, _):
+        for k, j, i in points[order]:
+            f["betas"][:, k, j, i]
+    return {**client.traffic.snapshot(), "seconds": time.monotonic() - t0, "voxels": n_voxels}
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--workdir", default="/tmp/nrf_range_bench")
-    ap.add_argument("--latency-ms", type=float, default=20.0, help="emulated latency per request")
-    ap.add_argument("--only", choices=["real", "simulated", "stimuli"], action="append",
-                    help="run only these parts (repeatable); default all")
     args = ap.parse_args(argv)
-    parts = set(args.only or ["real", "simulated", "stimuli"])
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
-    out = work / "results.json"
-    results = json.loads(out.read_text()) if out.exists() else {}
-    results["latency_ms"] = args.latency_ms
-    lines = []
+    old = old_reader(work)
+    results = {"old_rev": OLD_REV, "lines": line_counts(), "block_size": BLOCK_SIZE, "cache_bytes": CACHE_BYTES,
+               "rows": []}
+    print(results["lines"], flush=True)
 
-    if "real" in parts:
-        results["real_geometry"] = {}
-        brain, ijk = synthetic_masks()
-        points = ijk[:, ::-1]  # twin index [:, k, j, i]
-        twin_dir = work / "real"
-        twin_dir.mkdir(exist_ok=True)
-        for layout in ("per_voxel", "contiguous"):
-            path = twin_dir / f"{layout}.hdf5"
-            if not path.exists():
-                print(f"writing {path} ...", flush=True)
-                results["real_geometry"][f"{layout}_write_s"] = round(write_twin(path, brain, layout), 1)
-        nii = estimate_nifti_gz(brain)
-        results["real_geometry"].update(n_voxels=len(ijk), brain_voxels=int(brain.sum()),
-                                        nifti_gz_bytes_estimate=nii,
-                                        needed_bytes=len(ijk) * TRIALS * 2)
-        lines += [f"Real geometry: grid {GRID}, {TRIALS} trials, {len(ijk):,} voxels "
-                  f"({len(ijk) * TRIALS * 2 / 1e6:.1f} MB of values); brain {int(brain.sum()):,} voxels; "
-                  f"estimated .nii.gz {nii / 1e6:,.0f} MB (model {model_seconds(2, nii):.1f} s + gunzip).",
-                  "", HEADER]
-        with RangeServer(twin_dir, delay=args.latency_ms / 1000) as srv:
-            for layout in ("per_voxel", "contiguous"):
-                size = (twin_dir / f"{layout}.hdf5").stat().st_size
-                results["real_geometry"][f"{layout}_twin_bytes"] = size
-                settings = SETTINGS if layout == "per_voxel" else [(256 << 10, 256), (64 << 10, None)]
-                for gap, mr in settings:
-                    d = measure(f"{srv.url}/{layout}.hdf5", points, gap, mr)
-                    results["real_geometry"].setdefault(layout, []).append(d)
-                    lines.append(row(layout, d))
-                    print(lines[-1], flush=True)
+    brain, ijk = synthetic_masks()
+    kji = ijk[:, ::-1].copy()  # twin index [:, k, j, i]
+    twins = work / "real"
+    twins.mkdir(exist_ok=True)
+    for layout in ("per_voxel", "contiguous"):
+        if not (twins / f"{layout}.hdf5").exists():
+            print(f"writing {layout} twin ...", flush=True)
+            results[f"{layout}_write_s"] = round(write_twin(twins / f"{layout}.hdf5", brain, layout), 1)
+        results[f"{layout}_twin_bytes"] = (twins / f"{layout}.hdf5").stat().st_size
+    results.update(n_voxels=len(ijk), needed_bytes=len(ijk) * TRIALS * 2,
+                   nifti_gz_bytes_estimate=estimate_nifti_gz(brain))
 
-    if "simulated" in parts:
-        lines += simulated_twin(work, args, results)
-    if "stimuli" in parts:
-        lines += stimuli(work, args, results)
-    out.write_text(json.dumps(results, indent=1) + "\n")
-    print("\n".join(lines))
-    print(f"\nresults: {out}")
-
-
-def simulated_twin(work, args, results) -> list[str]:
-    from nrf.data import fetch_nsd
-    from nrf.data.simulate import simulate_nsd_tree
-
-    results["simulated"] = {}
-    lines = []
-    sim = work / "simulated"
-    if not (sim / nsd_layout.betas("subj01", 1, "hdf5")).exists():
-        simulate_nsd_tree(sim, subjects=("subj01",), seed=0, hdf5_twins=True)
-    ijk, grid = fetch_nsd.session_voxels(sim, "subj01")
-    key = nsd_layout.betas("subj01", 1, "hdf5")
-    lines += ["", f"Simulated (defaults): grid {grid}, {len(ijk):,} voxels, twin "
-              f"{(sim / key).stat().st_size / 1e6:.1f} MB, .nii.gz "
-              f"{(sim / nsd_layout.betas('subj01', 1)).stat().st_size / 1e6:.2f} MB.", "", HEADER]
-    with RangeServer(sim, delay=args.latency_ms / 1000) as srv:
-        for gap, mr, whole in [(0, None, 0), (64 << 10, None, 0), (256 << 10, 256, 0), (256 << 10, 256, 4 << 20)]:
-            d = measure(f"{srv.url}/{key}", ijk[:, ::-1], gap, mr, whole_below=whole)
-            d["whole_below"] = whole
-            results["simulated"].setdefault("runs", []).append(d)
-            lines.append(row(f"simulated (whole_below {whole >> 20} MiB)", d))
-            print(lines[-1], flush=True)
-    results["simulated"].update(n_voxels=len(ijk), grid=list(grid), twin_bytes=(sim / key).stat().st_size,
-                                nifti_gz_bytes=(sim / nsd_layout.betas("subj01", 1)).stat().st_size)
-    return lines
-
-
-def stimuli(work, args, results, n_images=2000, fraction=10_000 / 73_000, seed=0) -> list[str]:
-    """Rows of a contiguous (n, 425, 425, 3) uint8 brick, read in batches as fetch_stimuli_subset does."""
-    from nrf.data.fetch_nsd import STIMULI_BATCH
-
-    folder = work / "stimuli"
-    folder.mkdir(exist_ok=True)
-    path = folder / "nsd_stimuli.hdf5"
-    shape = (n_images, 425, 425, 3)
-    if not path.exists():
-        print(f"writing {path} ...", flush=True)
-        rng = np.random.default_rng(seed)
-        with h5py.File(path, "w") as f:
+    stim = work / "stimuli"
+    stim.mkdir(exist_ok=True)
+    n_images, shape = 2000, (2000, 425, 425, 3)
+    if not (stim / "nsd_stimuli.hdf5").exists():
+        rng = np.random.default_rng(0)
+        with h5py.File(stim / "nsd_stimuli.hdf5", "w") as f:
             d = f.create_dataset("imgBrick", shape=shape, dtype=np.uint8)
             for s in range(0, n_images, 100):
-                d[s : s + 100] = rng.integers(0, 256, (min(100, n_images - s), *shape[1:]), dtype=np.uint8)
-    ids = np.sort(np.random.default_rng(seed + 1).choice(n_images, int(round(fraction * n_images)),
-                                                         replace=False))
-    client = HttpClient(timeout=60)
-    t0 = time.monotonic()
-    with RangeServer(folder, delay=args.latency_ms / 1000) as srv:
-        with open_remote(f"{srv.url}/nsd_stimuli.hdf5", client=client) as (f, reader):
-            for s in range(0, len(ids), STIMULI_BATCH):
-                read_points(reader, f["imgBrick"], (0,), ids[s : s + STIMULI_BATCH, None], max_requests=None)
-            size = reader.size
-    client.close()
-    total = client.traffic.snapshot()
-    row_bytes = int(np.prod(shape[1:]))
-    d = {"n_images": n_images, "rows_read": len(ids), "requests": total["requests"], "bytes": total["bytes"],
-         "needed_bytes": len(ids) * row_bytes, "file_bytes": size, "seconds": round(time.monotonic() - t0, 1),
-         "model_seconds": round(model_seconds(total["requests"], total["bytes"]), 1)}
-    results["stimuli"] = d
-    per = 73_000 / n_images
-    return ["", f"Stimuli: contiguous brick {shape}, {len(ids)} rows ({100 * fraction:.1f}%): "
-            f"{d['requests']:,} requests, {d['bytes'] / 1e6:,.1f} MB received for "
-            f"{d['needed_bytes'] / 1e6:,.1f} MB of images, of a {size / 1e9:.2f} GB file; "
-            f"{d['seconds']} s loopback, model {d['model_seconds']} s. Scaled to NSD's 73,000 images "
-            f"(x{per:.1f}): ~{d['requests'] * per:,.0f} requests, ~{d['bytes'] * per / 1e9:.1f} GB "
-            f"of a {size * per / 1e9:.0f} GB file."]
+                d[s : s + 100] = rng.integers(0, 256, (100, *shape[1:]), dtype=np.uint8)
+    ids = np.sort(np.random.default_rng(1).choice(n_images, round(n_images * 10_000 / 73_000), replace=False))
+    batches = [slice(s, s + STIMULI_BATCH) for s in range(0, len(ids), STIMULI_BATCH)]
+    results["stimuli"] = {"shape": shape, "rows_read": len(ids), "needed_bytes": len(ids) * int(np.prod(shape[1:]))}
+
+    for latency in LATENCIES_MS:
+        with RangeServer(twins, delay=latency / 1000, etags=False) as srv:  # no MD5 of 1 GB files
+            for layout in ("per_voxel", "contiguous"):
+                url = f"{srv.url}/{layout}.hdf5"
+                results["rows"].append(compare(
+                    srv, f"betas, {layout}",
+                    lambda: read_old(old, url, "betas", (1, 2, 3), kji),
+                    lambda: read_new(url, "betas", read_voxels, kji, block_size=BLOCK_SIZE, cache_bytes=CACHE_BYTES)))
+            if latency == 0:
+                for block in (256 << 10, 4 << 20):  # the block size trade-off, new reader only
+                    _, d = read_new(f"{srv.url}/per_voxel.hdf5", "betas", read_voxels, kji, block_size=block,
+                                    cache_bytes=CACHE_BYTES)
+                    results.setdefault("block_sizes", {})[block] = d
+                    print("block", block >> 10, "KiB:", d, flush=True)
+                results["contiguous_voxel_by_voxel"] = voxel_by_voxel(f"{srv.url}/contiguous.hdf5", kji)
+                print("contiguous voxel by voxel:", results["contiguous_voxel_by_voxel"], flush=True)
+        with RangeServer(stim, delay=latency / 1000, etags=False) as srv:
+            url = f"{srv.url}/nsd_stimuli.hdf5"
+            results["rows"].append(compare(
+                srv, "stimuli rows",
+                lambda: read_old(old, url, "imgBrick", (0,), ids[:, None], batches),
+                lambda: read_new(url, "imgBrick", read_rows, ids, batches, block_size=STIMULI_READAHEAD,
+                                 cache_type="bytes")))
+    (work / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
+    print("\n" + HEADER + "\n" + "\n".join(fmt_row(r) for r in results["rows"]))
+    print(f"\nresults: {work / 'results.json'}")
 
 
 if __name__ == "__main__":

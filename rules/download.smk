@@ -13,7 +13,7 @@ rule download_nsd_file:
     wildcard_constraints:
         key=r"nsddata/.+\.(mat|csv|nii\.gz)|nsddata_betas/ppdata/subj0\d/func1pt8mm/betas_fithrf_GLMdenoise_RR/ncsnr\.nii\.gz",
     conda:
-        "../envs/data.yaml"
+        "../envs/download.yaml"
     resources:
         mem_mb=1000,
         runtime=60,
@@ -38,7 +38,7 @@ rule download_session_betas:
     wildcard_constraints:
         session=r"\d\d",
     conda:
-        "../envs/data.yaml"
+        "../envs/download.yaml"
     resources:
         mem_mb=2000,
         runtime=120,
@@ -46,8 +46,8 @@ rule download_session_betas:
     params:
         base_url=config["nsd"]["base_url"],
         source=config["nsd"]["betas_source"],
-        max_gap=config["nsd"]["range_max_gap_kib"] * 1024,
-        max_requests=config["nsd"]["range_max_requests"],
+        block_size=config["nsd"]["range_block_kib"] * 1024,
+        cache_bytes=config["nsd"]["range_cache_mib"] * 1024 * 1024,
         root=get_download_root,
     script:
         "../workflow_scripts/download_session_betas.py"
@@ -64,7 +64,7 @@ rule download_stimuli_subset:
     benchmark:
         "benchmarks/runs/download_stimuli_subset/nsd.tsv"
     conda:
-        "../envs/data.yaml"
+        "../envs/download.yaml"
     resources:
         mem_mb=2000,
         runtime=600,

@@ -42,6 +42,7 @@ _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive
     timeout = 5  # an idle kept-alive connection frees its thread after this
+    disable_nagle_algorithm = True  # no 40 ms delayed-ACK stall between headers and body
     server_version = "RangeServer/1"
 
     def log_message(self, format, *args):  # quiet

@@ -14,7 +14,7 @@ stats = fetch_session_betas(
     voxel_ijk,
     grid_shape,
     source=p.source,
-    max_gap=p.max_gap,
-    max_requests=p.max_requests,
+    block_size=p.block_size,
+    cache_bytes=p.cache_bytes,
 )
 log.info("session cost (bytes and requests against the whole file): %s", stats)

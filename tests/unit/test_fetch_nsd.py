@@ -53,17 +53,19 @@ def test_whole_files_equal_the_source(bucket, tmp_path):
     assert again["status"] == "present"
 
 
-@pytest.mark.parametrize("whole_below", [0, 4 << 20])  # ranged metadata reads, or one GET of a small file
-def test_range_read_betas_equal_the_whole_file(bucket, tmp_path, monkeypatch, whole_below):
+@pytest.mark.parametrize("block_size", [4096, 4 << 20])  # ranged reads, or one GET of a small file
+def test_range_read_betas_equal_the_whole_file(bucket, tmp_path, block_size):
     srv, root, summary = bucket
     _fetch_masks(srv.url, tmp_path)
     ijk, grid = nsd_tree.subject_voxels(tmp_path, SUBJECT)
     assert len(ijk) == summary["subjects"][SUBJECT]["n_voxels"]
     assert list(grid) == summary["subjects"][SUBJECT]["grid_shape"]
-    real_open = fetch_nsd.open_remote
-    monkeypatch.setattr(fetch_nsd, "open_remote", lambda *a, **k: real_open(*a, whole_below=whole_below, **k))
+    key = nsd_layout.betas(SUBJECT, 2, "hdf5")
+    srv.reset_log()
     stats = fetch_nsd.fetch_session_betas(srv.url, tmp_path, SUBJECT, 2, ijk, grid, client=client(),
-                                          stats_path=tmp_path / "stats.json")
+                                          block_size=block_size, stats_path=tmp_path / "stats.json")
+    gets = [r for m, k, r in srv.requests if m == "GET" and k == key]
+    assert len(gets) == (1 if block_size > (root / key).stat().st_size else stats["requests"] - 1)
     betas, stored_ijk = compact_betas.read_compact_betas(stats["path"])
     expected = nsd_tree.session_betas(root, SUBJECT, 2, ijk, "nifti")  # voxels of the whole .nii.gz
     np.testing.assert_array_equal(betas, expected)
@@ -90,7 +92,7 @@ def test_dropped_connection_during_range_reads(bucket, tmp_path):
     assert key not in srv.drop  # the drops happened
 
 
-def test_nifti_source_and_fallback_for_compressed_twin(bucket, tmp_path):
+def test_nifti_source_and_fallback_for_an_unreadable_twin(bucket, tmp_path):
     srv, root, _ = bucket
     _fetch_masks(srv.url, tmp_path)
     ijk, grid = nsd_tree.subject_voxels(tmp_path, SUBJECT)
@@ -101,22 +103,30 @@ def test_nifti_source_and_fallback_for_compressed_twin(bucket, tmp_path):
     np.testing.assert_array_equal(compact_betas.read_compact_betas(stats["path"])[0], expected)
     assert not (tmp_path / nsd_layout.betas(SUBJECT, 3)).exists()
 
-    # a bucket whose twin is gzip-compressed: the chunks cannot be range-read raw
+    # a gzip-compressed twin is read by range too (h5py decodes the chunks); a
+    # twin whose filter this HDF5 lacks cannot be, and falls back to the .nii.gz
     other = tmp_path / "other"
     shutil.copytree(root, other)
-    twin = other / nsd_layout.betas(SUBJECT, 3, "hdf5")
-    with h5py.File(root / nsd_layout.betas(SUBJECT, 3, "hdf5"), "r") as f:
-        data = f["betas"][()]
-    twin.unlink()
-    with h5py.File(twin, "w") as f:
-        f.create_dataset("betas", data=data, chunks=(TRIALS, 1, 1, 1), compression="gzip")
+    for session, opts in ((2, {"compression": "gzip"}), (3, {"compression": 32001, "allow_unknown_filter": True})):
+        twin = other / nsd_layout.betas(SUBJECT, session, "hdf5")
+        with h5py.File(twin, "r") as f:
+            data = f["betas"][()]
+        twin.unlink()
+        with h5py.File(twin, "w") as f:
+            f.create_dataset("betas", shape=data.shape, dtype=data.dtype, chunks=(TRIALS, 1, 1, 1), **opts)
+            if session == 2:
+                f["betas"][...] = data
     local = tmp_path / "local2"
     with RangeServer(other) as srv2:
         _fetch_masks(srv2.url, local)
-        with pytest.raises(fetch_nsd.UnsupportedLayout, match="filtered"):
+        stats = fetch_nsd.fetch_session_betas(srv2.url, local, SUBJECT, 2, ijk, grid, client=client())
+        assert stats["source"] == "hdf5_ranges"
+        np.testing.assert_array_equal(compact_betas.read_compact_betas(stats["path"])[0],
+                                      nsd_tree.session_betas(root, SUBJECT, 2, ijk, "nifti"))
+        with pytest.raises(fetch_nsd.UnsupportedLayout, match="filter"):
             fetch_nsd.fetch_session_betas(srv2.url, local, SUBJECT, 3, ijk, grid, fallback=False, client=client())
         stats = fetch_nsd.fetch_session_betas(srv2.url, local, SUBJECT, 3, ijk, grid, client=client())
-    assert stats["source"] == "nifti" and "filtered" in stats["fallback_reason"]
+    assert stats["source"] == "nifti" and "filter" in stats["fallback_reason"]
     np.testing.assert_array_equal(compact_betas.read_compact_betas(stats["path"])[0], expected)
 
 
@@ -164,7 +174,7 @@ def test_stimuli_by_range_and_resumed_part(tmp_path, rng, monkeypatch):
         f.create_dataset("imgBrick", data=brick)
     ids = np.array([2, 3, 9, 10, 11, 30, 49])
     local = tmp_path / "local"
-    real_read, calls = fetch_nsd.read_points, []
+    real_read, calls = fetch_nsd.read_rows, []
 
     def cut_after_two_batches(*args, **kw):
         calls.append(1)
@@ -173,7 +183,7 @@ def test_stimuli_by_range_and_resumed_part(tmp_path, rng, monkeypatch):
         return real_read(*args, **kw)
 
     with RangeServer(bucket) as srv:
-        monkeypatch.setattr(fetch_nsd, "read_points", cut_after_two_batches)
+        monkeypatch.setattr(fetch_nsd, "read_rows", cut_after_two_batches)
         with pytest.raises(RemoteError):
             fetch_nsd.fetch_stimuli_subset(srv.url, local, ids, client=client(), batch=2)
         part = local / (nsd_layout.STIMULI + ".part")

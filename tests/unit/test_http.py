@@ -12,12 +12,11 @@ from http_server import RangeServer
 from nrf.data.http import (
     HttpClient,
     IntegrityError,
-    RangeReader,
     RemoteError,
     RemoteNotFoundError,
     download,
     key_url,
-    merge_ranges,
+    open_remote,
 )
 
 KEY = "nsddata/ppdata/subj01/func1pt8mm/brainmask.nii.gz"
@@ -174,61 +173,49 @@ def test_integrity_error_after_repeated_corruption(server, tmp_path):
     assert not dest.exists() and not dest.with_name(dest.name + ".part").exists()
 
 
-def _merge_reference(starts, stops, max_gap):
-    spans = sorted(zip(starts, stops))
-    out = [list(spans[0])]
-    for a, b in spans[1:]:
-        if a - out[-1][1] <= max_gap:
-            out[-1][1] = max(out[-1][1], b)
-        else:
-            out.append([a, b])
-    return out
-
-
-def test_merge_ranges_matches_reference_and_caps_requests(rng):
-    starts = rng.integers(0, 10_000, size=200)
-    stops = starts + rng.integers(1, 40, size=200)
-    for gap in (0, 5, 50):
-        s, e = merge_ranges(starts, stops, max_gap=gap)
-        assert [[int(a), int(b)] for a, b in zip(s, e)] == _merge_reference(starts, stops, gap)
-    s, e = merge_ranges(starts, stops, max_requests=10)
-    assert len(s) == 10
-    covered = np.zeros(10_100, bool)
-    for a, b in zip(s, e):
-        covered[a:b] = True
-    assert all(covered[a:b].all() for a, b in zip(starts, stops))
-    # the splits kept are the largest gaps: no other 10-range cover is cheaper
-    ref = _merge_reference(starts, stops, 0)
-    gaps = sorted(b[0] - a[1] for a, b in zip(ref[:-1], ref[1:]))
-    assert int((e - s).sum()) == sum(b - a for a, b in ref) + sum(gaps[: len(ref) - 10])
-
-
-def test_range_reader_reads_like_a_file(server, tree):
-    data = (tree / BIN).read_bytes()
-    client = fast_client()
-    reader = RangeReader(key_url(server.url, BIN), client=client, block_size=4096, whole_below=0)
-    assert reader.size == len(data)
-    for a, n in [(0, 10), (5000, 3), (4090, 20), (len(data) - 5, 100), (len(data), 4)]:
-        reader.seek(a)
-        assert reader.read(n) == data[a : a + n]
-        assert reader.tell() == min(a + n, len(data))
-    assert reader.seek(-4, io.SEEK_END) == len(data) - 4
-    before = client.traffic.requests
-    reader.seek(0)
-    assert reader.read(10) == data[:10]  # cached
-    assert client.traffic.requests == before
-    got = reader.read_ranges([100, 200_000], [300, 200_050])
-    assert got == [data[100:300], data[200_000:200_050]]
-
-
-def test_h5py_opens_a_remote_file(tmp_path, rng):
+def test_remote_hdf5_reads_only_what_it_needs(tmp_path, rng):
+    """h5py over the block cache: equal values, repeated reads cached, traffic counted exactly."""
     root = tmp_path / "bucket"
     root.mkdir()
-    values = rng.standard_normal((50, 40)).astype(np.float32)
+    values = rng.standard_normal((400, 500)).astype(np.float32)  # 800 kB
     with h5py.File(root / "x.hdf5", "w") as f:
         f.create_dataset("x", data=values)
     with RangeServer(root) as srv:
-        reader = RangeReader(srv.url + "/x.hdf5", client=fast_client(), whole_below=0, block_size=1024)
-        with h5py.File(reader, "r") as f:
+        client = fast_client()
+        with open_remote(srv.url + "/x.hdf5", client=client, block_size=4096, cache_bytes=1 << 20) as (f, size):
+            assert size == (root / "x.hdf5").stat().st_size
             assert np.array_equal(f["x"][3:7], values[3:7])
-        reader.close()
+            first = client.traffic.snapshot()
+            assert np.array_equal(f["x"][3:7], values[3:7])  # from the cache
+            assert client.traffic.snapshot() == first
+            assert np.array_equal(f["x"][399], values[399])
+        gets = [r for m, _, r in srv.requests if m == "GET"]
+        assert all(r is not None and r.startswith("bytes=") for r in gets)  # never the whole file
+        assert client.traffic.requests == len(srv.requests)  # HEAD + every GET
+        assert client.traffic.bytes == srv.bytes_sent < size // 10
+
+
+def test_remote_reads_retry_drops_and_5xx(tmp_path, rng):
+    root = tmp_path / "bucket"
+    root.mkdir()
+    values = rng.integers(0, 1000, (200, 300)).astype("<i4")
+    with h5py.File(root / "x.hdf5", "w") as f:
+        f.create_dataset("x", data=values)
+    with RangeServer(root) as srv:
+        srv.drop["x.hdf5"] = (100, 2)  # the first two GETs are cut after 100 bytes
+        with open_remote(srv.url + "/x.hdf5", client=fast_client(), block_size=8192) as (f, _):
+            srv.fail["x.hdf5"] = (503, 2)
+            assert np.array_equal(f["x"][150:], values[150:])
+        assert not srv.drop and not srv.fail  # the faults happened
+        srv.fail["x.hdf5"] = (500, 1)
+        with open_remote(srv.url + "/x.hdf5", client=fast_client(), block_size=8192) as (f, _):
+            srv.fail["x.hdf5"] = (500, 100)
+            with pytest.raises(Exception, match="giving up after 4 retries"):
+                f["x"][:]
+
+
+def test_remote_missing_key_gives_clear_error(server):
+    key = "nsddata_betas/ppdata/subj01/func1pt8mm/betas_fithrf_GLMdenoise_RR/betas_session41.hdf5"
+    with pytest.raises(RemoteNotFoundError, match="betas_session41.hdf5.*403"):
+        with open_remote(key_url(server.url, key), client=fast_client(), name=key):
+            pass

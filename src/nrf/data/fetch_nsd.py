@@ -1,23 +1,14 @@
 """Fetch the real Natural Scenes Dataset into a local tree in NSD's layout.
 
 Only what the configured subjects and sessions need, from NSD's public bucket
-(``nsd_layout.BUCKET_URL``, anonymous HTTPS), under ``root`` (``resources/nsd``):
-
-- :func:`fetch_key`: one whole file (experiment design, stimulus info,
-  brainmask, nsdgeneral and ROI atlases, MNI transform, ncsnr, or a betas
-  ``.nii.gz``): atomic, resumable, verified (:func:`nrf.data.http.download`).
-- :func:`fetch_session_betas`: one session's betas at the subject's nsdgeneral
-  voxels, range-read from the session's ``.hdf5`` twin
-  (:mod:`nrf.data.remote_hdf5`) or, with ``source="nifti"``, extracted from the
-  downloaded ``.nii.gz``; written as the compact file
-  (:mod:`nrf.data.compact_betas`) beside the session's key. Returns what it
-  cost against downloading the whole file.
-- :func:`fetch_stimuli_subset`: the images the subjects saw, range-read from
-  ``nsd_stimuli.hdf5`` (never the whole 37 GB), into a subset file with
-  ``imgBrick`` and ``image_ids`` (docs/CONTRACTS.md "Stimuli").
-
-Which keys a run needs: :func:`common_keys`, :func:`subject_keys`,
-:func:`nsd_keys`; which images: :func:`seen_image_ids`.
+(anonymous HTTPS), under ``root`` (``resources/nsd``): whole files by
+:func:`fetch_key` (atomic, resumed, verified: :func:`nrf.data.http.download`);
+one session's nsdgeneral voxels by :func:`fetch_session_betas`, read by h5py
+from the ``.hdf5`` twin over HTTP ranges (or extracted from the whole
+``.nii.gz``) into the compact file (:mod:`nrf.data.compact_betas`); the images
+the subjects saw by :func:`fetch_stimuli_subset`, read by range from
+``nsd_stimuli.hdf5`` (never its 37 GB) into a subset file (docs/CONTRACTS.md).
+Which keys a run needs: :func:`nsd_keys`; which images: :func:`seen_image_ids`.
 """
 
 from __future__ import annotations
@@ -26,6 +17,7 @@ import json
 import logging
 import os
 import time
+from contextlib import closing, nullcontext
 from pathlib import Path
 
 import h5py
@@ -33,49 +25,38 @@ import numpy as np
 
 from nrf.atomic import atomic_output
 from nrf.data import compact_betas, nsd_layout, nsd_tree
-from nrf.data.http import HttpClient, download, key_url
-from nrf.data.remote_hdf5 import (
-    MAX_GAP,
-    MAX_REQUESTS,
-    WORKERS,
-    UnsupportedLayout,
-    open_remote,
-    read_points,
-    read_points_h5py,
-    storage_layout,
-)
+from nrf.data.http import HttpClient, download, key_url, open_remote
 
 log = logging.getLogger(__name__)
 
 BETAS_SOURCES = ("hdf5_ranges", "nifti")
-# Images per batch of stimuli range reads (NSD: 64 x 542 KB = 35 MB in memory).
+# Block cache of the betas reads: 1 MiB blocks (a session: ~450 requests,
+# benchmarks/range_reads.md), at most 256 MiB held.
+BLOCK_SIZE = 1 << 20
+CACHE_BYTES = 256 << 20
+# Images per batch of stimuli reads (NSD: 64 x 542 KB = 35 MB in memory), and
+# the read-ahead of each stimuli request (HDF5's small metadata reads).
 STIMULI_BATCH = 64
+STIMULI_READAHEAD = 64 << 10
+# Contiguous betas are read as whole volumes, this many bytes at a time.
+_SLAB_BYTES = 64 << 20
+
+
+class UnsupportedLayout(RuntimeError):
+    """A dataset that h5py cannot read over HTTP (external files, a missing filter)."""
 
 
 # ---------------------------------------------------------------- keys
 
 
-def common_keys() -> list[str]:
-    """Keys every run needs: the experiment design and the stimulus info."""
-    return [nsd_layout.EXPDESIGN, nsd_layout.STIM_INFO]
-
-
-def subject_keys(subject: str) -> list[str]:
-    """A subject's whole-file keys: brainmask, nsdgeneral, ROI atlases, MNI transform, ncsnr."""
-    return [
-        nsd_layout.brainmask(subject),
-        nsd_layout.roi(subject, "nsdgeneral"),
-        *[nsd_layout.roi(subject, atlas) for atlas in nsd_layout.ROI_ATLASES],
-        nsd_layout.mni_transform(subject),
-        nsd_layout.ncsnr(subject),
-    ]
-
-
 def nsd_keys(subjects) -> list[str]:
-    """Every whole-file key of a run (betas and stimuli are fetched by their own functions)."""
-    keys = common_keys()
+    """Every whole-file key of a run: the experiment design and stimulus info, and each subject's
+    brainmask, nsdgeneral, ROI atlases, MNI transform and ncsnr (betas and stimuli: their own functions)."""
+    keys = [nsd_layout.EXPDESIGN, nsd_layout.STIM_INFO]
     for s in subjects:
-        keys.extend(subject_keys(s))
+        keys += [nsd_layout.brainmask(s), nsd_layout.roi(s, "nsdgeneral"),
+                 *[nsd_layout.roi(s, atlas) for atlas in nsd_layout.ROI_ATLASES],
+                 nsd_layout.mni_transform(s), nsd_layout.ncsnr(s)]
     return keys
 
 
@@ -83,42 +64,81 @@ def nsd_keys(subjects) -> list[str]:
 
 
 def fetch_key(base_url: str, key: str, root, *, client: HttpClient | None = None) -> dict:
-    """Download ``base_url/key`` to ``root/key`` (atomic, resumed, verified).
+    """Download ``base_url/key`` to ``root/key`` (atomic, resumed, verified; kept if it matches the server).
 
-    An existing file that matches the server is kept. Returns
-    ``{key, path, size, requests, bytes, status, seconds}`` (status:
-    downloaded, resumed or present). Raises
-    :class:`nrf.data.http.RemoteNotFoundError` naming the key on 403/404.
+    Returns ``{key, path, size, requests, bytes, status, seconds}`` (status: downloaded, resumed or
+    present); raises :class:`nrf.data.http.RemoteNotFoundError` naming the key on 403/404.
     """
     if key == nsd_layout.STIMULI:
         raise ValueError(f"{key}: 37 GB — use fetch_stimuli_subset for the images a run needs")
     t0 = time.monotonic()
-    own = client is None
-    client = client or HttpClient()
-    try:
-        res = download(key_url(base_url, key), Path(root) / key, client=client, name=key)
-    finally:
-        if own:
-            client.close()
+    with nullcontext(client) if client else closing(HttpClient()) as c:
+        res = download(key_url(base_url, key), Path(root) / key, client=c, name=key)
     return {"key": key, "path": str(res.path), "size": res.size, "requests": res.requests,
             "bytes": res.bytes, "status": res.status, "seconds": round(time.monotonic() - t0, 3)}
+
+
+# ---------------------------------------------------------------- remote reads
+
+
+def check_readable(dset: h5py.Dataset) -> None:
+    """Raise :class:`UnsupportedLayout` if h5py cannot read ``dset`` over HTTP."""
+    dcpl = dset.id.get_create_plist()
+    if dcpl.get_external_count() or dset.is_virtual:
+        raise UnsupportedLayout(f"{dset.name}: its values live in other files, which a remote read cannot reach")
+    for i in range(dcpl.get_nfilters()):
+        code, _, _, fname = dcpl.get_filter(i)
+        if not h5py.h5z.filter_avail(code):
+            raise UnsupportedLayout(f"{dset.name}: chunks are filtered with {fname.decode(errors='replace')} "
+                                    f"(filter {code}), which this HDF5 lacks")
+
+
+def read_voxels(dset: h5py.Dataset, voxel_kji) -> np.ndarray:
+    """``dset[:, k, j, i]`` of each voxel, read in file order.
+
+    Chunked storage is read voxel by voxel in C-order of (k, j, i) (the order
+    of the chunk index, and of the chunks in a file written slab by slab), so
+    each block of chunks and index nodes is fetched once; contiguous storage
+    holds a voxel's values one volume apart, so whole volumes are read.
+
+    Parameters
+    ----------
+    dset : (n_trials, Z, Y, X)
+    voxel_kji : (n_voxels, 3) int, (k, j, i) indices of ``dset``'s last three axes
+
+    Returns
+    -------
+    (n_voxels, n_trials), ``dset``'s dtype in native byte order
+    """
+    kji = np.asarray(voxel_kji, dtype=np.int64).reshape(-1, 3)
+    out = np.empty((len(kji), dset.shape[0]), dset.dtype.newbyteorder("="))
+    if len(kji) and ((kji < 0) | (kji >= dset.shape[1:])).any():
+        raise IndexError(f"{dset.name}: voxels out of bounds of {dset.shape[1:]}")
+    order = np.lexsort(kji.T[::-1])
+    if dset.chunks is None:
+        k0, k1 = kji[:, 0].min(initial=0), kji[:, 0].max(initial=-1) + 1
+        step = max(1, _SLAB_BYTES // max(1, (k1 - k0) * dset[0, 0].nbytes))
+        for t in range(0, dset.shape[0], step):
+            out[:, t : t + step] = dset[t : t + step, k0:k1][:, kji[:, 0] - k0, kji[:, 1], kji[:, 2]].T
+        return out
+    for v in order:  # one voxel a read: h5py's fancy indexing (dset[:, k, j, [i...]]) is ~100x slower
+        out[v] = dset[:, kji[v, 0], kji[v, 1], kji[v, 2]]
+    return out
 
 
 # ---------------------------------------------------------------- betas
 
 
 def _write_stats(stats: dict, stats_path) -> None:
-    if stats_path is None:
-        return
-    with atomic_output(stats_path) as tmp:
-        tmp.write_text(json.dumps(stats, indent=1, sort_keys=True) + "\n")
+    if stats_path is not None:
+        with atomic_output(stats_path) as tmp:
+            tmp.write_text(json.dumps(stats, indent=1, sort_keys=True) + "\n")
 
 
 def fetch_session_betas(base_url: str, root, subject: str, session: int, voxel_ijk, grid_shape, *,
                         source: str = "hdf5_ranges", fallback: bool = True, keep_nifti: bool = True,
-                        client: HttpClient | None = None, max_gap: int = MAX_GAP,
-                        max_requests: int | None = MAX_REQUESTS, workers: int = WORKERS,
-                        stats_path=None) -> dict:
+                        client: HttpClient | None = None, block_size: int = BLOCK_SIZE,
+                        cache_bytes: int = CACHE_BYTES, stats_path=None) -> dict:
     """Write one session's betas at ``voxel_ijk`` as the compact file; return what it cost.
 
     Parameters
@@ -126,25 +146,17 @@ def fetch_session_betas(base_url: str, root, subject: str, session: int, voxel_i
     session : 1-based
     voxel_ijk : (n_voxels, 3) int, (i, j, k) on the func grid, C-order (:func:`nrf.data.nsd_tree.subject_voxels`)
     grid_shape : (X, Y, Z) of the func grid
-    source : ``"hdf5_ranges"`` reads only the voxels from the ``.hdf5`` twin by
-        HTTP range requests; ``"nifti"`` downloads the whole ``.nii.gz`` into
-        the tree and extracts them
-    fallback : with ``hdf5_ranges``, fall back to ``nifti`` when the twin
-        cannot be range-read (filtered chunks, unknown layout)
-    keep_nifti : with ``nifti``, keep the downloaded ``.nii.gz`` (else delete it
-        once the compact file is written)
-    max_gap, max_requests, workers : range merging and parallel requests
+    source : ``"hdf5_ranges"`` reads only the voxels from the ``.hdf5`` twin;
+        ``"nifti"`` downloads the whole ``.nii.gz`` (kept if ``keep_nifti``)
+    fallback : with ``hdf5_ranges``, use ``nifti`` when h5py cannot read the
+        twin remotely (:class:`UnsupportedLayout`)
+    block_size, cache_bytes : the ranged reads' block size and cache bound, bytes
     stats_path : if given, the returned dict is also written there as JSON
 
     An existing compact file with the same voxels is kept (source "present").
-
-    Returns
-    -------
-    dict: subject, session, source, path, n_voxels, n_trials, requests, bytes
+    Returns a dict: source, path, n_voxels, n_trials, requests, bytes
     (received), whole_file_bytes (the file the method would otherwise
-    download: the ``.hdf5`` twin for ranges, the ``.nii.gz`` for nifti),
-    seconds, and for ranges nifti_bytes (the ``.nii.gz``'s size), the
-    metadata/data split and the chunk index kind.
+    download), seconds; for ranges also nifti_bytes (the ``.nii.gz``'s size).
     """
     if source not in BETAS_SOURCES:
         raise ValueError(f"source must be one of {BETAS_SOURCES}, got {source!r}")
@@ -152,52 +164,42 @@ def fetch_session_betas(base_url: str, root, subject: str, session: int, voxel_i
     grid_shape = tuple(int(s) for s in grid_shape)
     nifti_key = nsd_layout.betas(subject, session)
     out = Path(root) / compact_betas.compact_key(nifti_key)
+    stats = {"subject": subject, "session": int(session), "path": str(out), "n_voxels": len(voxel_ijk)}
     if out.exists():
         try:
-            _, stored = compact_betas.read_compact_betas(out)
-            if np.array_equal(stored, voxel_ijk):
-                stats = {"source": "present", "subject": subject, "session": int(session), "path": str(out),
-                         "n_voxels": len(voxel_ijk), "requests": 0, "bytes": 0, "whole_file_bytes": None}
+            if np.array_equal(compact_betas.read_compact_betas(out)[1], voxel_ijk):
+                stats.update(source="present", requests=0, bytes=0, whole_file_bytes=None)
                 _write_stats(stats, stats_path)
                 return stats
         except Exception:  # noqa: BLE001 — unreadable: written again below
             pass
         log.warning("%s holds other voxels or is unreadable; fetching it again", out)
-    own = client is None
-    client = client or HttpClient()
     t0 = time.monotonic()
-    try:
+    args = (base_url, root, subject, session, voxel_ijk, grid_shape, out)
+    with nullcontext(client) if client else closing(HttpClient()) as c:
         if source == "hdf5_ranges":
             try:
-                stats = _betas_by_ranges(base_url, subject, session, voxel_ijk, grid_shape, out,
-                                         client=client, max_gap=max_gap, max_requests=max_requests,
-                                         workers=workers)
+                stats.update(_betas_by_ranges(*args, client=c, block_size=block_size, cache_bytes=cache_bytes))
             except UnsupportedLayout as err:
                 if not fallback:
                     raise
                 log.warning("%s: %s; downloading the whole .nii.gz instead", nifti_key, err)
-                stats = _betas_from_nifti(base_url, root, subject, session, voxel_ijk, grid_shape, out,
-                                          client=client, keep_nifti=keep_nifti)
-                stats["fallback_reason"] = str(err)
-        else:
-            stats = _betas_from_nifti(base_url, root, subject, session, voxel_ijk, grid_shape, out,
-                                      client=client, keep_nifti=keep_nifti)
-    finally:
-        if own:
-            client.close()
-    stats.update(subject=subject, session=int(session), path=str(out), n_voxels=len(voxel_ijk),
-                 seconds=round(time.monotonic() - t0, 3))
+                stats["fallback_reason"], source = str(err), "nifti"
+        if source == "nifti":
+            stats.update(_betas_from_nifti(*args, client=c, keep_nifti=keep_nifti))
+    stats["seconds"] = round(time.monotonic() - t0, 3)
     log.info("%s session %02d: %s, %d requests, %.1f MB (whole file %.1f MB)", subject, session,
              stats["source"], stats["requests"], stats["bytes"] / 1e6, stats["whole_file_bytes"] / 1e6)
     _write_stats(stats, stats_path)
     return stats
 
 
-def _betas_by_ranges(base_url, subject, session, voxel_ijk, grid_shape, out, *, client, max_gap,
-                     max_requests, workers) -> dict:
+def _betas_by_ranges(base_url, root, subject, session, voxel_ijk, grid_shape, out, *, client, block_size,
+                     cache_bytes) -> dict:
     key = nsd_layout.betas(subject, session, "hdf5")
     before = client.traffic.snapshot()
-    with open_remote(key_url(base_url, key), client=client, name=key) as (f, reader):
+    with open_remote(key_url(base_url, key), client=client, name=key, block_size=block_size,
+                     cache_bytes=cache_bytes) as (f, size):
         if "betas" not in f:
             raise UnsupportedLayout(f"{key}: no /betas dataset")
         dset = f["betas"]
@@ -205,37 +207,30 @@ def _betas_by_ranges(base_url, subject, session, voxel_ijk, grid_shape, out, *, 
         if dset.ndim != 4 or tuple(dset.shape[1:]) != (Z, Y, X):
             raise ValueError(
                 f"{key}: /betas is {dset.shape}, expected (n_trials, {Z}, {Y}, {X}) for the func grid "
-                f"{grid_shape} of {subject}'s brainmask — are the masks from func1pt8mm?"
-            )
+                f"{grid_shape} of {subject}'s brainmask — are the masks from func1pt8mm?")
         if dset.dtype.kind != "i" or dset.dtype.itemsize != 2:
             raise ValueError(f"{key}: /betas is {dset.dtype}, expected int16 (NSD's beta x 300)")
-        layout = storage_layout(dset)
-        values, rs = read_points(reader, dset, (1, 2, 3), voxel_ijk[:, ::-1], max_gap=max_gap,
-                                 max_requests=max_requests, workers=workers)
-        whole = reader.size
-    betas = np.ascontiguousarray(values.T.astype(np.int16))  # (n_trials, n_voxels)
-    compact_betas.write_compact_betas(out, betas, voxel_ijk, source_key=key, grid_shape=grid_shape)
-    after = client.traffic.snapshot()
+        check_readable(dset)
+        betas = read_voxels(dset, voxel_ijk[:, ::-1]).T  # (n_trials, n_voxels)
+        chunks = list(dset.chunks or [])
+    compact_betas.write_compact_betas(out, np.ascontiguousarray(betas), voxel_ijk, source_key=key,
+                                      grid_shape=grid_shape)
+    stats = {"source": "hdf5_ranges", "key": key, "n_trials": int(betas.shape[0]), **client.traffic.since(before),
+             "whole_file_bytes": int(size), "chunks": chunks, "block_size": block_size, "cache_bytes": cache_bytes}
     try:  # for the record: the .nii.gz the nifti source would download (one HEAD, not counted)
-        nifti_bytes = client.head(key_url(base_url, nsd_layout.betas(subject, session))).size
+        stats["nifti_bytes"] = client.head(key_url(base_url, nsd_layout.betas(subject, session))).size
     except Exception:  # noqa: BLE001 — only a statistic
-        nifti_bytes = None
-    return {"source": "hdf5_ranges", "key": key, "n_trials": int(betas.shape[0]),
-            "requests": after["requests"] - before["requests"], "bytes": after["bytes"] - before["bytes"],
-            "whole_file_bytes": int(whole), "nifti_bytes": nifti_bytes,
-            "layout": layout.kind, "chunks": list(layout.chunks),
-            "metadata_requests": rs.metadata_requests, "metadata_bytes": rs.metadata_bytes,
-            "data_ranges": rs.data_ranges, "needed_bytes": rs.needed_bytes,
-            "index": rs.extra.get("index"), "max_gap": max_gap, "max_requests": max_requests}
+        stats["nifti_bytes"] = None
+    return stats
 
 
 def _betas_from_nifti(base_url, root, subject, session, voxel_ijk, grid_shape, out, *, client,
                       keep_nifti) -> dict:
+    import nibabel as nib
+
     key = nsd_layout.betas(subject, session)
     got = fetch_key(base_url, key, root, client=client)
     path = Path(got["path"])
-    import nibabel as nib
-
     shape = nib.load(path).shape
     if len(shape) != 4 or tuple(shape[:3]) != tuple(grid_shape):
         raise ValueError(f"{key}: shape {shape}, expected {tuple(grid_shape)} + (n_trials,) — "
@@ -263,27 +258,29 @@ def seen_image_ids(root, sessions: dict, *, trials_per_session: int = nsd_layout
     trials_per_session : 750 in NSD
     """
     design = nsd_tree.read_expdesign(root)
-    ids = [
-        nsd_tree.trial_images(design, subject, int(n) * int(trials_per_session))[0]
-        for subject, n in sessions.items()
-    ]
+    ids = [nsd_tree.trial_images(design, subject, int(n) * int(trials_per_session))[0]
+           for subject, n in sessions.items()]
     return np.unique(np.concatenate(ids)).astype(np.int64) if ids else np.zeros(0, np.int64)
 
 
-def _existing_subset(path: Path):
-    """(image_ids or None for a full brick, n_rows) of an existing stimuli file, or None if unreadable."""
+def read_rows(dset: h5py.Dataset, rows) -> np.ndarray:
+    """``dset[rows]`` for increasing ``rows`` (h5py reads each row's extent or chunks once)."""
+    return dset[np.asarray(rows, dtype=np.int64)]
+
+
+def _existing_ids(path: Path):
+    """Sorted image ids an existing stimuli file holds (all rows of a full brick), or None if unreadable."""
     try:
         with h5py.File(path, "r") as f:
             n = f["imgBrick"].shape[0]
-            ids = f["image_ids"][()].astype(np.int64) if "image_ids" in f else None
-            return ids, n
+            ids = f["image_ids"][()].astype(np.int64) if "image_ids" in f else np.arange(n)
+        return ids if len(ids) == n and (np.diff(ids) > 0).all() else None
     except Exception:  # noqa: BLE001 — any unreadable file is simply not reused
         return None
 
 
 def fetch_stimuli_subset(base_url: str, root, image_ids, *, out_path=None, client: HttpClient | None = None,
-                         batch: int = STIMULI_BATCH, max_gap: int = MAX_GAP, workers: int = WORKERS,
-                         stats_path=None) -> dict:
+                         batch: int = STIMULI_BATCH, readahead: int = STIMULI_READAHEAD, stats_path=None) -> dict:
     """Write the images ``image_ids`` of ``nsd_stimuli.hdf5`` to a subset file, by range reads.
 
     The subset file (default ``root/<STIMULI key>``) holds ``imgBrick`` (n, H,
@@ -291,6 +288,7 @@ def fetch_stimuli_subset(base_url: str, root, image_ids, *, out_path=None, clien
     existing file holding all the ids is kept; rows an older subset already
     holds are copied from it, not fetched again. Work goes to ``<name>.part``
     (batch by batch, resumed if interrupted) and is renamed when complete.
+    Each request reads one miss plus ``readahead`` bytes.
 
     Returns
     -------
@@ -303,102 +301,60 @@ def fetch_stimuli_subset(base_url: str, root, image_ids, *, out_path=None, clien
     t0 = time.monotonic()
     stats = {"path": str(out), "n_images": int(len(ids)), "fetched": 0, "reused": 0, "requests": 0,
              "bytes": 0, "whole_file_bytes": None, "status": "present"}
-
-    old = _existing_subset(out) if out.exists() else None
-    if old is not None:
-        old_ids, n_rows = old
-        have = np.arange(n_rows) if old_ids is None else old_ids
-        if np.isin(ids, have).all():
-            stats["seconds"] = round(time.monotonic() - t0, 3)
-            _write_stats(stats, stats_path)
-            return stats
-    elif out.exists():
+    old = _existing_ids(out) if out.exists() else None
+    if old is None and out.exists():
         log.warning("%s is unreadable; fetching it again", out)
-
-    own = client is None
-    client = client or HttpClient()
-    before = client.traffic.snapshot()
-    key = nsd_layout.STIMULI
-    try:
-        with open_remote(key_url(base_url, key), client=client, name=key) as (f, reader):
-            src = f["imgBrick"]
-            if src.ndim != 4 or src.shape[3] != 3 or src.dtype != np.uint8:
-                raise ValueError(f"{key}: imgBrick is {src.shape} {src.dtype}, expected (n, H, W, 3) uint8")
-            if len(ids) and (ids[0] < 0 or ids[-1] >= src.shape[0]):
-                raise IndexError(f"{key}: image ids {ids[0]}..{ids[-1]} outside 0..{src.shape[0] - 1}")
-            stats["whole_file_bytes"] = int(reader.size)
+    if old is None or not np.isin(ids, old).all():
+        with nullcontext(client) if client else closing(HttpClient()) as c:
+            before = c.traffic.snapshot()
             try:
-                storage_layout(src)
-                ranged = True
-            except UnsupportedLayout as err:
-                log.warning("%s; reading the images through h5py instead", err)
-                ranged = False
-            done = _open_part(part, ids, src.shape[1:])
-            with h5py.File(part, "a") as dst, \
-                    (h5py.File(out, "r") if old is not None else _Null()) as prev:
-                prev_rows = _row_lookup(old[0], old[1]) if old is not None else None
-                for s in range(done, len(ids), batch):
-                    chunk = ids[s : s + batch]
-                    block = np.empty((len(chunk), *src.shape[1:]), dtype=np.uint8)
-                    reuse = np.zeros(len(chunk), dtype=bool)
-                    if prev_rows is not None:
-                        rows = prev_rows(chunk)
-                        reuse = rows >= 0
-                        if reuse.any():  # h5py reads increasing rows; put them back in order
-                            r = rows[reuse]
-                            sorted_rows = np.sort(r)
-                            block[reuse] = prev["imgBrick"][sorted_rows][np.searchsorted(sorted_rows, r)]
-                    need = chunk[~reuse]
-                    if len(need):
-                        if ranged:
-                            vals, _ = read_points(reader, src, (0,), need[:, None], max_gap=max_gap,
-                                                  max_requests=None, workers=workers)
-                        else:
-                            vals = read_points_h5py(src, (0,), need)
-                        block[~reuse] = vals
-                    dst["imgBrick"][s : s + len(chunk)] = block
-                    dst.attrs["rows_done"] = s + len(chunk)
-                    dst.flush()
-                    stats["fetched"] += int(len(need))
-                    stats["reused"] += int(reuse.sum())
-        _check_subset(part, ids)
+                _fill_subset(base_url, ids, part, out if old is not None and len(old) else None, old, c, batch,
+                             readahead, stats)
+            finally:
+                stats.update(c.traffic.since(before))
         os.replace(part, out)
-    finally:
-        after = client.traffic.snapshot()
-        stats["requests"] = after["requests"] - before["requests"]
-        stats["bytes"] = after["bytes"] - before["bytes"]
-        if own:
-            client.close()
-    stats["status"] = "downloaded"
+        stats["status"] = "downloaded"
+        log.info("stimuli: %d images (%d fetched, %d reused), %d requests, %.1f MB of a %.1f GB file",
+                 len(ids), stats["fetched"], stats["reused"], stats["requests"], stats["bytes"] / 1e6,
+                 stats["whole_file_bytes"] / 1e9)
     stats["seconds"] = round(time.monotonic() - t0, 3)
-    log.info("stimuli: %d images (%d fetched, %d reused), %d requests, %.1f MB of a %.1f GB file",
-             len(ids), stats["fetched"], stats["reused"], stats["requests"], stats["bytes"] / 1e6,
-             (stats["whole_file_bytes"] or 0) / 1e9)
     _write_stats(stats, stats_path)
     return stats
 
 
-class _Null:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
-
-
-def _row_lookup(old_ids, n_rows):
-    """A function: 73k ids -> row in the old file (-1 where absent)."""
-    have = np.arange(n_rows, dtype=np.int64) if old_ids is None else np.asarray(old_ids, dtype=np.int64)
-    order = np.argsort(have, kind="stable")
-    sorted_ids = have[order]
-
-    def rows(q):
-        pos = np.searchsorted(sorted_ids, q)
-        pos = np.minimum(pos, max(len(sorted_ids) - 1, 0))
-        hit = (len(sorted_ids) > 0) & (sorted_ids[pos] == q)
-        return np.where(hit, order[pos], -1)
-
-    return rows
+def _fill_subset(base_url, ids, part, prev_path, old_ids, client, batch, readahead, stats) -> None:
+    """Write the rows ``ids`` into ``part``, copying those ``prev_path`` holds, reading the rest by range."""
+    key = nsd_layout.STIMULI
+    with open_remote(key_url(base_url, key), client=client, name=key, block_size=readahead,
+                     cache_type="bytes") as (f, size):
+        src = f["imgBrick"]
+        if src.ndim != 4 or src.shape[3] != 3 or src.dtype != np.uint8:
+            raise ValueError(f"{key}: imgBrick is {src.shape} {src.dtype}, expected (n, H, W, 3) uint8")
+        if len(ids) and (ids[0] < 0 or ids[-1] >= src.shape[0]):
+            raise IndexError(f"{key}: image ids {ids[0]}..{ids[-1]} outside 0..{src.shape[0] - 1}")
+        check_readable(src)
+        stats["whole_file_bytes"] = int(size)
+        done = _open_part(part, ids, src.shape[1:])
+        with h5py.File(part, "a") as dst, (h5py.File(prev_path, "r") if prev_path else nullcontext()) as prev:
+            for s in range(done, len(ids), batch):
+                chunk = ids[s : s + batch]
+                block = np.empty((len(chunk), *src.shape[1:]), dtype=np.uint8)
+                held = np.zeros(len(chunk), bool)
+                if prev is not None:  # old_ids sorted, not empty
+                    pos = np.minimum(np.searchsorted(old_ids, chunk), len(old_ids) - 1)
+                    held = old_ids[pos] == chunk
+                if held.any():
+                    block[held] = prev["imgBrick"][pos[held]]
+                if not held.all():
+                    block[~held] = read_rows(src, chunk[~held])
+                dst["imgBrick"][s : s + len(chunk)] = block
+                dst.attrs["rows_done"] = s + len(chunk)
+                dst.flush()
+                stats["fetched"] += int((~held).sum())
+                stats["reused"] += int(held.sum())
+    with h5py.File(part, "r") as f:
+        if not np.array_equal(f["image_ids"][()], ids) or int(f.attrs.get("rows_done", -1)) != len(ids):
+            raise RuntimeError(f"{part}: the subset file is incomplete")
 
 
 def _open_part(part: Path, ids: np.ndarray, image_shape) -> int:
@@ -406,7 +362,7 @@ def _open_part(part: Path, ids: np.ndarray, image_shape) -> int:
     if part.exists():
         try:
             with h5py.File(part, "r") as f:
-                if (np.array_equal(f["image_ids"][()], ids) and f["imgBrick"].shape[1:] == tuple(image_shape)):
+                if np.array_equal(f["image_ids"][()], ids) and f["imgBrick"].shape[1:] == tuple(image_shape):
                     done = int(f.attrs.get("rows_done", 0))
                     log.info("%s: resuming at image %d of %d", part, done, len(ids))
                     return done
@@ -415,16 +371,8 @@ def _open_part(part: Path, ids: np.ndarray, image_shape) -> int:
         part.unlink()
     part.parent.mkdir(parents=True, exist_ok=True)
     with h5py.File(part, "w") as f:
-        f.create_dataset("imgBrick", shape=(len(ids), *image_shape), dtype=np.uint8,
-                         chunks=(1, *image_shape))
+        f.create_dataset("imgBrick", shape=(len(ids), *image_shape), dtype=np.uint8, chunks=(1, *image_shape))
         f.create_dataset("image_ids", data=ids)
         f.attrs["rows_done"] = 0
         f.attrs["source_key"] = nsd_layout.STIMULI
     return 0
-
-
-def _check_subset(path: Path, ids: np.ndarray) -> None:
-    with h5py.File(path, "r") as f:
-        if not np.array_equal(f["image_ids"][()], ids) or f["imgBrick"].shape[0] != len(ids) \
-                or int(f.attrs.get("rows_done", -1)) != len(ids):
-            raise RuntimeError(f"{path}: the subset file is incomplete")
