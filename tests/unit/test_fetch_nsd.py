@@ -142,7 +142,7 @@ def test_missing_session_names_the_key(bucket, tmp_path):
 def test_stimuli_subset_holds_the_seen_images(bucket, tmp_path):
     srv, root, summary = bucket
     fetch_nsd.fetch_key(srv.url, nsd_layout.EXPDESIGN, tmp_path, client=client())
-    ids = fetch_nsd.seen_image_ids(tmp_path, {SUBJECT: 1}, trials_per_session=TRIALS)
+    ids = nsd_tree.images_seen(tmp_path, {SUBJECT: 1}, TRIALS)
     design = nsd_tree.read_expdesign(root)
     mo = design["masterordering"][:TRIALS]
     assert ids.tolist() == sorted(set((design["subjectim"][0, mo - 1] - 1).tolist()))
@@ -157,7 +157,7 @@ def test_stimuli_subset_holds_the_seen_images(bucket, tmp_path):
     assert stats["fetched"] == len(ids) and stats["status"] == "downloaded"
 
     # more sessions: the images already held are copied, only the new ones fetched
-    more = fetch_nsd.seen_image_ids(tmp_path, {SUBJECT: 3}, trials_per_session=TRIALS)
+    more = nsd_tree.images_seen(tmp_path, {SUBJECT: 3}, TRIALS)
     stats = fetch_nsd.fetch_stimuli_subset(srv.url, tmp_path, more, client=client(), batch=4)
     assert stats["reused"] == len(ids) and stats["fetched"] == len(more) - len(ids)
     with h5py.File(out, "r") as f:

@@ -8,7 +8,7 @@ from the ``.hdf5`` twin over HTTP ranges (or extracted from the whole
 ``.nii.gz``) into the compact file (:mod:`nrf.data.compact_betas`); the images
 the subjects saw by :func:`fetch_stimuli_subset`, read by range from
 ``nsd_stimuli.hdf5`` (never its 37 GB) into a subset file (docs/CONTRACTS.md).
-Which keys a run needs: :func:`nsd_keys`; which images: :func:`seen_image_ids`.
+Which keys a run needs: :func:`nsd_keys`; which images: :func:`nrf.data.nsd_tree.images_seen`.
 """
 
 from __future__ import annotations
@@ -244,23 +244,6 @@ def _betas_from_nifti(base_url, root, subject, session, voxel_ijk, grid_shape, o
 
 
 # ---------------------------------------------------------------- stimuli
-
-
-def seen_image_ids(root, sessions: dict, *, trials_per_session: int = nsd_layout.NSD_TRIALS_PER_SESSION
-                   ) -> np.ndarray:
-    """Sorted unique 0-based 73k ids shown to the subjects in their first sessions.
-
-    Parameters
-    ----------
-    root : tree holding the experiment design
-    sessions : {subject: number of sessions}; a subject's trials are the first
-        ``n_sessions x trials_per_session`` of ``masterordering``
-    trials_per_session : 750 in NSD
-    """
-    design = nsd_tree.read_expdesign(root)
-    ids = [nsd_tree.trial_images(design, subject, int(n) * int(trials_per_session))[0]
-           for subject, n in sessions.items()]
-    return np.unique(np.concatenate(ids)).astype(np.int64) if ids else np.zeros(0, np.int64)
 
 
 def read_rows(dset: h5py.Dataset, rows) -> np.ndarray:
