@@ -106,17 +106,21 @@ def test_prepared_data_equal_a_local_preparation(served_run, tmp_path):
 
 
 def test_paper_config_dry_run_lists_the_real_jobs(tmp_path):
-    result = snakemake(tmp_path, "all_tables", "-n", "--configfile", str(REPO / "configs/nsd_paper.yaml"))
+    result = snakemake(tmp_path, "all", "-n", "--configfile", str(REPO / "configs/nsd_paper.yaml"))
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
+    assert "adapt_cell" in out and "n800_draw2" in out and "subj05/n20_draw0" in out
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out[out.index("Job stats"):], flags=re.M))
     # 2 experiment files + 9 volumes (brainmask, nsdgeneral, 5 atlases,
     # transform, ncsnr) for each of 4 subjects; 40 sessions each
     assert counts["download_nsd_file"] == "38"
     assert counts["download_session_betas"] == "160"
     assert counts["download_stimuli_subset"] == "1"
-    for rule, n in (("prepare_subject", 4), ("train_encoder", 8), ("table1", 1)):
-        assert counts[rule] == str(n)
+    # every target x shot count x draw of the paper's adaptation experiments
+    for rule, n in (("prepare_subject", 4), ("build_table1", 1), ("adapt_cell", 4 * 3 * 3),
+                    ("build_adaptation_table", 4), ("build_table3", 1)):
+        assert counts[rule] == str(n), (rule, counts)
+    assert int(counts["train_encoder"]) >= 8
     assert "betas_session40.nsdgeneral.hdf5" in out and "subj07" in out
     assert "nsd_stimuli.subset.hdf5" in out
     assert not (tmp_path / "resources").exists()  # a dry run touches nothing

@@ -1,0 +1,76 @@
+"""The paper's adaptation claims on the simulator, for a fixed seed.
+
+Three simulated subjects: NRFs trained on all of subj01's and subj02's
+training images are finetuned on N of subj07's, under the clean protocol (a
+fixed step budget, no test image before scoring). What a small model can show
+(notes on the simulation study): the mean of the finetuned bases beats NRF
+scratch at 20 and at 200 images, and finetune + the paper's ensemble beats
+scratch at 200. The least-squares ensemble at N = 20 is reported, not
+asserted: its 3 weights per voxel are fitted on the same 20 images.
+"""
+
+import logging
+from pathlib import Path
+
+import pytest
+import yaml
+
+from nrf.adaptation import AVERAGE, ENSEMBLE, HELDOUT, SCRATCH, run_cell
+from nrf.config import validate_config
+from nrf.data import nsd_layout
+from nrf.data.prepare import prepare_subject
+from nrf.data.simulate import simulate_nsd_tree
+from nrf.encoding import train_encoder
+from nrf.features.pipeline import extract_seen_images
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.science
+SUBJECTS = ("subj01", "subj02", "subj07")
+TARGET = "subj07"
+
+
+@pytest.fixture(scope="module")
+def cells(tmp_path_factory):
+    config = validate_config(yaml.safe_load((REPO / "config.yaml").read_text()), REPO / "schemas/config.schema.yaml")
+    tmp = tmp_path_factory.mktemp("adaptation")
+    root = tmp / "tree"
+    sim = dict(config["simulation"], n_train_images=400, n_test_images=100, trials_per_session=300)
+    simulate_nsd_tree(root, subjects=SUBJECTS, seed=0, **sim)
+    sessions = list(range(1, (400 + 100) * 3 // 300 + 1))
+    prepared = {}
+    for s in SUBJECTS:
+        prepared[s] = tmp / f"{s}.hdf5"
+        prepare_subject(root, s, sessions=sessions, protocol="clean", val_fraction=0.1, seed=0, out_path=prepared[s])
+    features = tmp / "features.hdf5"
+    extract_seen_images("filterbank", config["features"], stimuli_path=root / nsd_layout.STIMULI,
+                        expdesign_path=root / nsd_layout.EXPDESIGN, sessions={s: len(sessions) for s in SUBJECTS},
+                        trials_per_session=300, out_path=features, device="cpu", log=logging.getLogger("science"))
+    bases = {}
+    for s in SUBJECTS[:2]:
+        bases[s] = tmp / f"{s}.pt"
+        train_encoder("nrf", prepared[s], features, bases[s], model_options=config["nrf"],
+                      train_options=dict(config["train"], max_steps=800), seed=0, device="cpu")
+    out = {}
+    for n in (20, 200):
+        results, _ = run_cell(prepared[TARGET], features, bases, n, 0, protocol="clean", seed=0,
+                              train_options=config["train"], model_options=config["nrf"],
+                              linear_options=config["linear"], finetune_steps=200, scratch_steps=400)
+        out[n] = {m: r["pearson"] for m, r in results.items()}
+        print(f"N={n}:", {m: round(v, 3) for m, v in out[n].items()})
+    return out
+
+
+def test_average_of_finetuned_bases_beats_scratch(cells):
+    # measured at seed 0: N=20 average 0.39 vs scratch 0.20; N=200 0.44 vs 0.41
+    assert cells[20][AVERAGE] > cells[20][SCRATCH] + 0.10, cells[20]
+    assert cells[200][AVERAGE] > cells[200][SCRATCH] + 0.01, cells[200]
+
+
+def test_finetune_ensemble_beats_scratch_at_200(cells):
+    assert cells[200][ENSEMBLE] > cells[200][SCRATCH], cells[200]
+
+
+def test_heldout_ensemble_does_not_overfit_20_images(cells):
+    # ours: shrinking toward the average by cross-validation keeps it near the average
+    assert cells[20][HELDOUT] > cells[20][ENSEMBLE], cells[20]
+    assert cells[20][HELDOUT] > cells[20][AVERAGE] - 0.02, cells[20]
