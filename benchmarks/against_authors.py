@@ -204,7 +204,7 @@ def main(argv=None):
         r["speed_up"] = r["authors_s"] / r["ours_s"]
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d")
     machine = (f"{platform.machine()}, {os.cpu_count()} CPUs visible, numpy {np.__version__}, "
-               f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
+               f"torch {torch.__version__} ({torch.get_num_threads()} threads), load average {os.getloadavg()[0]:.1f} at the start")
     lines = [f"Measured {date} on {machine}.", "",
              "| work | ours | authors' way | ours (s) | authors' (s) | speed-up |", "|---|---|---|---|---|---|"]
     for r in rows:

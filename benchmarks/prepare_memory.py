@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -113,7 +114,9 @@ def main(argv=None):
     betas_gb = SESSIONS * TRIALS * N_VOXELS * 2 / 1e9
     result = {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {platform.system()} {platform.release()}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
+                   f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM, "
+                   f"{platform.system()} {platform.release()}",
         "sessions": SESSIONS, "trials_per_session": TRIALS, "voxels": int(n_vox),
         "train_images": int(n_train), "test_images": int(n_test),
         "betas_on_disk_gb": round(betas_gb, 2), "prepare_seconds": round(float(seconds), 1),

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import time
 from contextlib import nullcontext
@@ -185,9 +186,12 @@ def main(argv=None):
                         help="override every size's batch (e.g. a small paper-size check on a CPU)")
     parser.add_argument("--infer", nargs=2, type=int, default=[64, N_VOXELS], metavar=("IMAGES", "VOXELS"),
                         help="paper-size inference timing: images x voxels (default 64 x 15,724)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (1 makes CPU timings steadier)")
     parser.add_argument("--out")
     parser.add_argument("--json")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     precisions = args.precisions or (["bf16"] if device.type == "cuda" else ["fp32"])
     if device.type == "cuda":
@@ -195,7 +199,7 @@ def main(argv=None):
     name, peak = device_info(device)
     peak = args.peak_tflops or peak
     result = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "device": name,
-              "torch": torch.__version__, "steps": args.steps, "peak_tflops": peak, "rows": [], "inference": [],
+              "torch": torch.__version__, "steps": args.steps, "load_avg_1min": os.getloadavg()[0], "peak_tflops": peak, "rows": [], "inference": [],
               "estimates": []}
     for size_name in args.sizes:
         size = SIZES[size_name] if not args.batch else (*SIZES[size_name][:-2], *args.batch)
@@ -226,7 +230,7 @@ def main(argv=None):
                 features, _, _ = make_batch((*size[:-2], n_infer, v_infer), "shared", device)
                 qps = time_inference(model, features, device, precision, v_infer)
                 result["inference"].append({"size": size_name, "precision": precision, "queries_per_s": qps})
-                if size_name == PAPER:
+                if size_name == PAPER and not args.batch:  # the estimate assumes the paper's batch
                     for mode in args.modes:
                         split = next(r for r in result["rows"] if r["size"] == PAPER and r["mode"] == mode
                                      and r["route"] == "split" and r["precision"] == precision)
@@ -250,7 +254,7 @@ def main(argv=None):
 def render(result) -> str:
     peak = result["peak_tflops"]
     lines = [f"device: {result['device']}, torch {result['torch']}, {result['steps']} timed steps after 2 "
-             f"warm-up steps ({result['date']}); peak used for the fraction: "
+             f"warm-up steps ({result['date']}, load average {result['load_avg_1min']:.1f}); peak used for the fraction: "
              f"{f'{peak:g} TFLOP/s' if peak else 'unknown (CPU)'}", "",
              "| size | precision | voxel sampling | batch | route | ms/step | queries/s | TFLOP/step | TFLOP/s | "
              "of peak | device peak mem (GB) | split/concat |",
