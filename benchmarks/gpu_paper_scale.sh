@@ -25,3 +25,9 @@ timeout 450 "$PY" benchmarks/split_first_layer.py --device cuda --steps 20 \
     --sizes "default, paper batch" "paper (CLIP, 8 x 4096)" \
     --modes shared per_image --precisions bf16 fp32 \
     --out "$OUT/gpu_paper_scale.md" --json "$OUT/gpu_paper_scale.json"
+
+# Features of a training batch on the GPU: CLIP ViT-B/16 rerun every batch (the
+# authors' way; random weights, same arithmetic) vs the cache (file / memory).
+timeout 150 "$PY" benchmarks/against_authors.py --only features --extractors clip_vitb16 --device cuda \
+    --feature-images 300 --out "$OUT/gpu_features.md" --json "$OUT/gpu_features.json" \
+    || echo "features benchmark on cuda failed (open_clip missing?); the NRF figures above stand" >&2
