@@ -1,14 +1,21 @@
-"""The voxelwise least-squares ensemble of finetuned bases (paper eq. 1–2).
+"""Voxelwise least-squares ensemble of K base encoders (paper eq. 1-2).
 
-For each voxel v, the measured response over N images is regressed on the K
-finetuned bases' predictions plus a bias: y_v ≈ b_v + Σ_k w_{v,k} p_{k,v}.
-All voxels are solved at once as one batched (K+1) x (K+1) system, instead of
-one scikit-learn model per voxel as in the authors' code.
+For every voxel v the measured responses over N images are regressed on the
+K base models' predictions plus a bias,
 
-:func:`fit_shrunk_ensemble` is our addition: the same regression with a
-ridge penalty pulling the weights toward the simple average (w = 1/K), its
-strength chosen by cross-validation on the training images only, so the
-weights cannot overfit N = 20 images.
+    y[:, v] ~ sum_k w[v, k] * P[k, :, v] + b[v],
+
+by ordinary least squares, independently per voxel. The authors fit one
+scikit-learn ``LinearRegression`` per voxel; here all voxels are solved at
+once: centre predictions and responses per voxel (as LinearRegression does),
+form the K x K normal equations of every voxel with one einsum and solve the
+whole stack with one batched pseudo-inverse (the minimum-norm solution, as
+LinearRegression's lstsq gives, also where a base prediction is constant).
+
+:func:`fit_shrunk_ensemble` is our addition: the same regression with a ridge
+penalty pulling the weights toward the simple average (w = 1/K), its strength
+chosen by cross-validation on the training images only, so the weights cannot
+overfit N = 20 images.
 """
 
 from __future__ import annotations
@@ -16,85 +23,81 @@ from __future__ import annotations
 import numpy as np
 
 
-def _design(base_preds: np.ndarray) -> np.ndarray:
-    """(K, N, V) predictions -> (V, N, K+1) design matrices with a bias column."""
-    k, n, v = base_preds.shape
-    x = np.ones((v, n, k + 1), dtype=np.float64)
-    x[:, :, :k] = np.transpose(base_preds, (2, 1, 0))
-    return x
-
-
-def _check(base_preds, responses) -> tuple[np.ndarray, np.ndarray]:
-    base_preds = np.asarray(base_preds, dtype=np.float64)
-    responses = np.asarray(responses, dtype=np.float64)
-    if base_preds.ndim != 3 or responses.shape != base_preds.shape[1:]:
-        raise ValueError(
-            f"base_preds must be (K, N, V) and responses (N, V); got {base_preds.shape} and {responses.shape}"
-        )
-    return base_preds, responses
-
-
-def fit_ensemble(base_preds, responses, *, ridge: float = 0.0, prior=None) -> tuple[np.ndarray, np.ndarray]:
-    """Least-squares weights and bias per voxel.
+def fit_ensemble(base_preds: np.ndarray, responses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares weights of K base predictions, one regression per voxel.
 
     Parameters
     ----------
-    base_preds : (K, N, V) the K bases' predictions on the N training images
-    responses : (N, V) measured responses
-    ridge : penalty λ on ||w - prior||² (0 = ordinary least squares, the paper)
-    prior : (K,) weights the penalty pulls toward (default 1/K each)
+    base_preds : (K, N, V) predictions of K base models for N images at V voxels
+    responses  : (N, V) measured responses
 
     Returns
     -------
-    weights : (V, K) float64; bias : (V,) float64
-
-    With fewer images than parameters (N < K + 1) the minimum-norm solution
-    is returned (numpy's lstsq), as scikit-learn's LinearRegression does.
+    weights : (V, K) float64
+    bias    : (V,) float64
     """
-    base_preds, responses = _check(base_preds, responses)
-    k = base_preds.shape[0]
-    x = _design(base_preds)  # (V, N, K+1)
-    y = responses.T[:, :, None]  # (V, N, 1)
-    if ridge == 0.0:
-        if base_preds.shape[1] >= k + 1:
-            xtx = np.einsum("vni,vnj->vij", x, x)
-            xty = np.einsum("vni,vnj->vij", x, y)
-            try:
-                beta = np.linalg.solve(xtx, xty)[..., 0]
-                return beta[:, :k], beta[:, k]
-            except np.linalg.LinAlgError:
-                pass  # a singular voxel: fall back to the minimum-norm solve below
-        beta = np.stack([np.linalg.lstsq(x[i], y[i, :, 0], rcond=None)[0] for i in range(len(x))])
-        return beta[:, :k], beta[:, k]
-    prior = np.full(k, 1.0 / k) if prior is None else np.asarray(prior, dtype=np.float64)
-    penalty = np.zeros((k + 1, k + 1))
-    penalty[:k, :k] = ridge * np.eye(k)
-    target = np.zeros(k + 1)
-    target[:k] = ridge * prior
-    xtx = np.einsum("vni,vnj->vij", x, x) + penalty
-    xty = np.einsum("vni,vn->vi", x, y[..., 0]) + target
-    beta = np.linalg.solve(xtx, xty[..., None])[..., 0]
-    return beta[:, :k], beta[:, k]
-
-
-def apply_ensemble(base_preds, weights, bias) -> np.ndarray:
-    """(K, M, V) predictions -> (M, V) float32 ensemble prediction."""
     base_preds = np.asarray(base_preds, dtype=np.float64)
-    out = np.einsum("kmv,vk->mv", base_preds, np.asarray(weights)) + np.asarray(bias)[None, :]
+    responses = np.asarray(responses, dtype=np.float64)
+    if base_preds.ndim != 3 or responses.ndim != 2 or base_preds.shape[1:] != responses.shape:
+        raise ValueError(
+            f"base_preds must be (K, N, V) and responses (N, V) with the same N, V; "
+            f"got {base_preds.shape} and {responses.shape}"
+        )
+    if base_preds.shape[1] < 2:
+        raise ValueError(f"need at least 2 images to fit a bias and weights, got N={base_preds.shape[1]}")
+    x_mean = base_preds.mean(axis=1)  # (K, V)
+    y_mean = responses.mean(axis=0)  # (V,)
+    xc = base_preds - x_mean[:, None, :]
+    yc = responses - y_mean
+    gram = np.einsum("knv,jnv->vkj", xc, xc)  # (V, K, K)
+    cross = np.einsum("knv,nv->vk", xc, yc)  # (V, K)
+    # Relative cutoff like lstsq's: drops directions a voxel's data cannot
+    # determine (constant or collinear base predictions).
+    weights = np.einsum("vkj,vj->vk", np.linalg.pinv(gram, rcond=1e-12, hermitian=True), cross)
+    bias = y_mean - np.einsum("vk,kv->v", weights, x_mean)
+    return weights, bias
+
+
+def apply_ensemble(base_preds: np.ndarray, weights: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """Ensemble prediction (N, V) from base predictions (K, N, V), weights
+    (V, K) and bias (V,), float32."""
+    base_preds = np.asarray(base_preds)
+    if base_preds.ndim != 3 or weights.shape != (base_preds.shape[2], base_preds.shape[0]):
+        raise ValueError(
+            f"weights {weights.shape} must be (V, K) for base_preds (K, N, V) {base_preds.shape}"
+        )
+    out = np.einsum("knv,vk->nv", base_preds, weights) + bias
     return out.astype(np.float32)
 
 
-def fit_shrunk_ensemble(
-    base_preds, responses, *, lambdas=(0.0, 0.1, 1.0, 10.0, 100.0, 1e4), folds: int = 5, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray, float]:
-    """Ensemble weights shrunk toward the simple average, strength by cross-validation.
+def fit_ridge_ensemble(base_preds, responses, ridge: float, prior=None) -> tuple[np.ndarray, np.ndarray]:
+    """Weights and bias minimising ||y - b - P w||² + ridge ||w - prior||² per voxel.
 
-    Each λ is scored by ``folds``-fold cross-validation over the N training
-    images (weights fitted on the other folds, squared error on the held-out
-    fold, summed over voxels); the best λ is refitted on all N images.
-    Returns (weights (V, K), bias (V,), the chosen λ).
+    prior : (K,) the weights the penalty pulls toward (default 1/K each, the
+    simple average); ridge > 0. Shapes as :func:`fit_ensemble`.
     """
-    base_preds, responses = _check(base_preds, responses)
+    base_preds = np.asarray(base_preds, dtype=np.float64)
+    responses = np.asarray(responses, dtype=np.float64)
+    k = base_preds.shape[0]
+    prior = np.full(k, 1.0 / k) if prior is None else np.asarray(prior, dtype=np.float64)
+    x_mean, y_mean = base_preds.mean(axis=1), responses.mean(axis=0)
+    xc, yc = base_preds - x_mean[:, None, :], responses - y_mean
+    gram = np.einsum("knv,jnv->vkj", xc, xc) + ridge * np.eye(k)
+    cross = np.einsum("knv,nv->vk", xc, yc) + ridge * prior
+    weights = np.linalg.solve(gram, cross[..., None])[..., 0]
+    bias = y_mean - np.einsum("vk,kv->v", weights, x_mean)
+    return weights, bias
+
+
+def fit_shrunk_ensemble(
+    base_preds, responses, *, lambdas=(1e-3, 0.1, 1.0, 10.0, 100.0, 1e4), folds: int = 5, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Ensemble weights shrunk toward the simple average, the strength chosen by
+    cross-validation over the N training images (weights fitted on the other
+    folds, squared error on the held-out fold, summed over voxels); the best λ
+    is refitted on all N images. Returns (weights (V, K), bias (V,), λ)."""
+    base_preds = np.asarray(base_preds, dtype=np.float64)
+    responses = np.asarray(responses, dtype=np.float64)
     n = base_preds.shape[1]
     folds = max(2, min(int(folds), n))
     order = np.random.default_rng(seed).permutation(n)
@@ -102,10 +105,8 @@ def fit_shrunk_ensemble(
     for fold in np.array_split(order, folds):
         keep = np.setdiff1d(order, fold)
         for i, lam in enumerate(lambdas):
-            # an un-penalised fit on a handful of images is ill-posed: floor λ
-            w, b = fit_ensemble(base_preds[:, keep], responses[keep], ridge=max(float(lam), 1e-8))
-            pred = apply_ensemble(base_preds[:, fold], w, b)
-            errors[i] += float(np.sum((pred - responses[fold]) ** 2))
+            w, b = fit_ridge_ensemble(base_preds[:, keep], responses[keep], lam)
+            errors[i] += float(np.sum((apply_ensemble(base_preds[:, fold], w, b) - responses[fold]) ** 2))
     best = float(lambdas[int(np.argmin(errors))])
-    w, b = fit_ensemble(base_preds, responses, ridge=max(best, 1e-8))
+    w, b = fit_ridge_ensemble(base_preds, responses, best)
     return w, b, best

@@ -1,0 +1,88 @@
+"""Wall time and peak memory of the default `all` run, per rule.
+
+Every job writes Snakemake's ``benchmark:`` TSV under
+``benchmarks/runs/<rule>/<wildcards>.tsv`` (columns s, max_rss in MB, ...).
+This script summarises them per rule (jobs, summed and longest wall time,
+largest peak RSS) and names the slowest rules. With ``--run`` it first runs
+the embedded default ``all`` from scratch in a fresh folder and times it.
+
+    python benchmarks/default_run.py --run [--cores 2] [--out benchmarks/default_run.md]
+    python benchmarks/default_run.py --runs path/to/benchmarks/runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def per_rule(runs: Path) -> pd.DataFrame:
+    """One row per rule: jobs, total_s, max_s, max_rss_mb; slowest (total) first."""
+    rows = []
+    for tsv in sorted(runs.rglob("*.tsv")):
+        table = pd.read_csv(tsv, sep="\t")
+        rule = tsv.relative_to(runs).parts[0]
+        for _, r in table.iterrows():
+            rows.append({"rule": rule, "job": tsv.stem, "s": float(r["s"]),
+                         "max_rss_mb": pd.to_numeric(r["max_rss"], errors="coerce")})
+    if not rows:
+        raise SystemExit(f"{runs}: no benchmark TSVs found")
+    jobs = pd.DataFrame(rows)
+    out = jobs.groupby("rule").agg(jobs=("job", "size"), total_s=("s", "sum"), max_s=("s", "max"),
+                                   max_rss_mb=("max_rss_mb", "max"))
+    return out.sort_values("total_s", ascending=False).reset_index()
+
+
+def run_default(cores: int) -> tuple[Path, float]:
+    """Run `snakemake all` on the embedded default in a fresh folder; return (runs dir, seconds)."""
+    work = Path(tempfile.mkdtemp(prefix="nrf-default-run-"))
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(work),
+           "--configfile", str(REPO / "config.yaml"), "--cores", str(cores), "all"]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True)
+    return work / "benchmarks" / "runs", time.perf_counter() - t0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=Path, default=REPO / "benchmarks" / "runs")
+    parser.add_argument("--run", action="store_true", help="run the default `all` first, from scratch")
+    parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--slowest", type=int, default=3)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    wall = None
+    if args.run:
+        args.runs, wall = run_default(args.cores)
+    table = per_rule(args.runs)
+    date = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    lines = [f"Default `all` ({date}; {platform.machine()}, {os.cpu_count()} CPUs visible, "
+             f"`--cores {args.cores}`), from `{args.runs}`.", ""]
+    if wall is not None:
+        lines += [f"Whole run, from scratch: **{wall / 60:.1f} min** wall time "
+                  f"(sum of job times {table.total_s.sum() / 60:.1f} min).", ""]
+    lines += ["| rule | jobs | total (s) | longest job (s) | peak RSS of a job (MB) |", "|---|---|---|---|---|"]
+    for r in table.itertuples():
+        lines.append(f"| {r.rule} | {r.jobs} | {r.total_s:.1f} | {r.max_s:.1f} | {r.max_rss_mb:,.0f} |")
+    slow = table.head(args.slowest)
+    share = slow.total_s.sum() / table.total_s.sum()
+    lines += ["", f"Slowest rules: {', '.join(slow.rule)} ({share:.0%} of all job time)."]
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
