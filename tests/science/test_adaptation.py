@@ -34,9 +34,9 @@ def cells(tmp_path_factory):
     config = validate_config(yaml.safe_load((REPO / "config.yaml").read_text()), REPO / "schemas/config.schema.yaml")
     tmp = tmp_path_factory.mktemp("adaptation")
     root = tmp / "tree"
-    sim = dict(config["simulation"], n_train_images=400, n_test_images=100, trials_per_session=300)
+    sim = dict(config["simulation"], n_train_images=300, n_test_images=60, trials_per_session=270)
     simulate_nsd_tree(root, subjects=SUBJECTS, seed=0, **sim)
-    sessions = list(range(1, (400 + 100) * 3 // 300 + 1))
+    sessions = list(range(1, (300 + 60) * 3 // 270 + 1))
     prepared = {}
     for s in SUBJECTS:
         prepared[s] = tmp / f"{s}.hdf5"
@@ -44,17 +44,18 @@ def cells(tmp_path_factory):
     features = tmp / "features.hdf5"
     extract_seen_images("filterbank", config["features"], stimuli_path=root / nsd_layout.STIMULI,
                         expdesign_path=root / nsd_layout.EXPDESIGN, sessions={s: len(sessions) for s in SUBJECTS},
-                        trials_per_session=300, out_path=features, device="cpu", log=logging.getLogger("science"))
+                        trials_per_session=270, out_path=features, device="cpu", log=logging.getLogger("science"))
     bases = {}
     for s in SUBJECTS[:2]:
         bases[s] = tmp / f"{s}.pt"
         train_encoder("nrf", prepared[s], features, bases[s], model_options=config["nrf"],
-                      train_options=dict(config["train"], max_steps=800), seed=0, device="cpu")
+                      train_options=dict(config["train"], max_steps=500, patience=None), seed=0, device="cpu")
     out = {}
     for n in (20, 200):
         results, _ = run_cell(prepared[TARGET], features, bases, n, 0, protocol="clean", seed=0,
                               train_options=config["train"], model_options=config["nrf"],
-                              linear_options=config["linear"], finetune_steps=200, scratch_steps=400)
+                              linear_options=dict(config["linear"], epochs=30), finetune_steps=150,
+                              scratch_steps=300)
         out[n] = {m: r["pearson"] for m, r in results.items()}
         print(f"N={n}:", {m: round(v, 3) for m, v in out[n].items()})
     return out
