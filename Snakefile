@@ -17,6 +17,7 @@ include: "rules/download.smk"
 include: "rules/features.smk"
 include: "rules/encoders.smk"
 include: "rules/report.smk"
+include: "rules/volumes.smk"
 
 
 rule all:

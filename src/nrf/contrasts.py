@@ -111,8 +111,13 @@ def plot_contrast(t_path, out_png, *, title: str, label_a: str, label_b: str) ->
 def query_contrast(checkpoint, images_a, images_b, out_prefix, *, resolution: float, mask: str = "training",
                    labels=("A", "B"), prepared=None, features=None, extractor=None, extractor_options=None,
                    stimulus_size=None, chunk_points: int = 8192, device: str = "cpu", figure: bool = True,
+                   simulation: dict | None = None, subjects=None, seed: int = 0, subject: str | None = None,
                    log: logging.Logger | None = None) -> dict:
-    """An NRF checkpoint's contrast between two image folders: NIfTI maps, a figure, a JSON summary."""
+    """An NRF checkpoint's contrast between two image folders: NIfTI maps, a figure, a JSON summary.
+
+    With the simulator's parameters (``simulation``, ``subjects``, ``seed``), the summary also
+    names the simulator's tuning region at the map's peak and trough (for ``subject``).
+    """
     log = log or logger
     common = dict(resolution=resolution, mask=mask, prepared=prepared, features=features, extractor=extractor,
                   extractor_options=extractor_options, stimulus_size=stimulus_size, device=device)
@@ -128,6 +133,13 @@ def query_contrast(checkpoint, images_a, images_b, out_prefix, *, resolution: fl
                "images_a": [{"file": n, "sha256": h} for n, h in zip(qa.images.names, qa.images.sha256)],
                "images_b": [{"file": n, "sha256": h} for n, h in zip(qb.images.names, qb.images.sha256)],
                **peak(nib.load(paths["t"]), qa.mask)}
+    if simulation is not None:
+        from nrf.data.simulate import REGIONS, SimulatedBrain, SimulationParams
+
+        brain = SimulatedBrain(SimulationParams(subjects=subjects, seed=seed, **simulation))
+        regions = brain.regions(np.array([summary["max_mm"], summary["min_mm"]]), subject)
+        summary["simulator_region_at_max"] = REGIONS[regions[0]]
+        summary["simulator_region_at_min"] = REGIONS[regions[1]]
     if figure:
         plot_contrast(paths["t"], Path(str(out_prefix) + ".png"), title=f"NRF {qa.ckpt.get('subject', '')}",
                       label_a=labels[0], label_b=labels[1])

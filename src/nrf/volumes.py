@@ -426,6 +426,57 @@ def query_volume(checkpoint, images, out_nifti, *, resolution: float, mask: str 
 
 
 # ---------------------------------------------------------------------------
+# Image sets for the pipeline's queries
+# ---------------------------------------------------------------------------
+def export_images(stimuli_path, image_ids, folder) -> list[Path]:
+    """Write images ``image_ids`` of an NSD stimuli file as ``{folder}/{id:06d}.png`` (lossless, so
+    their features equal the cached ones); the folder appears only when complete."""
+    import os
+    import shutil
+
+    from PIL import Image
+
+    from nrf.features.cache import read_stimuli
+
+    folder = Path(folder)
+    ids = np.asarray(image_ids, dtype=np.int64)
+    if not len(ids):
+        raise VolumeError(f"{folder}: no images to export")
+    pixels = read_stimuli(stimuli_path, ids)
+    tmp = folder.with_name(".part-" + folder.name)
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        for i, im in zip(ids, pixels):
+            Image.fromarray(im).save(tmp / f"{i:06d}.png", optimize=False)
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return sorted(folder.iterdir())
+
+
+def select_images(test_ids, imageset: str, n: int, *, simulation: dict | None = None, subjects=None,
+                  seed: int = 0) -> np.ndarray:
+    """The first ``n`` of a subject's test images (``imageset`` "test"), or of those of one of the
+    simulator's categories (``imageset`` a name in CATEGORIES; needs the simulation's parameters)."""
+    test_ids = np.sort(np.asarray(test_ids, dtype=np.int64))
+    if imageset == "test":
+        return test_ids[:n]
+    from nrf.data.simulate import CATEGORIES, SimulatedBrain, SimulationParams
+
+    if imageset not in CATEGORIES:
+        raise VolumeError(f"image set {imageset!r}: choose 'test' or one of the simulator's {CATEGORIES}")
+    if simulation is None:
+        raise VolumeError(f"image set {imageset!r} needs the simulator's categories: only on the simulated dataset")
+    brain = SimulatedBrain(SimulationParams(subjects=subjects, seed=seed, **simulation))
+    chosen = test_ids[brain.images["category"][test_ids] == CATEGORIES.index(imageset)][:n]
+    if len(chosen) < 2:
+        raise VolumeError(f"only {len(chosen)} test images of category {imageset!r}")
+    return chosen
+
+
+# ---------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------
 def _parser() -> argparse.ArgumentParser:
