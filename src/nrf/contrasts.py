@@ -89,7 +89,9 @@ def plot_contrast(t_path, out_png, *, title: str, label_a: str, label_b: str) ->
     from nilearn import datasets, plotting, surface
 
     img = nib.load(t_path)
-    vmax = float(np.nanpercentile(np.abs(np.asarray(img.dataobj)), 99.5)) or 1.0
+    values = np.abs(np.asarray(img.dataobj))
+    values = values[values > 0]  # the mask's points: 0 outside it would shrink the scale
+    vmax = float(np.percentile(values, 99)) if len(values) else 1.0
     fig = plt.figure(figsize=(12, 6.5))
     glass = fig.add_axes([0.0, 0.45, 1.0, 0.5])
     plotting.plot_glass_brain(img, axes=glass, display_mode="lyrz", colorbar=True, plot_abs=False,

@@ -58,10 +58,22 @@ def plot_fig_volume(out_png, *, columns: list[tuple[str, np.ndarray, np.ndarray]
 
     n_img, n_col = len(image_names), len(columns)
     extra = 1 if surface_img is not None else 0
-    fig = plt.figure(figsize=(3.0 * n_col + 1.0, 2.9 * (n_img + extra)))
-    grid = fig.add_gridspec(n_img + extra, n_col + 1, width_ratios=[1] * n_col + [0.06])
+    fig = plt.figure(figsize=(3.0 * n_col + 1.0, 1.9 * n_img + 2.4 * extra + 0.6))
+    grid = fig.add_gridspec(n_img + extra, n_col + 1, width_ratios=[1] * n_col + [0.06],
+                            height_ratios=[1] * n_img + [1.3] * extra, hspace=0.35, wspace=0.25)
     cmap = plt.get_cmap("RdBu_r").copy()
     cmap.set_bad("0.85")
+    # one field of view for every panel: the finest column's in-slice extent, plus a margin
+    _, vol, affine = columns[-1]
+    sl, extent = _slice_at(np.isfinite(vol[..., 0]).astype(float), affine, z_mm)
+    inside = np.argwhere(sl > 0)
+    res = affine[0, 0]
+    if len(inside):
+        lo, hi = inside.min(0), inside.max(0)
+        xlim = (extent[0] + res * lo[0] - 5, extent[0] + res * (hi[0] + 1) + 5)
+        ylim = (extent[2] + res * lo[1] - 5, extent[2] + res * (hi[1] + 1) + 5)
+    else:
+        xlim, ylim = extent[:2], extent[2:]
     im = None
     for c, (title, vol, affine) in enumerate(columns):
         for r in range(n_img):
@@ -71,12 +83,8 @@ def plot_fig_volume(out_png, *, columns: list[tuple[str, np.ndarray, np.ndarray]
             sl, extent = _slice_at(z, affine, z_mm)
             im = ax.imshow(sl.T, origin="lower", extent=extent, cmap=cmap, vmin=-2.5, vmax=2.5,
                            interpolation="nearest")
-            finite = np.argwhere(np.isfinite(sl))
-            if len(finite):  # zoom on the map's extent in this slice
-                lo, hi = finite.min(0), finite.max(0)
-                res = affine[0, 0]
-                ax.set_xlim(extent[0] + res * (lo[0] - 3), extent[0] + res * (hi[0] + 4))
-                ax.set_ylim(extent[2] + res * (lo[1] - 3), extent[2] + res * (hi[1] + 4))
+            ax.set_xlim(*xlim)
+            ax.set_ylim(*ylim)
             if r == 0:
                 ax.set_title(title, fontsize=9)
             if c == 0:
@@ -98,7 +106,7 @@ def plot_fig_volume(out_png, *, columns: list[tuple[str, np.ndarray, np.ndarray]
                                         colorbar=False, cmap="RdBu_r", figure=fig,
                                         title=f"NRF 1 mm, {image_names[0]}, {hemi} ventral (fsaverage5)")
     fig.suptitle(f"{subject}: measured on the subject's voxels vs NRF queried on MNI grids, axial z = {z_mm:g} mm",
-                 fontsize=10)
+                 fontsize=10, y=0.995)
     with atomic_output(out_png) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
@@ -150,7 +158,7 @@ def fig_volume(out_png, *, volumes: dict, prepared, simulation: dict | None = No
         from nrf.data.simulate import SimulatedBrain, SimulationParams
 
         brain = SimulatedBrain(SimulationParams(subjects=subjects, seed=seed, **simulation))
-        _, affine, vol = columns[-1]
+        _, vol, affine = columns[-1]
         mask = np.isfinite(vol[..., 0])
         truth = np.full(vol.shape, np.nan, np.float32)
         truth[mask] = brain.responses(ids, V.grid_points(mask.shape, affine, mask), prep.subject).T

@@ -275,7 +275,9 @@ def nrf_predictor(model, features: dict, device: str = "cpu") -> Callable[[np.nd
     computes its points' coordinate code once and reuses it for every image
     (``NRF.forward_codes``), so a call costs ~ n_img x m x width floats.
     """
-    dev = torch.device(device)
+    from nrf.devices import resolve_device
+
+    dev = torch.device(resolve_device(device))
     feats = {k: torch.as_tensor(np.asarray(v), dtype=torch.float32, device=dev) for k, v in features.items()}
     with torch.no_grad():
         image_code = model.image_code(feats)
