@@ -60,7 +60,7 @@ def plot_fig_volume(out_png, *, columns: list[tuple[str, np.ndarray, np.ndarray]
     extra = 1 if surface_img is not None else 0
     fig = plt.figure(figsize=(3.0 * n_col + 1.0, 1.9 * n_img + 2.4 * extra + 0.6))
     grid = fig.add_gridspec(n_img + extra, n_col + 1, width_ratios=[1] * n_col + [0.06],
-                            height_ratios=[1] * n_img + [1.3] * extra, hspace=0.35, wspace=0.25)
+                            height_ratios=[1] * n_img + [1.3] * extra, hspace=0.5, wspace=0.25)
     cmap = plt.get_cmap("RdBu_r").copy()
     cmap.set_bad("0.85")
     # one field of view for every panel: the finest column's in-slice extent, plus a margin
