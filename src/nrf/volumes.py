@@ -31,6 +31,7 @@ NIfTI appears under its name only when complete (``nrf.atomic``).
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import logging
@@ -120,9 +121,15 @@ def training_mask(coords_mm, shape, affine) -> np.ndarray:
 
 def mni_brain_mask(shape, affine) -> np.ndarray:
     """(X, Y, Z) bool: nilearn's bundled MNI152 brain mask (1 mm), nearest-resampled to the grid."""
+    return resample_mask(_nilearn_brain_mask(), shape, affine)
+
+
+@functools.lru_cache(maxsize=1)
+def _nilearn_brain_mask():
     from nilearn.datasets import load_mni152_brain_mask
 
-    return resample_mask(load_mni152_brain_mask(resolution=1), shape, affine)
+    img = load_mni152_brain_mask(resolution=1)
+    return nib.Nifti1Image(np.asarray(img.dataobj, dtype=np.uint8), img.affine)
 
 
 def resample_mask(img, shape, affine, name: str = "mask") -> np.ndarray:
@@ -136,14 +143,25 @@ def resample_mask(img, shape, affine, name: str = "mask") -> np.ndarray:
     if not len(inside):
         raise VolumeError(f"{name}: the mask is empty")
     _check_inside_box(nib.affines.apply_affine(img.affine, inside), name)
-    ijk = np.rint(nib.affines.apply_affine(np.linalg.inv(img.affine) @ affine,
-                                           np.indices(shape).reshape(3, -1).T)).astype(int)
-    ok = np.all((ijk >= 0) & (ijk < np.array(data.shape)), axis=1)
-    out = np.zeros(int(np.prod(shape)), bool)
-    out[ok] = data[tuple(ijk[ok].T)] != 0
+    to_src = np.linalg.inv(img.affine) @ affine
+    out = np.zeros(shape, bool)
+    if np.allclose(to_src[:3, :3], np.diag(np.diag(to_src[:3, :3]))):  # axis-aligned: index each axis alone
+        idx = [np.rint(to_src[a, a] * np.arange(shape[a]) + to_src[a, 3]).astype(int) for a in range(3)]
+        ok = [(i >= 0) & (i < data.shape[a]) for a, i in enumerate(idx)]
+        sub = data[np.ix_(idx[0][ok[0]], idx[1][ok[1]], idx[2][ok[2]])] != 0
+        out[np.ix_(*ok)] = sub
+    else:  # slice by slice, to bound memory
+        for x in range(shape[0]):
+            jk = np.indices(shape[1:]).reshape(2, -1).T
+            ijk = np.rint(nib.affines.apply_affine(to_src, np.column_stack([np.full(len(jk), x), jk])))
+            ijk = ijk.astype(int)
+            ok = np.all((ijk >= 0) & (ijk < np.array(data.shape)), axis=1)
+            plane = np.zeros(len(jk), bool)
+            plane[ok] = data[tuple(ijk[ok].T)] != 0
+            out[x] = plane.reshape(shape[1:])
     if not out.any():
         raise VolumeError(f"{name}: no grid point falls inside the mask")
-    return out.reshape(shape)
+    return out
 
 
 def build_mask(mask: str, shape, affine, training_coords=None) -> np.ndarray:

@@ -43,7 +43,15 @@ import scipy.io
 
 from nrf.atomic import atomic_output
 from nrf.data import nsd_layout
-from nrf.data.sim_images import CATEGORIES, LATENTS, N_LOW, render_images
+from nrf.data.sim_images import (
+    CATEGORIES,
+    LATENTS,
+    LOW_LEVEL_LATENTS,
+    N_LOW,
+    latent_covariance,
+    render_images,
+    sample_image_latents,
+)
 from nrf.data.sim_model import (
     _DESIGN,
     _SUBJECT,
@@ -56,13 +64,17 @@ from nrf.data.sim_model import (
     SimulatedBrain,
     SimulationParams,
     rng,
+    subject_geometry,
     subject_number,
     template_anatomy,
     tuning_regions,
+    voxel_weights,
 )
 
-__all__ = ["CATEGORIES", "LATENTS", "N_LOW", "REGIONS", "SimulatedBrain", "SimulationParams",
-           "simulate_nsd_tree", "template_anatomy"]
+# The model's names stay importable from here, where they lived before the split.
+__all__ = ["ALL_SUBJECTS", "CATEGORIES", "LATENTS", "LOW_LEVEL_LATENTS", "N_LOW", "REGIONS", "SimulatedBrain",
+           "SimulationParams", "latent_covariance", "render_images", "sample_image_latents", "simulate_nsd_tree",
+           "subject_geometry", "template_anatomy", "voxel_weights"]
 
 
 def simulate_nsd_tree(root, params: SimulationParams | None = None, **overrides) -> dict:
