@@ -19,6 +19,7 @@ include: "rules/encoders.smk"
 include: "rules/decoding.smk"
 include: "rules/adaptation.smk"
 include: "rules/report.smk"
+include: "rules/volumes.smk"
 
 
 # Named targets: inputs only, no wildcards, so each can be built alone

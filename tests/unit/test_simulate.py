@@ -12,7 +12,7 @@ import pytest
 import scipy.io
 
 from nrf.data import nsd_layout as L
-from nrf.data.simulate import CATEGORIES, N_LOW, simulate_nsd_tree
+from nrf.data.simulate import CATEGORIES, N_LOW, REGIONS, SimulatedBrain, SimulationParams, simulate_nsd_tree
 
 SMALL = dict(n_train_images=60, n_test_images=20, repeats=3, trials_per_session=60, image_size=32)
 SUBJECTS = ["subj01", "subj02"]
@@ -32,6 +32,41 @@ def _digest(root):
         h.update(str(p.relative_to(root)).encode())
         h.update(p.read_bytes())
     return h.hexdigest(), [str(p.relative_to(root)) for p in files]
+
+
+def _content_digest(root):
+    """sha256 over every file's decoded content (arrays, text), floats to 4 decimals:
+    pins what the simulator writes without pinning zlib's or HDF5's byte layout."""
+    h = hashlib.sha256()
+
+    def arr(a):
+        a = np.asarray(a)
+        if a.dtype.kind == "f":
+            a = np.round(a.astype(np.float64), 4) + 0.0  # + 0.0: -0.0 -> 0.0
+        h.update(str((a.dtype.str, a.shape)).encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+
+    for p in sorted(p for p in root.rglob("*") if p.is_file()):
+        h.update(str(p.relative_to(root)).encode())
+        if p.name.endswith(".nii.gz"):
+            img = nib.load(p)
+            arr(img.affine)
+            arr(np.asarray(img.dataobj))
+        elif p.suffix == ".hdf5":
+            with h5py.File(p) as f:
+                for name in sorted(f):
+                    h.update(name.encode())
+                    arr(f[name][()])
+                for key in sorted(f.attrs):
+                    h.update(f"{key}={f.attrs[key]!r}".encode())
+        elif p.suffix == ".mat":
+            m = scipy.io.loadmat(p)
+            for key in sorted(k for k in m if not k.startswith("__")):
+                h.update(key.encode())
+                arr(m[key])
+        else:
+            h.update(p.read_bytes())
+    return h.hexdigest()
 
 
 def _noiseless(root, subject):
@@ -289,3 +324,62 @@ def test_bad_arguments():
                           repeats=3, trials_per_session=70)
     with pytest.raises(ValueError, match="subjects"):
         simulate_nsd_tree("/nonexistent", subjects=["subj09"])
+
+
+# The tree of tests/workflow's TINY config (seed 3), with twins. Update this
+# digest only for a change meant to alter what the simulator writes, and say so
+# in the commit.
+TINY_DIGEST = "108786634e4e042d833a7714866b895ac1c157ac195892167a90f2ea26d8470f"
+
+
+def test_tiny_tree_content_is_pinned(tmp_path):
+    root = tmp_path / "tiny"
+    simulate_nsd_tree(root, subjects=SUBJECTS, seed=3, hdf5_twins=True, **SMALL)
+    assert _content_digest(root) == TINY_DIGEST
+
+
+def test_unknown_parameter_is_named():
+    with pytest.raises(TypeError, match="n_bumpz"):
+        simulate_nsd_tree("/nonexistent", n_bumpz=3)
+
+
+def test_model_answers_at_any_coordinate_what_the_tree_holds(tree):
+    """Querying the generative model at a subject's voxels gives the written ground truth,
+    and its tuning regions; between voxels the field stays smooth."""
+    root, _ = tree
+    brain = SimulatedBrain(SimulationParams(subjects=SUBJECTS, seed=0, **SMALL))
+    for s in SUBJECTS:
+        t = _noiseless(root, s)
+        mni = brain.geometry(s)["mni"][tuple(t["voxel_ijk"].T)]  # the exact float64 coordinates
+        np.testing.assert_allclose(mni, t["mni"], atol=1e-4)
+        r = brain.responses(t["image_ids"], mni, subject=s, chunk=97)
+        np.testing.assert_allclose(r, t["responses"], atol=1e-5)
+        np.testing.assert_array_equal(brain.regions(mni, subject=s), t["regions"])
+        # 1 mm off the voxel the response barely moves (the field is 12 mm smooth)
+        r_off = brain.responses(t["image_ids"], mni + np.array([1.0, 0.0, 0.0]), subject=s)
+        assert np.median(_corr_rows(r, r_off)) > 0.95
+    # the template is the population field: close to, but not, a subject's
+    r_template = brain.responses(t["image_ids"], mni)
+    assert 0.5 < np.median(_corr_rows(r, r_template)) < 0.9999
+    with pytest.raises(ValueError, match="subj03"):
+        brain.responses(t["image_ids"], mni, subject="subj03")
+    with pytest.raises(ValueError, match="image ids"):
+        brain.responses([brain.params.n_images], mni)
+
+
+def test_tuning_regions_follow_the_design(tree):
+    """Posterior voxels are low-level; face, body and place ROIs are mostly their category."""
+    root, _ = tree
+    for s in SUBJECTS:
+        t = _noiseless(root, s)
+        regions, y = t["regions"], t["mni"][:, 1]
+        assert set(np.unique(regions)) <= set(range(len(REGIONS)))
+        assert (regions[y < -90] == REGIONS.index("low_level")).mean() > 0.8
+        ijk = tuple(t["voxel_ijk"].T)
+        # FFA-1, EBA, PPA: enriched for their category (EBA overlaps low-level cortex, so a share)
+        for atlas, label, category in [("floc-faces", 2, "face"), ("floc-bodies", 1, "body"),
+                                       ("floc-places", 2, "place")]:
+            inside = np.asarray(nib.load(root / L.roi(s, atlas)).dataobj)[ijk] == label
+            is_cat = regions == REGIONS.index(category)
+            assert inside.sum() >= 5, (s, atlas)
+            assert is_cat[inside].mean() > max(0.25, 2 * is_cat.mean()), (s, atlas)

@@ -1,0 +1,26 @@
+from nrf.runlog import start
+
+log = start(snakemake)
+from nrf.contrasts import query_contrast  # noqa: E402
+
+p = snakemake.params
+out = snakemake.output
+summary = query_contrast(
+    snakemake.input.checkpoint,
+    snakemake.input.images_a,
+    snakemake.input.images_b,
+    out.t[: -len("_t.nii.gz")],
+    resolution=p.resolution,
+    mask=p.mask,
+    labels=p.labels,
+    prepared=snakemake.input.prepared,
+    features=snakemake.input.features,
+    stimulus_size=p.stimulus_size,
+    chunk_points=p.chunk_points,
+    device=p.device,
+    simulation=p.simulation,
+    subjects=p.subjects,
+    seed=p.seed,
+    subject=snakemake.wildcards.subject,
+    log=log,
+)
