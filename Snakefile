@@ -18,8 +18,8 @@ include: "rules/features.smk"
 include: "rules/encoders.smk"
 include: "rules/decoding.smk"
 include: "rules/adaptation.smk"
-include: "rules/report.smk"
 include: "rules/volumes.smk"
+include: "rules/report.smk"
 
 
 # Named targets: inputs only, no wildcards, so each can be built alone

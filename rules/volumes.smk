@@ -23,6 +23,9 @@ VOLUME_TARGETS = (
     else []
 )
 
+TABLES += [t for t in VOLUME_TARGETS if "/tables/" in t]
+FIGURES += [f for f in VOLUME_TARGETS if "/tables/" not in f]
+
 
 wildcard_constraints:
     imageset="test|face|body|place|object",
