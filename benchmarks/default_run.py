@@ -27,8 +27,8 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 
 
-def per_rule(runs: Path) -> pd.DataFrame:
-    """One row per rule: jobs, total_s, max_s, max_rss_mb; slowest (total) first."""
+def per_job(runs: Path) -> pd.DataFrame:
+    """One row per job: rule, job (the TSV's name: its wildcards), s, max_rss_mb."""
     rows = []
     for tsv in sorted(runs.rglob("*.tsv")):
         table = pd.read_csv(tsv, sep="\t")
@@ -38,7 +38,12 @@ def per_rule(runs: Path) -> pd.DataFrame:
                          "max_rss_mb": pd.to_numeric(r["max_rss"], errors="coerce")})
     if not rows:
         raise SystemExit(f"{runs}: no benchmark TSVs found")
-    jobs = pd.DataFrame(rows)
+    return pd.DataFrame(rows)
+
+
+def per_rule(runs: Path) -> pd.DataFrame:
+    """One row per rule: jobs, total_s, max_s, max_rss_mb; slowest (total) first."""
+    jobs = per_job(runs)
     out = jobs.groupby("rule").agg(jobs=("job", "size"), total_s=("s", "sum"), max_s=("s", "max"),
                                    max_rss_mb=("max_rss_mb", "max"))
     return out.sort_values("total_s", ascending=False).reset_index()
@@ -78,6 +83,8 @@ def main(argv=None):
     slow = table.head(args.slowest)
     share = slow.total_s.sum() / table.total_s.sum()
     lines += ["", f"Slowest rules: {', '.join(slow.rule)} ({share:.0%} of all job time)."]
+    jobs = per_job(args.runs).sort_values("s", ascending=False).head(args.slowest)
+    lines += ["Slowest jobs: " + ", ".join(f"{j.rule} {j.job} ({j.s:.0f} s)" for j in jobs.itertuples()) + "."]
     text = "\n".join(lines)
     print(text)
     if args.out:

@@ -38,7 +38,7 @@ TARGET = "results/simulated/tables/table1.csv"
 # One subject and one model kind keep the slice short; table1 still needs
 # both models' scores, so both train through SLURM.
 SLICE = {**TINY, "subjects": ["subj01"]}
-DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue")
+DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "setpriv")
 
 SLURM_CONF = """\
 ClusterName=nrftest
@@ -148,7 +148,10 @@ class SingleNodeSlurm:
         (self.root / "cgroup.conf").write_text(CGROUP_CONF)
 
         munged = shutil.which("munged") or "/usr/sbin/munged"
-        self._spawn("munged", ["runuser", "-u", "munge", "--", munged, "--foreground", "--force",
+        # setpriv execs munged in place as the munge user, so the process id we
+        # hold is munged's own and stop() ends it directly
+        as_munge = ["setpriv", f"--reuid={munge.pw_uid}", f"--regid={munge.pw_gid}", "--init-groups"]
+        self._spawn("munged", [*as_munge, munged, "--foreground", "--force",
                                f"--socket={self.munge_socket}", f"--pid-file={mdir}/munged.pid",
                                f"--seed-file={mdir}/munged.seed", f"--log-file={mdir}/munged.log"])
         if not _wait(self.munge_socket.exists, 15):
