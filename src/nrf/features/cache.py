@@ -200,14 +200,18 @@ def _rows_for(ids: np.ndarray, stored: np.ndarray | None, n_rows: int, path, wha
 
 
 def _read_rows(dataset: h5py.Dataset, rows: np.ndarray) -> np.ndarray:
-    """``dataset[rows]`` for any rows (unsorted, repeated), reading each row once."""
+    """``dataset[rows]`` for any rows (unsorted, repeated), reading each row once.
+
+    Rows are read one contiguous run at a time: h5py's fancy indexing on the
+    chunked (n, 196, 768) token arrays is ~25x slower than slices.
+    """
     if len(rows) == 0:
         return np.empty((0, *dataset.shape[1:]), dtype=dataset.dtype)
     unique, inverse = np.unique(rows, return_inverse=True)
-    if unique[-1] - unique[0] + 1 == len(unique):  # contiguous: one slice
-        block = dataset[int(unique[0]) : int(unique[-1]) + 1]
-    else:
-        block = dataset[unique]
+    block = np.empty((len(unique), *dataset.shape[1:]), dtype=dataset.dtype)
+    starts = np.flatnonzero(np.r_[True, np.diff(unique) != 1])
+    for first, last in zip(starts, np.r_[starts[1:], len(unique)]):
+        dataset.read_direct(block, np.s_[int(unique[first]) : int(unique[last - 1]) + 1], np.s_[first:last])
     if len(unique) == len(rows) and np.array_equal(unique, rows):
         return block
     return block[inverse.reshape(-1)]
