@@ -87,9 +87,8 @@ def test_read_stimuli_reads_only_requested_rows(subset_file, monkeypatch):
 
     monkeypatch.setattr(h5py.Dataset, "__getitem__", spy)
     read_stimuli(subset_file, [41, 3])
-    assert len(reads) == 1
-    # rows 0 and 3 (ids 3 and 41), in increasing order for h5py
-    np.testing.assert_array_equal(reads[0], [0, 3])
+    # rows 0 and 3 (ids 3 and 41) and nothing else, one slice per contiguous run
+    assert reads == [slice(0, 1), slice(3, 4)]
 
 
 def test_read_stimuli_missing_ids_name_the_file(full_brick, subset_file):

@@ -211,7 +211,7 @@ def _read_rows(dataset: h5py.Dataset, rows: np.ndarray) -> np.ndarray:
     block = np.empty((len(unique), *dataset.shape[1:]), dtype=dataset.dtype)
     starts = np.flatnonzero(np.r_[True, np.diff(unique) != 1])
     for first, last in zip(starts, np.r_[starts[1:], len(unique)]):
-        dataset.read_direct(block, np.s_[int(unique[first]) : int(unique[last - 1]) + 1], np.s_[first:last])
+        block[first:last] = dataset[int(unique[first]) : int(unique[last - 1]) + 1]
     if len(unique) == len(rows) and np.array_equal(unique, rows):
         return block
     return block[inverse.reshape(-1)]
