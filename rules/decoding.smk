@@ -33,23 +33,36 @@ rule train_decoder:
 
 
 rule decode_offline:
+    # One job per subject decodes and scores every source (measured and each
+    # model's predictions): one start-up of torch instead of two per source.
     input:
-        unpack(get_offline_decode_inputs),
+        unpack(get_offline_subject_inputs),
+        stimuli=tree(stimuli_key()),
+        features=features_file(),
     output:
-        "results/{dataset}/decoding/offline/{source}/{subject}.hdf5",
+        recon=expand(
+            "results/{{dataset}}/decoding/offline/{source}/{{subject}}.hdf5",
+            source=DECODE_SOURCES,
+        ),
+        metrics=expand(
+            "results/{{dataset}}/decoding/offline/metrics/{source}/{{subject}}.csv",
+            source=DECODE_SOURCES,
+        ),
     log:
-        "logs/decode_offline/{dataset}_{source}_{subject}.log",
+        "logs/decode_offline/{dataset}_{subject}.log",
     benchmark:
-        "benchmarks/runs/decode_offline/{dataset}_{source}_{subject}.tsv"
+        "benchmarks/runs/decode_offline/{dataset}_{subject}.tsv"
     conda:
         "../envs/decoding.yaml"
     threads: 1
     resources:
         mem_mb=4000,
-        runtime=10,
+        runtime=30,
     params:
-        source="{source}",
+        sources=DECODE_SOURCES,
         feature_space=EXTRACTOR,
+        device=config["device"],
+        download_weights=DECODER["download_weights"],
     script:
         "../workflow_scripts/decode_offline.py"
 
@@ -101,12 +114,15 @@ rule decode_mindeye2:
 
 
 rule score_decoding:
+    # MindEye2's reconstructions (the offline backend scores in decode_offline)
     input:
         recon="results/{dataset}/decoding/{backend}/{source}/{subject}.hdf5",
         stimuli=tree(stimuli_key()),
         features=features_file(),
     output:
         "results/{dataset}/decoding/{backend}/metrics/{source}/{subject}.csv",
+    wildcard_constraints:
+        backend="mindeye2",
     log:
         "logs/score_decoding/{dataset}_{backend}_{source}_{subject}.log",
     benchmark:

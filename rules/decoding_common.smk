@@ -56,10 +56,17 @@ def get_decode_inputs(wildcards):
     return inputs
 
 
-def get_offline_decode_inputs(wildcards):
-    inputs = get_decode_inputs(wildcards)
-    inputs["decoder"] = (
-        f"results/{DATASET}/decoding/offline/decoders/{wildcards.subject}.hdf5"
+def get_offline_subject_inputs(wildcards):
+    """The subject's decoder and prepared file, and every model's predictions."""
+    inputs = {
+        "decoder": f"results/{DATASET}/decoding/offline/decoders/{wildcards.subject}.hdf5",
+        "prepared": prepared(wildcards.subject),
+    }
+    inputs.update(
+        {
+            f"pred_{model}": f"results/{DATASET}/predictions/{model}/{wildcards.subject}.hdf5"
+            for model in MODELS
+        }
     )
     return inputs
 

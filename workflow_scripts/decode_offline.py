@@ -2,13 +2,26 @@ from nrf.runlog import start
 
 log = start(snakemake)
 from nrf.decoding.offline import decode_offline  # noqa: E402
+from nrf.decoding.scoring import score_reconstructions  # noqa: E402
+from nrf.devices import resolve_device  # noqa: E402
 
-decode_offline(
-    snakemake.input.decoder,
-    snakemake.input.prepared,
-    snakemake.output[0],
-    source=snakemake.params.source,
-    predictions_path=getattr(snakemake.input, "predictions", None),
-    feature_space=snakemake.params.feature_space,
-    log=log,
-)
+p, i, o = snakemake.params, snakemake.input, snakemake.output
+for source, recon, metrics in zip(p.sources, o.recon, o.metrics):
+    decode_offline(
+        i.decoder,
+        i.prepared,
+        recon,
+        source=source,
+        predictions_path=i.get(f"pred_{source}"),
+        feature_space=p.feature_space,
+        log=log,
+    )
+    score_reconstructions(
+        recon,
+        i.stimuli,
+        i.features,
+        metrics,
+        device=resolve_device(p.device),
+        allow_download=p.download_weights,
+        log=log,
+    )

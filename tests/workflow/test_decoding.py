@@ -77,7 +77,7 @@ def test_measured_responses_decode_above_chance(decoded):
 def test_figure3_and_logs(decoded):
     assert (decoded / "results/simulated/figures/figure3.png").stat().st_size > 10_000
     logs = {p.parent.name for p in (decoded / "logs").rglob("*.log")}
-    assert {"train_decoder", "decode_offline", "score_decoding", "figure3"} <= logs
+    assert {"train_decoder", "decode_offline", "figure3"} <= logs
 
 
 def test_decoding_none_leaves_the_dag(decoded):
