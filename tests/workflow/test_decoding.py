@@ -1,8 +1,6 @@
 """The decoding rules on a tiny simulated run: offline reconstructions, metric CSVs,
 Figure 3, decoding=none, and MindEye2's input assembly up to the checkpoint."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import h5py
@@ -10,47 +8,20 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import yaml
+
+from tiny_workflow import run_snakemake as snakemake
 
 from nrf.decoding import mindeye2
 from nrf.image_metrics import METRICS
 
-REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.workflow
 
-CONFIG = {
-    "dataset": "simulated",
-    "seed": 3,
-    "subjects": ["subj01"],
-    "shots": [20],
-    "simulation": {"n_train_images": 60, "n_test_images": 20, "repeats": 3, "trials_per_session": 60, "image_size": 32},
-    "presets": {
-        "simulated": {
-            "features": {"extractor": "filterbank"},
-            "nrf": {"merger_token_dim": 4, "merger_dim": 16, "fourier_scale": 8.0, "depth": 2, "width": 32},
-            "train": {"batch_images": 8, "batch_voxels": 64, "lr": 3.0e-3, "max_steps": 40, "min_steps": 0,
-                      "eval_every": 20, "patience": 2},
-            "linear": {"epochs": 5, "lr": 3.0e-3, "batch_images": 16},
-        }
-    },
-    "decoder": {"image_size": 16, "figure_images": [0, 1, 2]},
-}
 RESULTS = "results/simulated/decoding"
 
 
-def snakemake(workdir, *args):
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-
-
 @pytest.fixture(scope="module")
-def decoded(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("decoding")
-    (workdir / "config.yaml").write_text(yaml.safe_dump(CONFIG))
-    result = snakemake(workdir, "all_decoding", "fig3")
-    assert result.returncode == 0, result.stderr[-4000:]
-    return workdir
+def decoded(tiny_run):
+    return tiny_run  # the shared tiny run of `all` (conftest.py) decodes every source
 
 
 def test_every_source_is_decoded_and_scored(decoded):
@@ -84,7 +55,7 @@ def test_decoding_none_leaves_the_dag(decoded):
     result = snakemake(decoded, "all_decoding", "fig3", "-n", "--config", "decoding=none")
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout + result.stderr
-    assert "train_decoder" not in out and "score_decoding" not in out and "figure3" not in out
+    assert not {"train_decoder", "decode_offline", "score_decoding", "figure3"} & set(out.split()), out[-2000:]
 
 
 def test_mindeye2_inputs_stop_at_a_missing_checkpoint_and_assemble_with_one(decoded, tmp_path):

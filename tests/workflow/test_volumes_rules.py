@@ -2,49 +2,20 @@
 faces-vs-places contrast, table_resolution and fig_volume, with logs and benchmarks."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
-REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.workflow
 
-# test_pipeline.py's TINY config, trained on one subject only
-TINY = {
-    "dataset": "simulated",
-    "seed": 3,
-    "subjects": ["subj01"],
-    "shots": [20],
-    "simulation": {"n_train_images": 60, "n_test_images": 20, "repeats": 3, "trials_per_session": 60, "image_size": 32},
-    "presets": {
-        "simulated": {
-            "features": {"extractor": "filterbank"},
-            "nrf": {"merger_token_dim": 4, "merger_dim": 16, "fourier_scale": 8.0, "depth": 2, "width": 32},
-            "train": {"batch_images": 8, "batch_voxels": 64, "lr": 3.0e-3, "max_steps": 40, "min_steps": 0,
-                      "eval_every": 20, "patience": 2},
-            "linear": {"epochs": 5, "lr": 3.0e-3, "batch_images": 16},
-        }
-    },
-}
-TARGETS = ["results/simulated/tables/table_resolution.csv", "results/simulated/figures/fig_volume.png",
-           "results/simulated/volumes/subj01/face_vs_place.png"]
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("volumes")
-    (workdir / "config.yaml").write_text(yaml.safe_dump(TINY))
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(workdir / "config.yaml"), "--cores", "2", *TARGETS]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stderr[-4000:]
-    return workdir
+def run(tiny_run):
+    return tiny_run  # the shared tiny run of `all` (conftest.py) builds every volume target
 
 
 def test_volumes_on_mni_grids(run):
