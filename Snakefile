@@ -16,6 +16,7 @@ include: "rules/data.smk"
 include: "rules/download.smk"
 include: "rules/features.smk"
 include: "rules/encoders.smk"
+include: "rules/encoders_extra.smk"
 include: "rules/report.smk"
 
 
@@ -43,3 +44,18 @@ rule all_figures:
 rule table1:
     input:
         table_files("table1"),
+
+
+rule table_universal:
+    input:
+        table_files("table_universal"),
+
+
+rule fig_universal_transfer:
+    input:
+        figure_files("fig_universal_transfer"),
+
+
+rule fig_universal_clusters:
+    input:
+        figure_files("fig_universal_clusters"),

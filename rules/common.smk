@@ -17,6 +17,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 from nrf.config import ConfigError, sessions_for, test_sessions, validate_config
 from nrf.data import nsd_layout
 from nrf.data.compact_betas import compact_key
+from nrf.models.universal_options import universal_options
 
 try:
     config.update(
@@ -30,7 +31,9 @@ PAPER_TABLES = str(Path(workflow.basedir) / "reference" / "nrf_paper_tables.csv"
 DATASET = config["dataset"]
 SUBJECTS = config["subjects"]
 EXTRACTOR = config["features"]["extractor"]
-MODELS = ["linear", "nrf"]
+# Encoders trained per subject by rules/encoders.smk, and the joint Universal
+# encoder (one checkpoint for every subject; rules/encoders_extra.smk).
+MODELS = ["linear", "nrf", "fwrf", "ridge", "universal", "universal_joint"]
 
 
 wildcard_constraints:
@@ -153,10 +156,16 @@ def scores(model):
 
 
 def get_model_options(wildcards):
-    return config["nrf"] if wildcards.model == "nrf" else {}
+    if wildcards.model == "universal":
+        return universal_options(config["universal"])[0]
+    return config[wildcards.model] if wildcards.model in ("nrf", "fwrf", "ridge") else {}
 
 
 def get_train_options(wildcards):
+    if wildcards.model == "universal":
+        return universal_options(config["universal"])[1]
+    if wildcards.model in ("fwrf", "ridge"):  # fit in closed form
+        return {}
     return config["train"] if wildcards.model == "nrf" else config["linear"]
 
 
@@ -165,6 +174,11 @@ def table_files(name):
     return [f"results/{DATASET}/tables/{name}.{ext}" for ext in ("csv", "md", "html")]
 
 
+def figure_files(name):
+    """The files one figure is written to (PNG, PDF)."""
+    return [f"results/{DATASET}/figures/{name}.{ext}" for ext in ("png", "pdf")]
+
+
 # Every table and figure the targets in the Snakefile build.
-TABLES = table_files("table1")
-FIGURES = []
+TABLES = table_files("table1") + table_files("table_universal")
+FIGURES = figure_files("fig_universal_transfer") + figure_files("fig_universal_clusters")

@@ -3,10 +3,23 @@ from nrf.runlog import start
 log = start(snakemake)
 from nrf.reporting.tables import write_table1  # noqa: E402
 
-p = snakemake.params
+i, p = snakemake.input, snakemake.params
+# the paper's method names, in its order, then the peers this run adds
+names = {
+    "linear": "Linear Regression",
+    "fwrf": "fWRF",
+    "ridge": "Ridge (per-voxel CV)",
+    "universal": "Universal (single subject)",
+    "universal_joint": "Universal (all subjects)",
+    "nrf": "NRF",
+}
+n = len(p.subjects)
+retrieval = {
+    names[m]: list(i.retrieval)[k * n : (k + 1) * n] for k, m in enumerate(p.models)
+}
 write_table1(
-    {"Linear Regression": snakemake.input.linear, "NRF": snakemake.input.nrf},
-    paper_csv=snakemake.input.paper,
+    {names[m]: i[m] for m in names},
+    paper_csv=i.paper,
     subjects=p.subjects,
     protocol=p.protocol,
     dataset=p.dataset,
@@ -14,4 +27,8 @@ write_table1(
     out_csv=snakemake.output.csv,
     out_md=snakemake.output.md,
     out_html=snakemake.output.html,
+    voxel_csvs=list(i.voxels),
+    retrieval_csvs=retrieval,
+    quoted=("MindSimulator (Trials=1)", "MindSimulator (Trials=5)"),
+    out_roi_csv=snakemake.output.rois,
 )
