@@ -34,10 +34,21 @@ logger = logging.getLogger(__name__)
 def train_joint(prepared_paths, features_path, out_checkpoint, *, model_options=None, train_options=None,
                 seed: int = 0, device: str = "cpu", log: logging.Logger | None = None) -> dict:
     """Train one Universal encoder jointly on several prepared subjects and
-    write one checkpoint with an embedding table per subject."""
+    write one checkpoint with an embedding table per subject.
+
+    The step counts of ``train_options`` (max_steps, min_steps, eval_every)
+    are per subject: joint training over S subjects runs S times as many
+    steps, so each subject's voxel embeddings get as many updates as in
+    single-subject training (the batch size stays the paper's).
+    """
     log = log or logger
     device = resolve_device(device)
-    config = TrainConfig(**dict(train_options or {}), seed=seed, device=device)
+    n = len(prepared_paths)
+    options = dict(train_options or {})
+    for key in ("max_steps", "min_steps", "eval_every"):
+        if options.get(key):
+            options[key] = int(options[key]) * n
+    config = TrainConfig(**options, seed=seed, device=device)
     subjects = []
     for path in prepared_paths:
         prep = load_prepared(path, splits=("train", "val"))
