@@ -21,7 +21,9 @@ from nrf.models.universal_options import universal_options
 
 try:
     config.update(
-        validate_config(config, Path(workflow.basedir) / "schemas" / "config.schema.yaml")
+        validate_config(
+            config, Path(workflow.basedir) / "schemas" / "config.schema.yaml"
+        )
     )
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
@@ -158,7 +160,9 @@ def scores(model):
 def get_model_options(wildcards):
     if wildcards.model == "universal":
         return universal_options(config["universal"])[0]
-    return config[wildcards.model] if wildcards.model in ("nrf", "fwrf", "ridge") else {}
+    return (
+        config[wildcards.model] if wildcards.model in ("nrf", "fwrf", "ridge") else {}
+    )
 
 
 def get_train_options(wildcards):
@@ -174,6 +178,54 @@ def table_files(name):
     return [f"results/{DATASET}/tables/{name}.{ext}" for ext in ("csv", "md", "html")]
 
 
+# -- issue 9: peers of NRF, transfer, per-voxel tables (rules/encoders_extra.smk)
+def universal_target():
+    """The held-out subject of the transfer figure."""
+    return config["universal"]["transfer_target"] or SUBJECTS[-1]
+
+
+def noiseless(subject):
+    return f"resources/simulated/simulation/{subject}_noiseless.hdf5"
+
+
+def get_voxel_table_inputs(wildcards):
+    inputs = {"prepared": prepared(wildcards.subject)}
+    if DATASET == "simulated":
+        inputs["noiseless"] = noiseless(wildcards.subject)
+    return inputs
+
+
+def get_heldout_prepared(wildcards):
+    return [prepared(s) for s in SUBJECTS if s != wildcards.subject]
+
+
+def get_transfer_options(wildcards):
+    train = universal_options(config["universal"])[1]
+    return {**train, "max_steps": config["universal"]["transfer_max_steps"]}
+
+
+def transfer_scores_files(model):
+    """Scores of ``model`` trained on N target images, for every shot and draw."""
+    return [
+        f"results/{DATASET}/subset_scores/{model}/{universal_target()}_n{n}_d{d}.csv"
+        for n in config["shots"]
+        for d in range(config["universal"]["transfer_draws"])
+    ]
+
+
+def voxel_tables():
+    return [f"results/{DATASET}/voxels/{s}.csv" for s in SUBJECTS]
+
+
+def retrieval(model):
+    return [f"results/{DATASET}/retrieval/{model}/{s}.csv" for s in SUBJECTS]
+
+
+def cluster_subjects():
+    """The two subjects of the cluster figure (the first two configured)."""
+    return SUBJECTS[:2]
+
+
 def figure_files(name):
     """The files one figure is written to (PNG, PDF)."""
     return [f"results/{DATASET}/figures/{name}.{ext}" for ext in ("png", "pdf")]
@@ -181,4 +233,6 @@ def figure_files(name):
 
 # Every table and figure the targets in the Snakefile build.
 TABLES = table_files("table1") + table_files("table_universal")
-FIGURES = figure_files("fig_universal_transfer") + figure_files("fig_universal_clusters")
+FIGURES = figure_files("fig_universal_transfer") + figure_files(
+    "fig_universal_clusters"
+)

@@ -7,53 +7,6 @@
 ruleorder: predict_universal_joint > predict_test
 
 
-def universal_target():
-    """The held-out subject of the transfer figure."""
-    return config["universal"]["transfer_target"] or SUBJECTS[-1]
-
-
-def noiseless(subject):
-    return f"resources/simulated/simulation/{subject}_noiseless.hdf5"
-
-
-def get_voxel_table_inputs(wildcards):
-    inputs = {"prepared": prepared(wildcards.subject)}
-    if DATASET == "simulated":
-        inputs["noiseless"] = noiseless(wildcards.subject)
-    return inputs
-
-
-def get_heldout_prepared(wildcards):
-    return [prepared(s) for s in SUBJECTS if s != wildcards.subject]
-
-
-def get_transfer_options(wildcards):
-    train = universal_options(config["universal"])[1]
-    return {**train, "max_steps": config["universal"]["transfer_max_steps"]}
-
-
-def transfer_scores_files(model):
-    """Scores of ``model`` trained on N target images, for every shot and draw."""
-    return [
-        f"results/{DATASET}/subset_scores/{model}/{universal_target()}_n{n}_d{d}.csv"
-        for n in config["shots"]
-        for d in range(config["universal"]["transfer_draws"])
-    ]
-
-
-def voxel_tables():
-    return [f"results/{DATASET}/voxels/{s}.csv" for s in SUBJECTS]
-
-
-def retrieval(model):
-    return [f"results/{DATASET}/retrieval/{model}/{s}.csv" for s in SUBJECTS]
-
-
-def cluster_subjects():
-    """The two subjects of the cluster figure (the first two configured)."""
-    return SUBJECTS[:2]
-
-
 rule voxel_table:
     input:
         unpack(get_voxel_table_inputs),
@@ -312,7 +265,7 @@ rule build_fig_universal_clusters:
     benchmark:
         "benchmarks/runs/build_fig_universal_clusters/{dataset}.tsv"
     conda:
-        "../envs/data.yaml"
+        "../envs/torch.yaml"
     resources:
         mem_mb=4000,
         runtime=10,

@@ -192,3 +192,12 @@ def test_closed_form_kinds_refuse_to_continue(tmp_path, rng):
     encoding.train_encoder("fwrf", prepared, feats, ckpt, model_options=OPTIONS["fwrf"][0])
     with pytest.raises(ValueError, match="closed form"):
         encoding.train_encoder("fwrf", prepared, feats, tmp_path / "g.pt", init_checkpoint=ckpt)
+
+
+# -- AlexNet for fWRF on NSD -----------------------------------------------------------
+def test_alexnet_without_weights_stops_with_what_to_do(tmp_path, monkeypatch):
+    from nrf.features import get_extractor
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_cache"))
+    with pytest.raises(RuntimeError, match="AlexNet ImageNet weights could not be loaded.*alexnet-owt-7be5be79.pth"):
+        get_extractor("alexnet", weights=str(tmp_path / "missing.pth"))
