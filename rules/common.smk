@@ -42,7 +42,7 @@ wildcard_constraints:
     dataset=DATASET,
     subject="|".join(SUBJECTS),
     model="|".join(MODELS),
-    extractor=EXTRACTOR,
+    extractor="|".join(sorted({EXTRACTOR, "alexnet"})),
 
 
 def tree(key):
@@ -151,6 +151,23 @@ def prepared(subject):
 
 def features_file():
     return f"results/{DATASET}/features/{EXTRACTOR}.hdf5"
+
+
+def model_features(model):
+    """The feature cache a model reads: where the run uses pretrained networks
+    (CLIP) fWRF reads AlexNet's, as the paper's appendix; otherwise (the
+    weight-free filter bank) every model reads the run's extractor."""
+    if model == "fwrf" and EXTRACTOR == "clip_vitb16":
+        return f"results/{DATASET}/features/alexnet.hdf5"
+    return features_file()
+
+
+def get_model_features(wildcards):
+    return model_features(wildcards.model)
+
+
+def get_extractor_name(wildcards):
+    return wildcards.extractor
 
 
 def scores(model):

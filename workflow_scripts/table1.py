@@ -18,7 +18,7 @@ retrieval = {
     names[m]: list(i.retrieval)[k * n : (k + 1) * n] for k, m in enumerate(p.models)
 }
 write_table1(
-    {names[m]: i[m] for m in names},
+    {names[m]: list(getattr(i, m)) for m in names},
     paper_csv=i.paper,
     subjects=p.subjects,
     protocol=p.protocol,

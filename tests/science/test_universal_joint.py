@@ -62,7 +62,7 @@ def simulated(tmp_path_factory):
 def test_joint_training_beats_single_subject(simulated):
     config, _, tmp, prepared, features = simulated
     model_options, train_options, _ = universal_options(config["universal"])
-    train_options = dict(train_options, max_steps=300, eval_every=100, patience=None, batch_voxels=512)
+    train_options = dict(train_options, max_steps=200, eval_every=100, patience=None, batch_voxels=256)
     medians = {}
     train_encoder("universal", prepared[TARGET], features, tmp / "single.pt", model_options=model_options,
                   train_options=train_options, seed=0)
