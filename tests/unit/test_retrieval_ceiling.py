@@ -129,3 +129,21 @@ def test_table1_with_ceiling_retrieval_quoted_rows_and_roi_csv(tmp_path, rng):
     assert len(v1) == 1 and v1["n_voxels"].item() == 10
     assert v1["median_r"].item() == pytest.approx(np.median(pd.read_csv(scores[1])["pearson"][:10]))
     assert set(rois["atlas"]) == {"prf-visualrois"}  # empty ROIs are left out
+
+
+def test_embedding_clusters_recover_planted_regions_better_than_chance(rng):
+    from nrf.reporting.universal import cluster_embeddings, region_agreement, top_images
+
+    centres = rng.normal(size=(3, 8)) * 4
+    regions = [rng.integers(0, 3, size=n) for n in (40, 55)]  # two subjects, different voxel counts
+    embeddings = [centres[r] + rng.normal(size=(len(r), 8)) for r in regions]
+    labels = cluster_embeddings(embeddings, 3, seed=0)
+    assert [len(x) for x in labels] == [40, 55]
+    agreement = region_agreement(np.concatenate(labels), np.concatenate(regions), n_permutations=50)
+    assert agreement["ari"] > 0.9 > agreement["chance_95"] and agreement["p_value"] < 0.05
+    noise = region_agreement(rng.integers(0, 3, 95), np.concatenate(regions), n_permutations=50)
+    assert noise["ari"] < 0.2
+    # top images: the image that drives a cluster's voxels comes first
+    responses = rng.normal(size=(10, 95))
+    responses[7, np.concatenate(labels) == 1] += 5
+    assert top_images(responses, np.concatenate(labels), 3, 2)[1][0] == 7

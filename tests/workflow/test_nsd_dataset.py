@@ -115,7 +115,7 @@ def test_paper_config_dry_run_lists_the_real_jobs(tmp_path):
     assert counts["download_nsd_file"] == "38"
     assert counts["download_session_betas"] == "160"
     assert counts["download_stimuli_subset"] == "1"
-    for rule, n in (("prepare_subject", 4), ("train_encoder", 20), ("table1", 1)):
+    for rule, n in (("prepare_subject", 4), ("train_encoder", 20), ("build_table1", 1), ("train_universal_joint", 1)):
         assert counts[rule] == str(n)
     assert "betas_session40.nsdgeneral.hdf5" in out and "subj07" in out
     assert "nsd_stimuli.subset.hdf5" in out

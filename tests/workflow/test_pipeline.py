@@ -27,6 +27,10 @@ TINY = {
             "train": {"batch_images": 8, "batch_voxels": 64, "lr": 3.0e-3, "max_steps": 40, "min_steps": 0,
                       "eval_every": 20, "patience": 2},
             "linear": {"epochs": 5, "lr": 3.0e-3, "batch_images": 16},
+            "fwrf": {"n_top": 8, "lambdas": [10.0, 1000.0]},
+            "universal": {"channels": 4, "embedding_dim": 8, "batch_images": 8, "batch_voxels": 64, "lr": 3.0e-3,
+                          "max_steps": 20, "min_steps": 0, "eval_every": 10, "patience": 2,
+                          "transfer_max_steps": 10, "transfer_draws": 1, "clusters": 3},
         }
     },
 }
@@ -47,11 +51,21 @@ def tiny_run(tmp_path_factory):
     return workdir
 
 
-def test_table1_has_both_methods_with_finite_scores(tiny_run):
+def test_table1_has_every_method_with_finite_scores(tiny_run):
     table = pd.read_csv(tiny_run / "results/simulated/tables/table1.csv")
-    assert list(table["method"]) == ["Linear Regression", "NRF"]
-    assert np.isfinite(table[["pearson_mean", "pearson_sem", "mse_mean"]].to_numpy()).all()
-    assert (table["pearson_paper"] > 0.3).all()  # the paper's values sit beside ours
+    assert list(table["method"]) == [
+        "Linear Regression", "fWRF", "Ridge (per-voxel CV)", "Universal (single subject)",
+        "Universal (all subjects)", "NRF", "MindSimulator (Trials=1)", "MindSimulator (Trials=5)",
+    ]
+    run = table[~table["quoted"]]
+    assert np.isfinite(run[["pearson_mean", "pearson_sem", "mse_mean", "nc_mean", "top1_mean"]].to_numpy()).all()
+    assert table["quoted"].sum() == 2 and table.loc[table["quoted"], "pearson_mean"].isna().all()
+    assert (table.dropna(subset=["pearson_paper"])["pearson_paper"] > 0.3).all()  # the paper's values beside ours
+    assert set(table["method"].dropna()) >= {"fWRF", "NRF"}
+    rois = pd.read_csv(tiny_run / "results/simulated/tables/table1_rois.csv")
+    assert {"subject", "method", "atlas", "roi", "median_r"} <= set(rois) and set(rois["subject"]) == {"subj01", "subj02"}
+    universal = pd.read_csv(tiny_run / "results/simulated/tables/table_universal.csv")
+    assert len(universal) == 2 * 3 and universal["top1"].between(0, 1).all()
     assert set(table["protocol"]) == {"paper"}
     assert "Table 1" in (tiny_run / "results/simulated/tables/table1.md").read_text()
 

@@ -184,7 +184,7 @@ def plot_clusters(coords: list[np.ndarray], labels: list[np.ndarray], subjects: 
         for c in range(k):
             inside = lab == c
             if inside.any():
-                display.add_markers(xyz[inside], marker_color=cmap(c), marker_size=4)
+                display.add_markers(xyz[inside], marker_color=PALETTE[c], marker_size=4)
     for c in range(k):
         rows = top.get(c, [])
         for j in range(max(n_top, 1)):
