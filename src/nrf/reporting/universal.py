@@ -117,7 +117,8 @@ def plot_transfer(curves: dict[str, pd.DataFrame], *, target: str, dataset: str,
     _write_text(out_csv, data.to_csv(index=False, float_format="%.6g"))
     summary = data.groupby(["method", "n_train"])["median_r"].agg(["mean", "std", "count"]).reset_index()
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    for colour, (method, group) in zip(PALETTE, summary.groupby("method", sort=False)):
+    for colour, method in zip(PALETTE, data["method"].unique()):  # in the order given
+        group = summary[summary["method"] == method]
         ax.errorbar(group["n_train"], group["mean"], yerr=group["std"].fillna(0), marker="o", capsize=3,
                     color=colour, label=method)
     ax.set_xscale("log")
