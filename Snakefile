@@ -19,6 +19,7 @@ include: "rules/encoders.smk"
 include: "rules/decoding.smk"
 include: "rules/adaptation.smk"
 include: "rules/volumes.smk"
+include: "rules/encoders_extra.smk"
 include: "rules/report.smk"
 
 
@@ -81,3 +82,18 @@ rule table9:
 rule fig2:
     input:
         [f for f in FIGURES if "/fig2" in f],
+
+
+rule table_universal:
+    input:
+        table_files("table_universal"),
+
+
+rule fig_universal_transfer:
+    input:
+        figure_files("fig_universal_transfer"),
+
+
+rule fig_universal_clusters:
+    input:
+        figure_files("fig_universal_clusters"),

@@ -23,10 +23,13 @@ from nrf.config import (
 )
 from nrf.data import nsd_layout
 from nrf.data.compact_betas import compact_key
+from nrf.models.universal_options import universal_options
 
 try:
     config.update(
-        validate_config(config, Path(workflow.basedir) / "schemas" / "config.schema.yaml")
+        validate_config(
+            config, Path(workflow.basedir) / "schemas" / "config.schema.yaml"
+        )
     )
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
@@ -36,14 +39,16 @@ PAPER_TABLES = str(Path(workflow.basedir) / "reference" / "nrf_paper_tables.csv"
 DATASET = config["dataset"]
 SUBJECTS = config["subjects"]
 EXTRACTOR = config["features"]["extractor"]
-MODELS = ["linear", "nrf"]
+# Encoders trained per subject by rules/encoders.smk, and the joint Universal
+# encoder (one checkpoint for every subject; rules/encoders_extra.smk).
+MODELS = ["linear", "nrf", "fwrf", "ridge", "universal", "universal_joint"]
 
 
 wildcard_constraints:
     dataset=DATASET,
     subject="|".join(SUBJECTS),
     model="|".join(MODELS),
-    extractor=EXTRACTOR,
+    extractor="|".join(sorted({EXTRACTOR, "alexnet"})),
 
 
 def tree(key):
@@ -154,15 +159,40 @@ def features_file():
     return f"results/{DATASET}/features/{EXTRACTOR}.hdf5"
 
 
+def model_features(model):
+    """The feature cache a model reads: where the run uses pretrained networks
+    (CLIP) fWRF reads AlexNet's, as the paper's appendix; otherwise (the
+    weight-free filter bank) every model reads the run's extractor."""
+    if model == "fwrf" and EXTRACTOR == "clip_vitb16":
+        return f"results/{DATASET}/features/alexnet.hdf5"
+    return features_file()
+
+
+def get_model_features(wildcards):
+    return model_features(wildcards.model)
+
+
+def get_extractor_name(wildcards):
+    return wildcards.extractor
+
+
 def scores(model):
     return [f"results/{DATASET}/scores/{model}/{s}.csv" for s in SUBJECTS]
 
 
 def get_model_options(wildcards):
-    return config["nrf"] if wildcards.model == "nrf" else {}
+    if wildcards.model == "universal":
+        return universal_options(config["universal"])[0]
+    return (
+        config[wildcards.model] if wildcards.model in ("nrf", "fwrf", "ridge") else {}
+    )
 
 
 def get_train_options(wildcards):
+    if wildcards.model == "universal":
+        return universal_options(config["universal"])[1]
+    if wildcards.model in ("fwrf", "ridge"):  # fit in closed form
+        return {}
     return config["train"] if wildcards.model == "nrf" else config["linear"]
 
 
@@ -171,9 +201,64 @@ def table_files(name):
     return [f"results/{DATASET}/tables/{name}.{ext}" for ext in ("csv", "md", "html")]
 
 
+# -- issue 9: peers of NRF, transfer, per-voxel tables (rules/encoders_extra.smk)
+def universal_target():
+    """The held-out subject of the transfer figure."""
+    return config["universal"]["transfer_target"] or SUBJECTS[-1]
+
+
+def noiseless(subject):
+    return f"resources/simulated/simulation/{subject}_noiseless.hdf5"
+
+
+def get_voxel_table_inputs(wildcards):
+    inputs = {"prepared": prepared(wildcards.subject)}
+    if DATASET == "simulated":
+        inputs["noiseless"] = noiseless(wildcards.subject)
+    return inputs
+
+
+def get_heldout_prepared(wildcards):
+    return [prepared(s) for s in SUBJECTS if s != wildcards.subject]
+
+
+def get_transfer_options(wildcards):
+    train = universal_options(config["universal"])[1]
+    return {**train, "max_steps": config["universal"]["transfer_max_steps"]}
+
+
+def transfer_scores_files(model):
+    """Scores of ``model`` trained on N target images, for every shot and draw."""
+    return [
+        f"results/{DATASET}/subset_scores/{model}/{universal_target()}_n{n}_d{d}.csv"
+        for n in config["shots"]
+        for d in range(config["universal"]["transfer_draws"])
+    ]
+
+
+def voxel_tables():
+    return [f"results/{DATASET}/voxels/{s}.csv" for s in SUBJECTS]
+
+
+def retrieval(model):
+    return [f"results/{DATASET}/retrieval/{model}/{s}.csv" for s in SUBJECTS]
+
+
+def cluster_subjects():
+    """The two subjects of the cluster figure (the first two configured)."""
+    return SUBJECTS[:2]
+
+
+def figure_files(name):
+    """The files one figure is written to (PNG, PDF)."""
+    return [f"results/{DATASET}/figures/{name}.{ext}" for ext in ("png", "pdf")]
+
+
 # Every table and figure the targets in the Snakefile build.
-TABLES = table_files("table1")
-FIGURES = []
+TABLES = table_files("table1") + table_files("table_universal")
+FIGURES = figure_files("fig_universal_transfer") + figure_files(
+    "fig_universal_clusters"
+)
 
 
 # -- adaptation (rules/adaptation.smk) ------------------------------------------------

@@ -4,7 +4,7 @@
 rule train_encoder:
     input:
         prepared="results/{dataset}/prepared/{subject}.hdf5",
-        features=features_file(),
+        features=get_model_features,
     output:
         "results/{dataset}/models/{model}/{subject}.pt",
     log:
@@ -32,7 +32,7 @@ rule predict_test:
     input:
         checkpoint="results/{dataset}/models/{model}/{subject}.pt",
         prepared="results/{dataset}/prepared/{subject}.hdf5",
-        features=features_file(),
+        features=get_model_features,
     output:
         "results/{dataset}/predictions/{model}/{subject}.hdf5",
     log:

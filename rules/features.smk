@@ -19,9 +19,9 @@ rule extract_features:
     resources:
         mem_mb=config["mem_mb"]["features"],
         runtime=240,
-        gpu=1 if EXTRACTOR == "clip_vitb16" else 0,
+        gpu=1 if EXTRACTOR == "clip_vitb16" or DATASET == "nsd" else 0,
     params:
-        extractor=EXTRACTOR,
+        extractor=get_extractor_name,
         options=config["features"],
         device=config["device"],
         sessions={s: len(sessions_for(config, s)) for s in SUBJECTS},

@@ -7,12 +7,22 @@ rule build_table1:
     input:
         linear=scores("linear"),
         nrf=scores("nrf"),
+        fwrf=scores("fwrf"),
+        ridge=scores("ridge"),
+        universal=scores("universal"),
+        universal_joint=scores("universal_joint"),
+        retrieval=[retrieval(m) for m in MODELS],
+        voxels=voxel_tables(),
         paper=PAPER_TABLES,
         semantic_measured=decoding_metrics(MEASURED),
-        semantic_linear=decoding_metrics("linear"),
-        semantic_nrf=decoding_metrics("nrf"),
+        semantic=[f for m in MODELS for f in decoding_metrics(m)],
     output:
         csv="results/{dataset}/tables/table1.csv",
+        rois=report(
+            "results/{dataset}/tables/table1_rois.csv",
+            caption="../report/table1_rois.rst",
+            category="Tables",
+        ),
         md="results/{dataset}/tables/table1.md",
         html=report(
             "results/{dataset}/tables/table1.html",
@@ -33,5 +43,6 @@ rule build_table1:
         protocol=config["protocol"],
         dataset=DATASET,
         test_images=config["test_images"],
+        models=MODELS,
     script:
         "../workflow_scripts/table1.py"

@@ -14,7 +14,7 @@ import yaml
 
 from nrf.data.nsd_layout import NSD_SESSIONS
 # Sections a dataset's preset fills and a top-level key overrides.
-MODEL_SECTIONS = ("adaptation", "mem_mb", "features", "nrf", "train", "linear")
+MODEL_SECTIONS = ("adaptation", "mem_mb", "features", "nrf", "train", "linear", "fwrf", "ridge", "universal")
 # Training images per subject in real NSD: 10,000 minus the 1,000 shared.
 NSD_TRAIN_IMAGES = 9000
 
@@ -193,7 +193,7 @@ def _check_sizes(config: dict) -> None:
             f"config key 'sessions': {', '.join(ignored)} not in 'subjects' ({', '.join(config['subjects'])}); "
             "a session count for a subject that is not run would be silently ignored"
         )
-    for section in ("train",):
+    for section in ("train", "universal"):
         if config[section]["min_steps"] > config[section]["max_steps"]:
             raise ConfigError(
                 f"config key '{section}.min_steps': {config[section]['min_steps']} exceeds "

@@ -166,6 +166,16 @@ def _copy_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """The device of a model's first parameter, or of its first buffer (a model
+    fit in closed form, e.g. fWRF or ridge, holds only buffers); CPU if neither."""
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
 @torch.no_grad()
 def predict(
     model: nn.Module,
@@ -183,7 +193,7 @@ def predict(
     voxels. Work is chunked (chunk_images x chunk_voxels pairs at a time), so
     memory stays bounded whatever the number of voxels.
     """
-    device = torch.device(device) if device is not None else next(model.parameters()).device
+    device = torch.device(device) if device is not None else model_device(model)
     was_training = model.training
     model.eval()
     feats = _tensors(features)

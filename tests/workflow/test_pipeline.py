@@ -19,11 +19,21 @@ from tiny_workflow import TINY
 from tiny_workflow import run_snakemake as snakemake
 
 
-def test_table1_has_both_methods_with_finite_scores(tiny_run):
+def test_table1_has_every_method_with_finite_scores(tiny_run):
     table = pd.read_csv(tiny_run / "results/simulated/tables/table1.csv")
-    assert list(table["method"]) == ["Linear Regression", "NRF"]
-    assert np.isfinite(table[["pearson_mean", "pearson_sem", "mse_mean"]].to_numpy()).all()
-    assert (table["pearson_paper"] > 0.3).all()  # the paper's values sit beside ours
+    assert list(table["method"]) == [
+        "Linear Regression", "fWRF", "Ridge (per-voxel CV)", "Universal (single subject)",
+        "Universal (all subjects)", "NRF", "MindSimulator (Trials=1)", "MindSimulator (Trials=5)",
+    ]
+    run = table[~table["quoted"]]
+    assert np.isfinite(run[["pearson_mean", "pearson_sem", "mse_mean", "nc_mean", "top1_mean"]].to_numpy()).all()
+    assert table["quoted"].sum() == 2 and table.loc[table["quoted"], "pearson_mean"].isna().all()
+    assert (table.dropna(subset=["pearson_paper"])["pearson_paper"] > 0.3).all()  # the paper's values beside ours
+    assert set(table["method"].dropna()) >= {"fWRF", "NRF"}
+    rois = pd.read_csv(tiny_run / "results/simulated/tables/table1_rois.csv")
+    assert {"subject", "method", "atlas", "roi", "median_r"} <= set(rois) and set(rois["subject"]) == {"subj01", "subj02"}
+    universal = pd.read_csv(tiny_run / "results/simulated/tables/table_universal.csv")
+    assert len(universal) == 2 * 3 and universal["top1"].between(0, 1).all()
     assert set(table["protocol"]) == {"paper"}
     assert "Table 1" in (tiny_run / "results/simulated/tables/table1.md").read_text()
 

@@ -21,6 +21,10 @@ TINY = {
                       "eval_every": 20, "patience": 2},
             "linear": {"epochs": 5, "lr": 3.0e-3, "batch_images": 16},
             "adaptation": {"draws": 2, "finetune_steps": 20, "scratch_steps": 30, "figure_shots": 20},
+            "fwrf": {"n_top": 8, "lambdas": [10.0, 1000.0]},
+            "universal": {"channels": 4, "embedding_dim": 8, "batch_images": 8, "batch_voxels": 64, "lr": 3.0e-3,
+                          "max_steps": 20, "min_steps": 0, "eval_every": 10, "patience": 2,
+                          "transfer_max_steps": 10, "transfer_draws": 1, "clusters": 3},
         }
     },
     "decoder": {"image_size": 16, "figure_images": [0, 1, 2]},

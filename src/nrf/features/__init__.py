@@ -6,6 +6,8 @@
   the paper's image block, for real NSD.
 - ``filterbank``: a weight-free filter bank
   (:class:`nrf.features.filterbank.FilterBankExtractor`), the simulated default.
+- ``alexnet``: torchvision's ImageNet AlexNet at 227² (:class:`nrf.features.alexnet.AlexNetExtractor`),
+  fWRF's features on NSD.
 
 Extractor modules are imported on demand, so choosing the filter bank never
 imports open_clip.
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 from nrf.features.base import FEATURE_KEYS, Extractor, check_features
 
-EXTRACTORS = ("clip_vitb16", "filterbank")
+EXTRACTORS = ("clip_vitb16", "filterbank", "alexnet")
 
 __all__ = ["EXTRACTORS", "FEATURE_KEYS", "Extractor", "check_features", "get_extractor"]
 
@@ -33,4 +35,8 @@ def get_extractor(name: str, **options) -> Extractor:
         from nrf.features.filterbank import FilterBankExtractor
 
         return FilterBankExtractor(**options)
+    if name == "alexnet":
+        from nrf.features.alexnet import AlexNetExtractor
+
+        return AlexNetExtractor(**options)
     raise ValueError(f"unknown feature extractor {name!r}; choose one of {', '.join(EXTRACTORS)}")

@@ -18,6 +18,12 @@ def extractor_options(name: str, options: dict, device: str) -> dict:
             "device": resolve_device(device),
             "batch_size": options["batch_size"],
         }
+    if name == "alexnet":
+        return {
+            "weights": options["alexnet_weights"],
+            "device": resolve_device(device),
+            "batch_size": options["batch_size"],
+        }
     return {}
 
 

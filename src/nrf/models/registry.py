@@ -60,9 +60,68 @@ def _fit_linear(train, val, coords_mm, config, *, model_options, model=None, log
     return train_linear(train, val, config, model=model, log=log, source=source)
 
 
+TOKEN_GRIDS = ("tokens_shallow", "tokens_deep")
+
+
+def _fit_fwrf(train, val, coords_mm, config, *, model_options, model=None, log=None, source="the training data"):
+    from nrf.models.fwrf import FWRFConfig, fit_fwrf
+
+    if model is not None:
+        raise ValueError("fWRF is fit in closed form and cannot continue from a checkpoint")
+    fwrf_config = FWRFConfig(
+        layer_keys=TOKEN_GRIDS, layer_shape=tuple(tuple(train.features[k].shape[1:]) for k in TOKEN_GRIDS),
+        n_voxels=train.responses.shape[1], **model_options,
+    )
+    return fit_fwrf(train.features, train.responses, fwrf_config, seed=config.seed, log=log)
+
+
+def _fit_ridge(train, val, coords_mm, config, *, model_options, model=None, log=None, source="the training data"):
+    from nrf.models.ridge import RidgeConfig, fit_ridge
+
+    if model is not None:
+        raise ValueError("ridge is fit in closed form and cannot continue from a checkpoint")
+    emb = train.features["embedding"]
+    ridge_config = RidgeConfig(embedding_dim=int(emb.shape[1]), n_voxels=train.responses.shape[1], **model_options)
+    return fit_ridge(emb, train.responses, ridge_config, log=log)
+
+
+#: the embedding name of a Universal encoder trained on one subject by train_encoder
+SINGLE_SUBJECT = "subject"
+
+
+def _fit_universal(train, val, coords_mm, config, *, model_options, model=None, log=None,
+                   source="the training data"):
+    from nrf.models.universal import SubjectData, train_universal
+
+    name = SINGLE_SUBJECT if model is None else model.config.subject
+    return train_universal([SubjectData(name, train, val)], config, model_options=model_options, model=model,
+                           log=log, source=source)
+
+
+def _build_fwrf(c):
+    from nrf.models.fwrf import FWRF, FWRFConfig
+
+    return FWRF(FWRFConfig(**c))
+
+
+def _build_ridge(c):
+    from nrf.models.ridge import RidgeConfig, RidgeEncoder
+
+    return RidgeEncoder(RidgeConfig(**c))
+
+
+def _build_universal(c):
+    from nrf.models.universal import UniversalConfig, UniversalEncoder
+
+    return UniversalEncoder(UniversalConfig(**c))
+
+
 REGISTRY: dict[str, EncoderKind] = {
     "nrf": EncoderKind("nrf", FEATURE_KEYS, True, lambda c: NRF(NRFConfig(**c)), _fit_nrf),
     "linear": EncoderKind("linear", ("embedding",), False, lambda c: LinearEncoder(LinearConfig(**c)), _fit_linear),
+    "fwrf": EncoderKind("fwrf", TOKEN_GRIDS, False, _build_fwrf, _fit_fwrf),
+    "ridge": EncoderKind("ridge", ("embedding",), False, _build_ridge, _fit_ridge),
+    "universal": EncoderKind("universal", TOKEN_GRIDS, False, _build_universal, _fit_universal),
 }
 
 

@@ -46,12 +46,21 @@ def mean_sem(values) -> tuple[float, float]:
     return float(values.mean()), float(sem)
 
 
-def voxel_level_table(score_csvs: dict[str, list], subjects: list[str], paper: pd.DataFrame) -> pd.DataFrame:
+def voxel_level_table(score_csvs: dict[str, list], subjects: list[str], paper: pd.DataFrame, *,
+                      voxel_csvs: list | None = None, retrieval_csvs: dict[str, list] | None = None,
+                      quoted: tuple = ()) -> pd.DataFrame:
     """One row per method: per-subject medians, mean ± SEM, and the paper's value.
 
     ``score_csvs`` maps a method name (as the paper spells it) to its
-    per-subject score CSVs, in the order of ``subjects``.
+    per-subject score CSVs, in the order of ``subjects``. With ``voxel_csvs``
+    (the subjects' voxel tables, nrf.voxel_table) the median
+    noise-ceiling-normalised accuracy is added (``nc_*``, percent); with
+    ``retrieval_csvs`` (method -> per-subject retrieval CSVs) top-1/top-5
+    retrieval (``top1_*``, ``top5_*``, fractions). ``quoted`` methods are the
+    paper's rows only (``quoted`` = True, this run's cells empty).
     """
+    from nrf.reporting.encoders import median_normalised, retrieval_of
+
     rows = []
     for method, paths in score_csvs.items():
         if len(paths) != len(subjects):
@@ -63,14 +72,40 @@ def voxel_level_table(score_csvs: dict[str, list], subjects: list[str], paper: p
             row[f"{metric}_mean"], row[f"{metric}_sem"] = mean_sem(values)
             row[f"{metric}_paper"] = paper.at[method, metric] if method in paper.index else np.nan
             row.update({f"{metric}_{subj}": v for subj, v in zip(subjects, values)})
+        if voxel_csvs is not None:
+            values = [median_normalised(p, v) for p, v in zip(paths, voxel_csvs, strict=True)]
+            row["nc_mean"], row["nc_sem"] = mean_sem(values)
+            row.update({f"nc_{subj}": v for subj, v in zip(subjects, values)})
+        if retrieval_csvs is not None and method in retrieval_csvs:
+            found = [retrieval_of(p) for p in retrieval_csvs[method]]
+            for key in ("top1", "top5"):
+                row[f"{key}_mean"], row[f"{key}_sem"] = mean_sem([f[key] for f in found])
+            row["top1_chance"] = found[0]["chance_top1"]
+        row["quoted"] = False
+        rows.append(row)
+    for method in quoted:
+        if method not in paper.index:
+            raise ValueError(f"{method!r} is to be quoted but the paper table has no such row")
+        row = {"method": method, "n_subjects": 0, "quoted": True}
+        for metric in VOXEL_METRICS:
+            row[f"{metric}_mean"], row[f"{metric}_sem"] = np.nan, np.nan
+            row[f"{metric}_paper"] = paper.at[method, metric]
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def _cell(mean: float, sem: float) -> str:
+def _cell(mean: float, sem: float, digits: int = 3) -> str:
     if np.isnan(mean):
         return "n/a"
-    return f"{mean:.3f}" if np.isnan(sem) else f"{mean:.3f} ± {sem:.3f}"
+    return f"{mean:.{digits}f}" if np.isnan(sem) else f"{mean:.{digits}f} ± {sem:.{digits}f}"
+
+
+def _column(table: pd.DataFrame, key: str, scale: float = 1.0, digits: int = 3) -> list[str]:
+    quoted = table["quoted"] if "quoted" in table else pd.Series(False, index=table.index)
+    return [
+        "quoted" if q else _cell(m * scale, s * scale, digits)
+        for m, s, q in zip(table[f"{key}_mean"], table[f"{key}_sem"], quoted)
+    ]
 
 
 def _paper(value) -> str:
@@ -78,16 +113,26 @@ def _paper(value) -> str:
 
 
 def shown_columns(table: pd.DataFrame) -> pd.DataFrame:
-    """The columns a reader sees: this run's mean ± SEM beside the paper's value."""
-    return pd.DataFrame(
+    """The columns a reader sees: this run's mean ± SEM beside the paper's value
+    (and, where computed, noise-ceiling-normalised accuracy and retrieval)."""
+    method = table["method"]
+    if "quoted" in table:
+        method = [f"{m} (quoted from the paper)" if q else m for m, q in zip(table["method"], table["quoted"])]
+    shown = pd.DataFrame(
         {
-            "Method": table["method"],
-            "Pearson ↑ (this run)": [_cell(m, s) for m, s in zip(table["pearson_mean"], table["pearson_sem"])],
+            "Method": method,
+            "Pearson ↑ (this run)": _column(table, "pearson"),
             "Pearson (paper)": table["pearson_paper"].map(_paper),
-            "MSE ↓ (this run)": [_cell(m, s) for m, s in zip(table["mse_mean"], table["mse_sem"])],
+            "MSE ↓ (this run)": _column(table, "mse"),
             "MSE (paper)": table["mse_paper"].map(_paper),
         }
     )
+    if "nc_mean" in table:
+        shown["% of noise ceiling ↑ (this run)"] = _column(table, "nc", digits=1)
+    if "top1_mean" in table:
+        shown["Top-1 % ↑ (this run)"] = _column(table, "top1", 100.0, 1)
+        shown["Top-5 % ↑ (this run)"] = _column(table, "top5", 100.0, 1)
+    return shown
 
 
 def to_markdown(shown: pd.DataFrame, *, title: str, note: str) -> str:
@@ -149,12 +194,20 @@ def with_semantic(table: pd.DataFrame, semantic_csvs: dict | None, subjects, pap
 
 
 def write_table1(score_csvs, *, paper_csv, subjects, protocol, dataset, test_images, out_csv, out_md, out_html,
-                 semantic_csvs: dict | None = None) -> pd.DataFrame:
-    """Table 1: median Pearson r and MSE (voxel level) and, given ``semantic_csvs``
-    ({method: per-subject decoding metric CSVs}, "Measured fMRI" included), the
-    eight semantic-level columns; mean ± SEM over subjects."""
+                 semantic_csvs: dict | None = None, voxel_csvs=None, retrieval_csvs=None, quoted=(),
+                 out_roi_csv=None) -> pd.DataFrame:
+    """Table 1: median Pearson r and MSE (voxel level), mean ± SEM over subjects.
+
+    Optional: ``semantic_csvs`` ({method: per-subject decoding metric CSVs},
+    "Measured fMRI" included) adds the eight semantic-level columns;
+    ``voxel_csvs`` the noise-ceiling-normalised column, ``retrieval_csvs``
+    top-1/top-5 retrieval, ``quoted`` the paper's rows of methods not rerun,
+    and ``out_roi_csv`` (with ``voxel_csvs``) the per-ROI companion CSV
+    (nrf.reporting.encoders.roi_medians).
+    """
     paper = paper_values(paper_csv, "table1")
-    table = voxel_level_table(score_csvs, subjects, paper)
+    table = voxel_level_table(score_csvs, subjects, paper, voxel_csvs=voxel_csvs,
+                              retrieval_csvs=retrieval_csvs, quoted=tuple(quoted))
     table, shown, semantic = with_semantic(table, semantic_csvs, subjects, paper)
     table.insert(1, "protocol", protocol)
     table.insert(2, "dataset", dataset)
@@ -167,6 +220,23 @@ def write_table1(score_csvs, *, paper_csv, subjects, protocol, dataset, test_ima
         + " The paper column is the NRF paper's Table 1 (real NSD, CLIP ViT-B/16, full training set)"
         + ("; a simulated run is not expected to match its values." if dataset != "nsd" else ".")
     )
+    if voxel_csvs is not None:
+        note += (" % of noise ceiling: per subject, the median over voxels of 100·r|r|/NC (NC: "
+                 + ("NSD's ceiling from ncsnr for 3 averaged repeats" if dataset == "nsd"
+                    else "the exact ceiling from the simulator's noiseless responses")
+                 + "), mean ± SEM over subjects.")
+    if retrieval_csvs is not None:
+        note += (" Top-1/Top-5: each measured test response retrieves its image among all test images by "
+                 "correlation with the predicted responses (chance 1/n and 5/n).")
+    if quoted:
+        note += " Rows marked quoted are the paper's numbers, not rerun here."
+    if out_roi_csv is not None:
+        if voxel_csvs is None:
+            raise ValueError("the per-ROI table needs voxel_csvs")
+        from nrf.reporting.encoders import roi_medians
+
+        rois = roi_medians(score_csvs, voxel_csvs, subjects)
+        _write_atomic(out_roi_csv, rois.to_csv(index=False, float_format="%.6g"))
     if semantic:
         note += "\n\n" + semantic
     title = "Table 1 — encoding accuracy, voxel and semantic level"

@@ -1,0 +1,253 @@
+"""The Universal Brain Encoder's table and figures (issue 9):
+
+* :func:`write_table_universal`: per subject, single-subject vs joint
+  Universal vs NRF: median r, % of noise ceiling, top-1/top-5 retrieval.
+* :func:`plot_transfer`: median r against the number of target images, for
+  Universal transfer, NRF scratch and (when its CSV exists) NRF
+  finetune-ensemble.
+* :func:`plot_clusters`: k-means clusters of two subjects' voxel embeddings
+  drawn in MNI space (nilearn), each cluster's top-activating test images,
+  and, on the simulator, the adjusted Rand index against ground-truth regions.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from nrf.atomic import atomic_output  # noqa: E402
+from nrf.reporting.encoders import median_normalised, retrieval_of  # noqa: E402
+from nrf.reporting.tables import subject_summary, to_html  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+#: Okabe-Ito, colour-blind safe
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
+
+#: the adaptation work's optional curve: CSV with columns n_train, draw, median_r
+FINETUNE_COLUMNS = ("n_train", "draw", "median_r")
+
+
+def _write_text(path, text: str) -> None:
+    with atomic_output(path) as tmp:
+        Path(tmp).write_text(text)
+
+
+def _save_figure(fig, png, pdf) -> None:
+    for path in (png, pdf):
+        with atomic_output(path) as tmp:
+            fig.savefig(tmp, format=Path(path).suffix[1:], dpi=150, bbox_inches="tight")
+    plt.close(fig)
+
+
+# -- table ---------------------------------------------------------------------------
+def write_table_universal(methods: dict[str, dict[str, list]], subjects: list[str], voxel_csvs: list, *,
+                          dataset: str, out_csv, out_md, out_html) -> pd.DataFrame:
+    """One row per subject and method.
+
+    ``methods`` maps a method name to {"scores": [csv per subject],
+    "retrieval": [csv per subject]}.
+    """
+    rows = []
+    for i, subject in enumerate(subjects):
+        for method, files in methods.items():
+            r = retrieval_of(files["retrieval"][i])
+            rows.append({
+                "subject": subject, "method": method,
+                "median_r": subject_summary(files["scores"][i])["pearson"],
+                "nc_percent": median_normalised(files["scores"][i], voxel_csvs[i]),
+                "top1": r["top1"], "top5": r["top5"], "mean_rank": r["mean_rank"],
+                "chance_top1": r["chance_top1"], "chance_top5": r["chance_top5"], "n_test_images": r["n_images"],
+            })
+    table = pd.DataFrame(rows)
+    _write_text(out_csv, table.to_csv(index=False, float_format="%.6g"))
+    shown = pd.DataFrame({
+        "Subject": table["subject"], "Method": table["method"],
+        "Median r ↑": table["median_r"].map("{:.3f}".format),
+        "% of noise ceiling ↑": table["nc_percent"].map("{:.1f}".format),
+        "Top-1 % ↑": (100 * table["top1"]).map("{:.1f}".format),
+        "Top-5 % ↑": (100 * table["top5"]).map("{:.1f}".format),
+        "Mean rank ↓": table["mean_rank"].map("{:.1f}".format),
+    })
+    n = int(table["n_test_images"].iloc[0]) if len(table) else 0
+    note = (f"Dataset: **{dataset}**. Universal (single): one encoder per subject; Universal (all subjects): "
+            "one encoder trained jointly on every subject, sharing all weights but the voxel embeddings. "
+            f"Retrieval among the {n} test images by correlation of measured and predicted responses; "
+            f"chance top-1 {100 / max(n, 1):.1f} %, top-5 {100 * min(5, n) / max(n, 1):.1f} %, "
+            f"mean rank {(n + 1) / 2:.1f}. % of noise ceiling: median over voxels of 100·r|r|/NC.")
+    title = "Universal Brain Encoder: single- vs multi-subject training"
+    _write_text(out_md, f"# {title}\n\n{shown.to_markdown(index=False)}\n\n{note}\n")
+    _write_text(out_html, to_html(shown, title=title, note=note))
+    return table
+
+
+# -- transfer figure -----------------------------------------------------------------
+def curve_from_scores(score_csvs: dict[int, list]) -> pd.DataFrame:
+    """n_train, draw, median_r from {n_train: [scores CSV per draw]}."""
+    rows = [{"n_train": int(n), "draw": d, "median_r": subject_summary(path)["pearson"]}
+            for n, paths in score_csvs.items() for d, path in enumerate(paths)]
+    return pd.DataFrame(rows, columns=list(FINETUNE_COLUMNS))
+
+
+def read_optional_curve(path) -> pd.DataFrame | None:
+    """The adaptation work's finetune-ensemble curve, if its CSV exists
+    (columns n_train, draw, median_r); None when absent."""
+    if path is None or not Path(path).is_file():
+        return None
+    curve = pd.read_csv(path)
+    missing = [c for c in FINETUNE_COLUMNS if c not in curve]
+    if missing:
+        raise ValueError(f"{path}: lacks columns {missing}; expected {FINETUNE_COLUMNS}")
+    return curve[list(FINETUNE_COLUMNS)]
+
+
+def plot_transfer(curves: dict[str, pd.DataFrame], *, target: str, dataset: str, out_png, out_pdf, out_csv,
+                  log: logging.Logger | None = None) -> pd.DataFrame:
+    """Median r (mean ± SD over draws) against the number of target training images."""
+    log = log or logger
+    frames = [c.assign(method=m) for m, c in curves.items() if c is not None]
+    data = pd.concat(frames, ignore_index=True)
+    _write_text(out_csv, data.to_csv(index=False, float_format="%.6g"))
+    summary = data.groupby(["method", "n_train"])["median_r"].agg(["mean", "std", "count"]).reset_index()
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for colour, method in zip(PALETTE, data["method"].unique()):  # in the order given
+        group = summary[summary["method"] == method]
+        ax.errorbar(group["n_train"], group["mean"], yerr=group["std"].fillna(0), marker="o", capsize=3,
+                    color=colour, label=method)
+    ax.set_xscale("log")
+    ax.set_xlabel(f"training images of the target subject ({target}), N")
+    ax.set_ylabel("median voxel Pearson r (test images)")
+    ax.set_title(f"Transfer to a held-out subject ({dataset})")
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False)
+    _save_figure(fig, out_png, out_pdf)
+    log.info("transfer curves: %s", summary.to_dict("records"))
+    return summary
+
+
+# -- clusters figure -----------------------------------------------------------------
+def cluster_embeddings(embeddings: list[np.ndarray], k: int, seed: int) -> list[np.ndarray]:
+    """k-means (scikit-learn, seeded) on the stacked embeddings of several
+    subjects; the labels split back per subject."""
+    from sklearn.cluster import KMeans
+
+    stacked = np.concatenate(embeddings)
+    labels = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(stacked)
+    return np.split(labels, np.cumsum([len(e) for e in embeddings])[:-1])
+
+
+def region_agreement(labels: np.ndarray, regions: np.ndarray, *, n_permutations: int = 200, seed: int = 0
+                     ) -> dict[str, float]:
+    """Adjusted Rand index of clusters vs ground-truth regions, and its chance
+    distribution under random relabelling (mean, 95th percentile, p)."""
+    from sklearn.metrics import adjusted_rand_score
+
+    rng = np.random.default_rng(seed)
+    ari = adjusted_rand_score(regions, labels)
+    null = np.array([adjusted_rand_score(regions, rng.permutation(labels)) for _ in range(n_permutations)])
+    return {"ari": float(ari), "chance_mean": float(null.mean()), "chance_95": float(np.quantile(null, 0.95)),
+            "p_value": float((1 + np.sum(null >= ari)) / (1 + n_permutations))}
+
+
+def top_images(responses: np.ndarray, labels: np.ndarray, k: int, n_top: int) -> dict[int, np.ndarray]:
+    """Rows of the n_top test images with the highest mean response over each
+    cluster's voxels: {cluster: (n_top,) row indices}. responses (n_img, n_vox)."""
+    out = {}
+    for c in range(k):
+        inside = labels == c
+        if inside.any():
+            out[c] = np.argsort(-responses[:, inside].mean(axis=1))[:n_top]
+    return out
+
+
+def plot_clusters(coords: list[np.ndarray], labels: list[np.ndarray], subjects: list[str],
+                  top: dict[int, np.ndarray], images: np.ndarray, *, k: int, agreement: dict | None,
+                  dataset: str, out_png, out_pdf) -> None:
+    """Glass brains (one per subject) with voxels coloured by cluster, and each
+    cluster's top test images (``images`` (n_test, H, W, 3), rows as ``top``)."""
+    from matplotlib.colors import ListedColormap
+    from nilearn import plotting
+
+    n_top = max((len(v) for v in top.values()), default=0)
+    fig = plt.figure(figsize=(4 + 1.2 * n_top, 2.6 * len(subjects) + 1.3 * k))
+    grid = fig.add_gridspec(len(subjects) + k, max(n_top, 1), height_ratios=[2.6] * len(subjects) + [1.3] * k)
+    cmap = ListedColormap(PALETTE[:k])
+    for i, (subject, xyz, lab) in enumerate(zip(subjects, coords, labels)):
+        ax = fig.add_subplot(grid[i, :])
+        display = plotting.plot_glass_brain(None, axes=ax, display_mode="lzr", title=f"{subject}: k-means clusters")
+        for c in range(k):
+            inside = lab == c
+            if inside.any():
+                display.add_markers(xyz[inside], marker_color=PALETTE[c], marker_size=4)
+    for c in range(k):
+        rows = top.get(c, [])
+        for j in range(max(n_top, 1)):
+            ax = fig.add_subplot(grid[len(subjects) + c, j])
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j < len(rows):
+                ax.imshow(images[rows[j]])
+            for spine in ax.spines.values():
+                spine.set_edgecolor(cmap(c))
+                spine.set_linewidth(3)
+            if j == 0:
+                ax.set_ylabel(f"cluster {c + 1}", color=cmap(c))
+    title = f"Universal voxel embeddings, {k} clusters ({dataset}); rows below: top test images per cluster"
+    if agreement is not None:
+        title += (f"\nARI vs ground-truth regions {agreement['ari']:.2f} "
+                  f"(chance {agreement['chance_mean']:.2f}, 95% {agreement['chance_95']:.2f})")
+    fig.suptitle(title, fontsize=9)
+    _save_figure(fig, out_png, out_pdf)
+
+
+def clusters_figure(checkpoint, subjects: list[str], prepared: list, voxel_csvs: list, stimuli, *, k: int,
+                    n_top: int, seed: int, dataset: str, out_png, out_pdf, out_csv,
+                    log: logging.Logger | None = None) -> dict:
+    """The cluster figure from a joint Universal checkpoint; writes per-voxel
+    labels (subject, voxel, x, y, z, cluster[, region]) to ``out_csv`` and,
+    where every voxel table has a ``region`` column, the ARI to the log and
+    the figure. Top images are ranked by the measured test responses
+    averaged over each cluster's voxels, pooled over the subjects."""
+    from nrf.data.prepared import load_prepared
+    from nrf.features.cache import read_stimuli
+    from nrf.universal_files import embeddings_of
+
+    log = log or logger
+    emb = embeddings_of(checkpoint, subjects)
+    labels = cluster_embeddings([emb[s] for s in subjects], k, seed)
+    voxels = [pd.read_csv(v) for v in voxel_csvs]
+    for s, v, e in zip(subjects, voxels, emb.values()):
+        if len(v) != len(e):
+            raise ValueError(f"{s}: {len(e)} embeddings in {checkpoint}, {len(v)} voxels in its voxel table")
+    tests = [load_prepared(p, splits=("test",)).test for p in prepared]
+    ids = tests[0].image_ids
+    if any(not np.array_equal(t.image_ids, ids) for t in tests):
+        raise ValueError(f"{subjects} do not share their test images: top images cannot be pooled")
+    pooled = np.concatenate([t.responses for t in tests], axis=1)
+    top = top_images(pooled, np.concatenate(labels), k, n_top)
+    images = read_stimuli(stimuli, ids[np.unique(np.concatenate(list(top.values())))])
+    index = {row: i for i, row in enumerate(np.unique(np.concatenate(list(top.values()))))}
+    top_local = {c: np.array([index[r] for r in rows]) for c, rows in top.items()}
+
+    table = pd.concat([v[["voxel", "x", "y", "z"]].assign(subject=s, cluster=lab + 1)
+                       for s, v, lab in zip(subjects, voxels, labels)], ignore_index=True)
+    agreement = None
+    if all("region" in v for v in voxels):
+        regions = np.concatenate([v["region"].to_numpy() for v in voxels])
+        table["region"] = regions
+        agreement = region_agreement(np.concatenate(labels), regions, seed=seed)
+        log.info("clusters vs ground-truth regions: %s", agreement)
+    else:
+        log.info("n/a: no ground-truth 'region' column in the voxel tables (only the simulator has one) — no ARI")
+    with atomic_output(out_csv) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6g")
+    plot_clusters([v[["x", "y", "z"]].to_numpy() for v in voxels], labels, subjects, top_local, images, k=k,
+                  agreement=agreement, dataset=dataset, out_png=out_png, out_pdf=out_pdf)
+    return {"agreement": agreement, "sizes": np.bincount(np.concatenate(labels), minlength=k).tolist()}

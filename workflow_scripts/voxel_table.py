@@ -1,0 +1,12 @@
+from nrf.runlog import start
+
+log = start(snakemake)
+from nrf.voxel_table import write_voxel_table  # noqa: E402
+
+write_voxel_table(
+    snakemake.input.prepared,
+    snakemake.output[0],
+    noiseless=snakemake.input.get("noiseless"),
+    repeats=snakemake.params.repeats,
+    log=log,
+)
