@@ -81,7 +81,7 @@ rule table9:
 
 rule fig2:
     input:
-        [f for f in FIGURES if "/fig2" in f],
+        FIG2,
 
 
 rule table_universal:

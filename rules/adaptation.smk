@@ -50,12 +50,12 @@ rule build_adaptation_table:
             category="Tables",
             subcategory="Adaptation",
         ),
-    wildcard_constraints:
-        table="table2|table7|table8|table9",
     log:
         "logs/build_adaptation_table/{dataset}_{table}.log",
     benchmark:
         "benchmarks/runs/build_adaptation_table/{dataset}_{table}.tsv"
+    wildcard_constraints:
+        table="table2|table7|table8|table9",
     conda:
         "../envs/data.yaml"
     resources:

@@ -1,6 +1,5 @@
 # Config validation, wildcard constraints and the small get_* helpers the
 # rules share. Validation runs at start-up, before any job.
-import os
 import sys
 from pathlib import Path
 
@@ -10,9 +9,10 @@ from pathlib import Path
 # PYTHONPATH, on every job's, local, conda or cluster alike.
 LIBRARY = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, LIBRARY)
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    [LIBRARY] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-)
+
+from nrf.runlog import export_library
+
+export_library(LIBRARY)
 
 from nrf.config import (
     ConfigError,
@@ -289,7 +289,8 @@ def get_adaptation_base_names(wildcards):
 
 def get_adaptation_bases(wildcards):
     return {
-        b: f"results/{DATASET}/models/nrf/{b}.pt" for b in adaptation_bases(wildcards.subject)
+        b: f"results/{DATASET}/models/nrf/{b}.pt"
+        for b in adaptation_bases(wildcards.subject)
     }
 
 
@@ -341,7 +342,9 @@ if ADAPTATION_TABLES:
     TABLES += [f for name in ADAPTATION_TABLES for f in table_files(name)]
 if "subj07" in ADAPTATION_TABLES.values():
     TABLES += table_files("table3")
+FIG2 = []
 if len(SUBJECTS) > 1:
-    FIGURES += [f"results/{DATASET}/figures/fig2a.{ext}" for ext in ("png", "pdf")]
+    FIG2 += [f"results/{DATASET}/figures/fig2a.{ext}" for ext in ("png", "pdf")]
 if "subj07" in SUBJECTS and len(SUBJECTS) > 1:
-    FIGURES += [f"results/{DATASET}/figures/fig2b.{ext}" for ext in ("png", "pdf")]
+    FIG2 += [f"results/{DATASET}/figures/fig2b.{ext}" for ext in ("png", "pdf")]
+FIGURES += FIG2

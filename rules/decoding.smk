@@ -121,12 +121,12 @@ rule score_decoding:
         features=features_file(),
     output:
         "results/{dataset}/decoding/{backend}/metrics/{source}/{subject}.csv",
-    wildcard_constraints:
-        backend="mindeye2",
     log:
         "logs/score_decoding/{dataset}_{backend}_{source}_{subject}.log",
     benchmark:
         "benchmarks/runs/score_decoding/{dataset}_{backend}_{source}_{subject}.tsv"
+    wildcard_constraints:
+        backend="mindeye2",
     conda:
         "../envs/decoding.yaml"
     threads: 1

@@ -57,6 +57,14 @@ def _log_uncaught_exceptions(log: logging.Logger) -> None:
     sys.excepthook = hook
 
 
+def export_library(library: str) -> None:
+    """Put ``library`` (the workflow's src/) first on PYTHONPATH, so every job
+    started from this process, local, conda or cluster, imports it rather than
+    whatever copy of nrf its environment holds."""
+    rest = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != library]
+    os.environ["PYTHONPATH"] = os.pathsep.join([library, *rest])
+
+
 def as_logfn(log) -> Callable[[str], None]:
     """A progress reporter from a Logger, a callable taking a message, or None
     (this module's logger): the library's long steps take any of the three."""
