@@ -17,6 +17,8 @@ include: "rules/download.smk"
 include: "rules/features.smk"
 include: "rules/encoders.smk"
 include: "rules/report.smk"
+include: "rules/probes.smk"
+include: "rules/ablations.smk"
 
 
 # Named targets: inputs only, no wildcards, so each can be built alone
@@ -43,3 +45,23 @@ rule all_figures:
 rule table1:
     input:
         table_files("table1"),
+
+
+rule table4:
+    input:
+        table_files("table4"),
+
+
+rule table5:
+    input:
+        table_files("table5"),
+
+
+rule table6:
+    input:
+        table_files("table6"),
+
+
+rule fig4:
+    input:
+        figure_files("fig4"),

@@ -20,6 +20,8 @@ TINY = {
     "subjects": ["subj01", "subj02"],
     "shots": [20],
     "simulation": {"n_train_images": 60, "n_test_images": 20, "repeats": 3, "trials_per_session": 60, "image_size": 32},
+    "adaptation": {"draws": 2, "finetune_steps": 10, "scratch_steps": 20},
+    "ablations": {"depths": [2, 3], "widths": [16, 32]},
     "presets": {
         "simulated": {
             "features": {"extractor": "filterbank"},
