@@ -1,7 +1,7 @@
 from nrf.runlog import start
 
 log = start(snakemake)
-from nrf.reporting.figure4 import write_figure4  # noqa: E402
+from nrf.reporting.figure4 import findings, write_figure4  # noqa: E402
 
 summary = write_figure4(
     list(snakemake.input.shuffle) + list(snakemake.input.transfer),
@@ -12,3 +12,4 @@ summary = write_figure4(
     out_csv=snakemake.output.csv,
 )
 log.info("figure 4 points:\n%s", summary.to_string())
+log.info("this run found:\n%s", "\n".join(findings(summary)))

@@ -58,7 +58,8 @@ def _scored(model, cell: Cell, coords, columns, history, device) -> dict:
 
 def run_shuffle_cell(
     prepared_path, features_path, n_train: int, draw: int, *, protocol: str, seed: int, train_options: dict,
-    model_options: dict, scratch_steps: int, atlases, device: str = "cpu", log: logging.Logger | None = None,
+    model_options: dict, scratch_steps: int, atlases, conditions=(INTACT, GLOBAL, WITHIN_ROI), device: str = "cpu",
+    log: logging.Logger | None = None,
 ) -> pd.DataFrame:
     """Fig. 4a, one (N, draw): NRF scratch with coordinates intact, shuffled
     globally and shuffled within ROI groups (:func:`roi_groups` of ``atlases``).
@@ -78,7 +79,8 @@ def run_shuffle_cell(
     config = TrainConfig(**schedule(protocol, n_train, train_options, scratch_steps), seed=seed + draw, device=device)
     all_columns = np.arange(cell.n_voxels)
     rows = []
-    for condition, perm in perms.items():
+    for condition in conditions:
+        perm = perms[condition]
         coords = cell.coords[perm]
         model, history = get_kind("nrf").fit(cell.train, cell.val, coords, config, model_options=model_options,
                                              log=log, source=f"{cell.subject} {condition}")

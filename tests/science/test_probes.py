@@ -13,6 +13,7 @@ Printed numbers are this seed's; the margins below were set from them.
 """
 
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
@@ -42,8 +43,9 @@ log = logging.getLogger("science.probes")
 def probe_data(tmp_path_factory):
     config = validate_config(yaml.safe_load((REPO / "config.yaml").read_text()), REPO / "schemas/config.schema.yaml")
     tmp = tmp_path_factory.mktemp("probes")
+    t0 = time.process_time()
     root = tmp / "tree"
-    sim = dict(config["simulation"], n_train_images=300, trials_per_session=300)
+    sim = dict(config["simulation"], n_train_images=240, n_test_images=60, trials_per_session=300)
     simulate_nsd_tree(root, subjects=SUBJECTS, seed=0, **sim)
     sessions = (sim["n_train_images"] + sim["n_test_images"]) * sim["repeats"] // sim["trials_per_session"]
     prepared = {}
@@ -57,7 +59,8 @@ def probe_data(tmp_path_factory):
                         trials_per_session=300, out_path=features, device="cpu", log=log)
     base = tmp / "subj01.pt"
     train_encoder("nrf", prepared["subj01"], features, base, model_options=config["nrf"],
-                  train_options=capped(config["train"], 900), seed=0, device="cpu", log=log)
+                  train_options=capped(config["train"], 500), seed=0, device="cpu", log=log)
+    print(f"probe data: {time.process_time() - t0:.1f} s CPU")
     return config, prepared, features, base
 
 
@@ -67,7 +70,7 @@ def test_intact_coordinates_beat_global_shuffle_at_the_smallest_n(probe_data):
     for draw in range(DRAWS):
         rows = run_shuffle_cell(prepared["subj01"], features, N_SMALL, draw, protocol="clean", seed=0,
                                 train_options=config["train"], model_options=config["nrf"], scratch_steps=150,
-                                atlases=["prf-visualrois"], log=log)
+                                atlases=["prf-visualrois"], conditions=(INTACT, GLOBAL), log=log)
         for cond in r:
             r[cond].append(float(rows.loc[rows["condition"] == cond, "pearson"].iloc[0]))
     print("N=20 scratch median r, intact vs shuffled globally:", r)

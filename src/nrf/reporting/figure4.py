@@ -45,6 +45,23 @@ def summary(rows: pd.DataFrame) -> pd.DataFrame:
     return g.agg(pearson_mean="mean", pearson_sem=sem, n_draws="count").reset_index()
 
 
+def findings(summ: pd.DataFrame) -> list[str]:
+    """What this run found, one line per panel: the gap between the intact (or
+    aligned) condition and each perturbed one at every N."""
+    lines = []
+    panels = sorted(summ["panel"].unique(), key=lambda p: (p != "a", p))  # the shuffle panel first
+    for panel in panels:
+        part = summ[summ["panel"] == panel]
+        mean = part.pivot_table(index="n_train", columns="condition", values="pearson_mean")
+        reference = INTACT if panel == "a" else ALIGNED
+        if reference not in mean:
+            continue
+        for other in [c for c in mean.columns if c != reference]:
+            gaps = ", ".join(f"N={n}: {g:+.3f}" for n, g in (mean[reference] - mean[other]).items())
+            lines.append(f"({panel}) {reference} − {other}: {gaps}")
+    return lines
+
+
 def figure4(rows: pd.DataFrame, *, dataset: str, protocol: str):
     """One panel per probe, in the order the rows name them ("a", then each ROI)."""
     summ = summary(rows)
@@ -71,7 +88,9 @@ def figure4(rows: pd.DataFrame, *, dataset: str, protocol: str):
     n_draws = int(summ["n_draws"].max()) if len(summ) else 0
     fig.suptitle(f"Figure 4 — probes ({dataset}, {protocol} protocol; mean ± SEM over {n_draws} draws)",
                  fontsize=10)
-    fig.tight_layout()
+    lines = findings(summ)
+    fig.text(0.01, 0.01, "This run, median r gaps: " + "; ".join(lines), fontsize=7, wrap=True, va="bottom")
+    fig.tight_layout(rect=(0, 0.03 * (1 + len(lines) // 2), 1, 1))
     return fig
 
 
