@@ -21,6 +21,8 @@ include: "rules/adaptation.smk"
 include: "rules/volumes.smk"
 include: "rules/encoders_extra.smk"
 include: "rules/report.smk"
+include: "rules/probes.smk"
+include: "rules/ablations.smk"
 
 
 # Named targets: inputs only, no wildcards, so each can be built alone
@@ -97,3 +99,23 @@ rule fig_universal_transfer:
 rule fig_universal_clusters:
     input:
         figure_files("fig_universal_clusters"),
+
+
+rule table4:
+    input:
+        table_files("table4"),
+
+
+rule table5:
+    input:
+        table_files("table5"),
+
+
+rule table6:
+    input:
+        table_files("table6"),
+
+
+rule fig4:
+    input:
+        figure_files("fig4"),

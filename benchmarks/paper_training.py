@@ -47,6 +47,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--precision", default="bf16", choices=["bf16", "fp32"])
     ap.add_argument("--epochs", type=int, nargs="*", default=[10, 20, 30],
                     help="epochs (282 steps each) early stopping may take, for the per-subject estimate")
+    ap.add_argument("--batch", type=int, nargs=2, default=[32, 2000], metavar=("IMAGES", "VOXELS"),
+                    help="images x voxels per step (smaller on a CPU, to measure memory only)")
+    ap.add_argument("--skip-eval", action="store_true", help="no validation pass (memory check on a CPU)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
 
@@ -57,7 +60,7 @@ def main(argv=None) -> dict:
     load_s = time.perf_counter() - t0
     model_cfg = NRFConfig(768, 196, 512, merger_token_dim=128, merger_dim=512, fourier_scale=32.0,
                           depth=args.depth, width=args.width, fourier_seed=42)
-    cfg = TrainConfig(batch_images=32, batch_voxels=2000, lr=3e-4, weight_decay=0.015, max_steps=args.steps,
+    cfg = TrainConfig(batch_images=args.batch[0], batch_voxels=args.batch[1], lr=3e-4, weight_decay=0.015, max_steps=args.steps,
                       eval_every=args.steps, patience=None, device=args.device, precision=args.precision,
                       eval_chunk_images=64, eval_chunk_voxels=16384)
     if args.device == "cuda":
@@ -72,10 +75,10 @@ def main(argv=None) -> dict:
         torch.cuda.synchronize()
     step_s = (time.perf_counter() - t0) / args.steps
     t0 = time.perf_counter()
-    scores = evaluate(model, test, coords, cfg)
+    scores = {"median_r": float("nan")} if args.skip_eval else evaluate(model, test, coords, cfg)
     if args.device == "cuda":
         torch.cuda.synchronize()
-    eval_s = time.perf_counter() - t0
+    eval_s = float("nan") if args.skip_eval else time.perf_counter() - t0
     epoch_steps = int(np.ceil(args.train_images / 32))
     result = {
         "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
@@ -84,7 +87,8 @@ def main(argv=None) -> dict:
         "parameters": count_parameters(model_cfg)["total"],
         "train_images": args.train_images, "test_images": args.test_images, "voxels": args.voxels,
         "step_ms": 1000 * step_s,
-        "queries_per_s": 32 * 2000 / step_s,
+        "batch": args.batch,
+        "queries_per_s": args.batch[0] * args.batch[1] / step_s,
         "eval_s": eval_s,
         "eval_queries_per_s": args.test_images * args.voxels / eval_s,
         "epoch_s": epoch_steps * step_s + eval_s,
@@ -97,7 +101,8 @@ def main(argv=None) -> dict:
     text = "\n".join([
         f"# NRF training at the paper's size through the pipeline's loop ({result['device']}, torch {result['torch']}, "
         f"{time.strftime('%Y-%m-%d')})", "",
-        f"- {result['parameters']:,} parameters; batch 32 images x 2,000 voxels sampled per image; precision {args.precision}",
+        f"- {result['parameters']:,} parameters; batch {args.batch[0]} images x {args.batch[1]:,} voxels sampled "
+        f"per image; precision {args.precision}",
         f"- step: **{result['step_ms']:.1f} ms** ({result['queries_per_s']:,.0f} queries/s)",
         f"- one validation pass ({args.test_images} images x {args.voxels:,} voxels): **{eval_s:.1f} s** "
         f"({result['eval_queries_per_s']:,.0f} queries/s)",

@@ -348,3 +348,58 @@ if len(SUBJECTS) > 1:
 if "subj07" in SUBJECTS and len(SUBJECTS) > 1:
     FIG2 += [f"results/{DATASET}/figures/fig2b.{ext}" for ext in ("png", "pdf")]
 FIGURES += FIG2
+
+
+# -- Figure 4's probes and Tables 4-6 (rules/probes.smk, rules/ablations.smk)
+def probe_subjects(probes, subjects):
+    """(shuffle subject, base, target): the configured ones where they are run,
+    else the first subject (shuffle, base) and the last other one (target)."""
+    subject = probes["subject"] if probes["subject"] in subjects else subjects[0]
+    base = probes["base"] if probes["base"] in subjects else subjects[0]
+    others = [s for s in subjects if s != base]
+    target = (
+        probes["target"]
+        if probes["target"] in others
+        else (others[-1] if others else None)
+    )
+    return subject, base, target
+
+
+PROBE_SUBJECT, PROBE_BASE, PROBE_TARGET = probe_subjects(config["probes"], SUBJECTS)
+
+
+def get_probe_target(wildcards):
+    """The target's prepared file; one subject alone has no target to transfer to."""
+    if PROBE_TARGET is None:
+        raise WorkflowError(
+            "Figure 4b/c and Table 4 finetune one subject's NRF on another, but config key "
+            f"'subjects' names one subject ({SUBJECTS[0]}): give at least two"
+        )
+    return prepared(PROBE_TARGET)
+
+
+# Table 4's N: the paper's 800, or the largest shot when the data are smaller.
+TABLE4_N = min(config["ablations"]["finetune_n"], max(SHOTS))
+ABLATION_MAX_STEPS = config["ablations"].get("max_steps", config["train"]["max_steps"])
+
+
+def architecture_scores(axis):
+    """Per-voxel scores of Table 5's depths (axis "depth") or Table 6's widths,
+    the other size kept at the configured NRF's."""
+    nrf = config["nrf"]
+    values = config["ablations"][f"{axis}s"]
+    pairs = [
+        (v, nrf["width"]) if axis == "depth" else (nrf["depth"], v) for v in values
+    ]
+    return [
+        f"results/{DATASET}/ablations/scores/nrf_depth{d}_width{w}.csv"
+        for d, w in pairs
+    ]
+
+
+# Every table and figure the targets in the Snakefile build. Table 4 and
+# Figure 4b/c transfer between two subjects, so they need two.
+PAIRED = len(SUBJECTS) > 1
+TABLES += table_files("table4") if PAIRED else []
+TABLES += table_files("table5") + table_files("table6")
+FIGURES += figure_files("fig4") if PAIRED else []

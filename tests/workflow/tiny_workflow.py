@@ -13,6 +13,7 @@ TINY = {
     "subjects": ["subj01", "subj02"],
     "shots": [20],
     "simulation": {"n_train_images": 60, "n_test_images": 20, "repeats": 3, "trials_per_session": 60, "image_size": 32},
+    "ablations": {"depths": [2, 3], "widths": [16, 32]},
     "presets": {
         "simulated": {
             "features": {"extractor": "filterbank"},

@@ -1,0 +1,103 @@
+"""Ablations (paper A.5, Tables 4–6): what to finetune, how deep, how wide.
+
+    run_finetune_strategies  Table 4: a base NRF finetuned on a target's N
+                             images with every parameter, the image block
+                             (mergers) only, or the predictor MLP only
+                             (TrainConfig.trainable), over several draws
+    train_architecture       Tables 5–6: an NRF of a given depth and width
+                             trained on a subject's full training set, and
+                             its per-voxel test scores
+
+Both reuse the pipeline's training code (nrf.models.registry, nrf.encoding)
+and the adaptation cell and schedules (nrf.adaptation).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from nrf.adaptation import Cell, schedule, score
+from nrf.atomic import atomic_output
+from nrf.data.prepared import load_prepared
+from nrf.devices import resolve_device
+from nrf.encoding import train_encoder
+from nrf.features.cache import read_features
+from nrf.metrics import mse_per_voxel, pearson_per_voxel
+from nrf.models.registry import get_kind
+from nrf.probe_cells import finetune_on
+from nrf.training import TrainConfig, predict
+
+logger = logging.getLogger(__name__)
+
+#: Table 4's rows (the paper's labels) and the TrainConfig.trainable each uses
+STRATEGIES = {"finetune both": "all", "finetune image block only": "image_block", "finetune MLP only": "predictor"}
+
+
+def run_finetune_strategies(
+    base_checkpoint, target_prepared, features_path, n_train: int, draws: int, *, protocol: str, seed: int,
+    train_options: dict, finetune_steps: int, device: str = "cpu", log: logging.Logger | None = None,
+) -> pd.DataFrame:
+    """Table 4: one row per (strategy, draw): method, n_train, draw, pearson, mse, steps.
+
+    Each draw is the adaptation cell's draw (nrf.adaptation.draw_rows), so the
+    "finetune both" rows repeat the adaptation experiment's single-base finetune.
+    """
+    log = log or logger
+    device = resolve_device(device)
+    rows = []
+    for draw in range(draws):
+        cell = Cell(target_prepared, features_path, n_train, draw, seed=seed, protocol=protocol)
+        for method, trainable in STRATEGIES.items():
+            options = dict(schedule(protocol, n_train, train_options, finetune_steps), trainable=trainable)
+            config = TrainConfig(**options, seed=seed + draw, device=device)
+            model, history = finetune_on(base_checkpoint, cell.train, cell.val, cell.coords, config, log,
+                                         f"{cell.subject} draw {draw}")
+            out = score(predict(model, cell.test.features, cell.coords, device=device), cell.test.responses)
+            steps = int(history[-1]["step"]) if history else 0
+            rows.append({"method": method, "subject": cell.subject, "n_train": n_train, "draw": draw,
+                         "pearson": out["pearson"], "mse": out["mse"], "steps": steps})
+            log.info("%s N=%d draw %d %s: r=%.4f after %d steps", cell.subject, n_train, draw, method,
+                     out["pearson"], steps)
+    return pd.DataFrame(rows)
+
+
+def capped(train_options: dict, max_steps: int | None) -> dict:
+    """The pipeline's training options with at most ``max_steps`` steps
+    (min_steps lowered to match); None keeps them as they are."""
+    if max_steps is None:
+        return dict(train_options)
+    steps = min(int(max_steps), train_options.get("max_steps", max_steps))
+    return dict(train_options, max_steps=steps, min_steps=min(train_options.get("min_steps", 0), steps))
+
+
+def train_architecture(
+    prepared_path, features_path, out_checkpoint, out_scores, *, model_options: dict, train_options: dict,
+    seed: int, device: str = "cpu", log: logging.Logger | None = None,
+) -> dict:
+    """Train an NRF of the given sizes on the full training set (nrf.encoding.train_encoder,
+    the same schedule as the pipeline's own NRF) and score it on the test images.
+
+    Writes the checkpoint and the per-voxel scores CSV (voxel, pearson, mse;
+    the format of results/{dataset}/scores/). Returns {"pearson", "mse", "steps"}.
+    """
+    log = log or logger
+    device = resolve_device(device)
+    ckpt = train_encoder("nrf", prepared_path, features_path, out_checkpoint, model_options=model_options,
+                         train_options=train_options, seed=seed, device=device, log=log)
+    model = get_kind("nrf").build(ckpt["model_config"])
+    model.load_state_dict(ckpt["state_dict"])
+    prep = load_prepared(prepared_path, splits=("test",))
+    feats = read_features(features_path, prep.test.image_ids, get_kind("nrf").feature_keys)
+    pred = predict(model.to(device), feats, prep.coords, device=device)
+    r, mse = pearson_per_voxel(pred, prep.test.responses), mse_per_voxel(pred, prep.test.responses)
+    with atomic_output(out_scores) as tmp:
+        pd.DataFrame({"voxel": np.arange(len(r)), "pearson": r, "mse": mse}).to_csv(
+            tmp, index=False, float_format="%.9g")
+    out = score(pred, prep.test.responses)
+    steps = int(ckpt["history"][-1]["step"]) if ckpt["history"] else 0
+    log.info("depth %d width %d: median r %.4f after %d steps", ckpt["model_config"]["depth"],
+             ckpt["model_config"]["width"], out["pearson"], steps)
+    return {"pearson": out["pearson"], "mse": out["mse"], "steps": steps}

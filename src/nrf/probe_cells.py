@@ -1,0 +1,136 @@
+"""Figure 4's probe cells: several small trainings on one read of the data.
+
+    run_shuffle_cell   Fig. 4a: NRF scratch on N images of one subject with
+                       coordinates intact, shuffled globally, shuffled within
+                       ROIs (nrf.probes)
+    run_transfer_cell  Fig. 4b/c: a base subject's full-data NRF finetuned on a
+                       target's ROI-only voxels (EBA, V1) with aligned or
+                       shifted coordinates
+
+A cell is one (N, draw) of nrf.adaptation.Cell; the schedule is
+nrf.adaptation.schedule (paper: validate on the test images every epoch,
+patience 5, capped at the step budget; clean: the fixed step budget). Rows:
+panel, subject, condition, n_train, draw, pearson, mse, steps, n_voxels.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from nrf.adaptation import Cell, schedule, score
+from nrf.atomic import atomic_output
+from nrf.data.prepared import load_prepared
+from nrf.devices import resolve_device
+from nrf.encoding import load_encoder
+from nrf.models.registry import get_kind
+from nrf.probes import (
+    ALIGNED, GLOBAL, INTACT, ROWS, SHIFTED, WITHIN_ROI, roi_groups, roi_mask, shift_inside, shuffle_global,
+    shuffle_within_rois,
+)
+from nrf.training import EncodingSplit, TrainConfig, predict
+
+logger = logging.getLogger(__name__)
+
+
+def _subset(split: EncodingSplit | None, columns: np.ndarray) -> EncodingSplit | None:
+    if split is None:
+        return None
+    return EncodingSplit(split.features, split.responses[:, columns])
+
+
+def finetune_on(base_checkpoint, train: EncodingSplit, val, coords, config: TrainConfig, log, source: str):
+    """A base NRF finetuned on (train, val) at ``coords`` (nrf.adaptation.finetune with
+    the coordinates and voxel columns chosen by the probe)."""
+    model, ckpt = load_encoder(base_checkpoint, config.device)
+    if ckpt["kind"] != "nrf":
+        raise ValueError(f"{base_checkpoint}: a {ckpt['kind']} checkpoint, the probes finetune NRFs")
+    return get_kind("nrf").fit(train, val, coords, config, model_options={}, model=model, log=log, source=source)
+
+
+def _scored(model, cell: Cell, coords, columns, history, device) -> dict:
+    pred = predict(model, cell.test.features, coords, device=device)
+    out = score(pred, cell.test.responses[:, columns])
+    return {"pearson": out["pearson"], "mse": out["mse"], "steps": int(history[-1]["step"]) if history else 0}
+
+
+def run_shuffle_cell(
+    prepared_path, features_path, n_train: int, draw: int, *, protocol: str, seed: int, train_options: dict,
+    model_options: dict, scratch_steps: int, atlases, conditions=(INTACT, GLOBAL, WITHIN_ROI), device: str = "cpu",
+    log: logging.Logger | None = None,
+) -> pd.DataFrame:
+    """Fig. 4a, one (N, draw): NRF scratch with coordinates intact, shuffled
+    globally and shuffled within ROI groups (:func:`roi_groups` of ``atlases``).
+
+    Every variant sees the same images and the same initial weights; only the
+    coordinate paired with each voxel's responses differs (train and test alike).
+    """
+    log = log or logger
+    device = resolve_device(device)
+    cell = Cell(prepared_path, features_path, n_train, draw, seed=seed, protocol=protocol)
+    rois = load_prepared(prepared_path, splits=()).rois
+    perms = {
+        INTACT: np.arange(cell.n_voxels),
+        GLOBAL: shuffle_global(cell.n_voxels, [seed, draw, 1]),
+        WITHIN_ROI: shuffle_within_rois(roi_groups(rois, atlases), [seed, draw, 2]),
+    }
+    config = TrainConfig(**schedule(protocol, n_train, train_options, scratch_steps), seed=seed + draw, device=device)
+    all_columns = np.arange(cell.n_voxels)
+    rows = []
+    for condition in conditions:
+        perm = perms[condition]
+        coords = cell.coords[perm]
+        model, history = get_kind("nrf").fit(cell.train, cell.val, coords, config, model_options=model_options,
+                                             log=log, source=f"{cell.subject} {condition}")
+        out = _scored(model, cell, coords, all_columns, history, device)
+        rows.append({"panel": "a", "subject": cell.subject, "condition": condition, "n_train": n_train,
+                     "draw": draw, **out, "n_voxels": cell.n_voxels})
+        log.info("%s N=%d draw %d %s: r=%.4f after %d steps", cell.subject, n_train, draw, condition,
+                 out["pearson"], out["steps"])
+    return pd.DataFrame(rows, columns=list(ROWS))
+
+
+def run_transfer_cell(
+    base_checkpoint, target_prepared, features_path, n_train: int, draw: int, *, protocol: str, seed: int,
+    train_options: dict, finetune_steps: int, rois_wanted: dict, shift_mm: float, shift_direction,
+    shift_seed: int, min_voxels: int = 5, device: str = "cpu", log: logging.Logger | None = None,
+) -> pd.DataFrame:
+    """Fig. 4b/c, one (N, draw): the base NRF finetuned on the target's voxels
+    of each ROI alone, at the target's own coordinates (aligned) and at those
+    coordinates shifted inside the target's voxel hull (:func:`shift_inside`).
+
+    rois_wanted : {name: (atlas, [labels])}, e.g. {"EBA": ("floc-bodies", [1])}
+    The shift of each ROI is fixed by ``shift_seed`` (not by the draw), so
+    every N and draw sees the same misalignment. Scored on the ROI's voxels.
+    """
+    log = log or logger
+    device = resolve_device(device)
+    cell = Cell(target_prepared, features_path, n_train, draw, seed=seed, protocol=protocol)
+    rois = load_prepared(target_prepared, splits=()).rois
+    config = TrainConfig(**schedule(protocol, n_train, train_options, finetune_steps), seed=seed + draw, device=device)
+    rows = []
+    for k, (name, (atlas, labels)) in enumerate(sorted(rois_wanted.items())):
+        columns = np.flatnonzero(roi_mask(rois, atlas, labels))
+        if len(columns) < min_voxels:
+            raise ValueError(f"{target_prepared}: ROI {name} ({atlas} labels {list(labels)}) has "
+                             f"{len(columns)} voxels, the probe needs at least {min_voxels}")
+        aligned = cell.coords[columns]
+        shifted, vector = shift_inside(aligned, cell.coords, shift_mm, shift_direction, [shift_seed, k])
+        log.info("%s: %d voxels, shift %s mm (|%.1f| mm)", name, len(columns), np.round(vector, 1), shift_mm)
+        train, val = _subset(cell.train, columns), _subset(cell.val, columns)
+        for condition, coords in ((ALIGNED, aligned), (SHIFTED, shifted)):
+            model, history = finetune_on(base_checkpoint, train, val, coords, config, log,
+                                         f"{cell.subject} {name} {condition}")
+            out = _scored(model, cell, coords, columns, history, device)
+            rows.append({"panel": name, "subject": cell.subject, "condition": condition, "n_train": n_train,
+                         "draw": draw, **out, "n_voxels": len(columns)})
+            log.info("%s %s N=%d draw %d: r=%.4f after %d steps", name, condition, n_train, draw, out["pearson"],
+                     out["steps"])
+    return pd.DataFrame(rows, columns=list(ROWS))
+
+
+def write_rows(table: pd.DataFrame, out_csv) -> None:
+    with atomic_output(out_csv) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6g")

@@ -1,0 +1,13 @@
+from nrf.runlog import start
+
+log = start(snakemake)
+from nrf.ablations import run_finetune_strategies  # noqa: E402
+from nrf.probe_cells import write_rows  # noqa: E402
+
+p = snakemake.params
+rows = run_finetune_strategies(
+    snakemake.input.base, snakemake.input.prepared, snakemake.input.features, p.n_train, p.draws,
+    protocol=p.protocol, seed=p.seed, train_options=p.train_options, finetune_steps=p.finetune_steps,
+    device=p.device, log=log,
+)
+write_rows(rows, snakemake.output[0])
