@@ -35,7 +35,7 @@ def _best(table: pd.DataFrame) -> str:
 
 def _write(table: pd.DataFrame, *, title: str, note: str, out_csv, out_md, out_html) -> None:
     _write_atomic(out_csv, table.to_csv(index=False, float_format="%.6g"))
-    _write_atomic(out_md, to_markdown(table, title=title, note=note))
+    _write_atomic(out_md, to_markdown(shown_columns(table), title=title, note=note))
     _write_atomic(out_html, to_html(shown_columns(table), title=title, note=note))
 
 
