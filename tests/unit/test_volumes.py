@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from nrf.data.nsd_layout import ROI_ATLASES
-from nrf.data.prepared import Split, write_prepared
+from nrf.data.prepared import PreparedSubject, Split, write_prepared
 from nrf.features import get_extractor
 from nrf.models.nrf import NRF, NRFConfig
 from nrf.training import predict
@@ -39,9 +39,10 @@ def setup(tmp_path_factory):
     n = len(coords)
     split = Split(responses=np.zeros((2, n), np.float32), image_ids=np.arange(2))
     prepared = d / "prepared.hdf5"
-    write_prepared(prepared, coords=coords, voxel_ijk=ijk.astype(np.int32), rois={a: np.zeros(n, np.int16) for a in ROI_ATLASES}, ncsnr=np.ones(n, np.float32),
-                   train=split, val=None, test=split, subject="subj01", protocol="paper", grid_shape=(99, 117, 95),
-                   sessions=[1], val_is_test=True)
+    write_prepared(prepared, PreparedSubject(
+        coords=coords, voxel_ijk=ijk.astype(np.int32), rois={a: np.zeros(n, np.int16) for a in ROI_ATLASES},
+        ncsnr=np.ones(n, np.float32), train=split, val=None, test=split,
+        attrs=dict(subject="subj01", protocol="paper", grid_shape=(99, 117, 95), sessions=[1], val_is_test=True)))
     features = d / "features.hdf5"
     with h5py.File(features, "w") as f:
         f.attrs["extractor"] = "filterbank"
