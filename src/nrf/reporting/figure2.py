@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import h5py
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -57,6 +58,7 @@ def figure2a(table: pd.DataFrame, *, n_full: int, dataset: str, protocol: str):
     ticks = sorted({int(n) for n in table["n_train"] if n != "full"} | {n_full})
     ax.set_xticks(ticks)
     ax.set_xticklabels([f"{t}\n(full)" if t == n_full else str(t) for t in ticks])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # only the N trained at
     ax.set_xlabel("training images (log scale)")
     ax.set_ylabel("median voxel Pearson r (test images)")
     ax.set_title(f"Low-data regime ({dataset}, {protocol} protocol)", fontsize=10)
