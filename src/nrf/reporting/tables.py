@@ -186,9 +186,12 @@ def with_semantic(table: pd.DataFrame, semantic_csvs: dict | None, subjects, pap
     from nrf.reporting.semantic import semantic_columns, semantic_markdown_columns, semantic_note
 
     sem = semantic_columns(semantic_csvs, subjects, paper)
+    # the reference rows decoded only (Measured fMRI) first, then the voxel table's order
+    order = [m for m in semantic_csvs if m not in set(table["method"])] + list(table["method"])
     table = sem.merge(table, on="method", how="outer", suffixes=("", "_voxel"))
-    order = list(semantic_csvs) + [m for m in table["method"] if m not in semantic_csvs]
     table = table.set_index("method").loc[order].reset_index()
+    if "quoted" in table:
+        table["quoted"] = table["quoted"].fillna(False).astype(bool)
     shown = shown_columns(table).join(semantic_markdown_columns(table).reset_index(drop=True))
     return table, shown, semantic_note(semantic_csvs)
 
