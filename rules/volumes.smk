@@ -96,7 +96,11 @@ rule contrast:
     output:
         t="results/{dataset}/volumes/{subject}/face_vs_place_t.nii.gz",
         difference="results/{dataset}/volumes/{subject}/face_vs_place_difference.nii.gz",
-        figure="results/{dataset}/volumes/{subject}/face_vs_place.png",
+        figure=report(
+            "results/{dataset}/volumes/{subject}/face_vs_place.png",
+            caption="../report/face_vs_place.rst",
+            category="Figures",
+        ),
         summary="results/{dataset}/volumes/{subject}/face_vs_place.json",
     log:
         "logs/contrast/{dataset}_{subject}.log",
@@ -131,7 +135,11 @@ rule table_resolution:
         prepared=prepared(VOLUME_SUBJECT),
         features=features_file(),
     output:
-        csv=f"results/{DATASET}/tables/table_resolution.csv",
+        csv=report(
+            f"results/{DATASET}/tables/table_resolution.csv",
+            caption="../report/table_resolution.rst",
+            category="Tables",
+        ),
         md=f"results/{DATASET}/tables/table_resolution.md",
         truth=f"results/{DATASET}/volumes/{VOLUME_SUBJECT}/heldout_truth.hdf5",
     log:
@@ -164,7 +172,11 @@ rule fig_volume:
         fine=f"results/{DATASET}/volumes/{VOLUME_SUBJECT}/test_1mm.nii.gz",
         prepared=prepared(VOLUME_SUBJECT),
     output:
-        f"results/{DATASET}/figures/fig_volume.png",
+        report(
+            f"results/{DATASET}/figures/fig_volume.png",
+            caption="../report/fig_volume.rst",
+            category="Figures",
+        ),
     log:
         f"logs/fig_volume/{DATASET}.log",
     benchmark:
