@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from test_pipeline import REPO, TINY  # the same tiny config as the local workflow test
+from tiny_workflow import REPO, TINY  # the same tiny config as the local workflow tests
 
 pytestmark = pytest.mark.workflow
 
