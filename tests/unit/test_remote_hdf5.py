@@ -143,3 +143,43 @@ def test_out_of_bounds_points_raise(twins):
     server, _, _ = twins
     with pytest.raises(IndexError, match="out of bounds"):
         _read(server, "per_voxel.hdf5", np.array([[Z, 0, 0]]))
+
+
+GC_SCRIPT = """
+import gc, sys, h5py, numpy as np
+from pathlib import Path
+from http_server import RangeServer
+from nrf.data.http import HttpClient, open_remote
+root = Path(sys.argv[1])
+with h5py.File(root / "a.hdf5", "w") as f:
+    f.create_dataset("x", data=np.arange(200000, dtype="f4").reshape(2000, 100), chunks=(1, 100))
+class Holder: pass
+gc.set_threshold(5, 1, 1)  # collect on almost every allocation, in whichever thread allocates
+with RangeServer(root) as srv:
+    with open_remote(f"{srv.url}/a.hdf5", client=HttpClient(backoff=0.01, timeout=5), block_size=4096,
+                     cache_bytes=8192) as (f, _):
+        for i in range(0, 2000, 7):
+            h = Holder(); h.me = h; h.x = f["x"]  # cyclic garbage holding an h5py object
+            del h
+            f["x"][i]
+print("read all rows")
+"""
+
+
+def test_garbage_collection_during_remote_reads_does_not_deadlock(tmp_path):
+    """A collection in fsspec's IO thread that frees an h5py object while the main
+    thread waits inside h5py for a block used to deadlock (h5py's global lock)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tests = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")])}
+    try:
+        result = subprocess.run([sys.executable, "-c", GC_SCRIPT, str(tmp_path)], capture_output=True, text=True,
+                                timeout=120, env=env)
+    except subprocess.TimeoutExpired:
+        pytest.fail("remote HDF5 reads deadlocked under garbage collection")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "read all rows" in result.stdout

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import gzip
 import hashlib
 import logging
@@ -331,10 +332,22 @@ def open_remote(url: str, *, client: HttpClient | None = None, name: str | None 
     fs = fsspec.filesystem("http", skip_instance_cache=True, headers={"User-Agent": USER_AGENT},
                            client_kwargs={"trace_configs": [trace], "timeout": timeout})
     options = {"maxblocks": max(1, int(cache_bytes) // int(block_size))} if cache_type == "blockcache" else {}
-    with fs.open(url, "rb", size=info.size, block_size=int(block_size), cache_type=cache_type,
-                 cache_options=options) as raw:
-        fetch = raw.cache.fetcher
-        raw.cache.fetcher = lambda start, stop: client.call(functools.partial(fetch, start, stop),
-                                                            f"{what} [{start}, {stop})")
-        with h5py.File(raw, "r") as f:
-            yield f, info.size
+    # h5py holds its global lock while it waits for fsspec's IO thread to
+    # fetch a block; a garbage collection in that thread that frees an h5py
+    # object needs the same lock and deadlocks. Collect now, and pause the
+    # cyclic collector while the remote file is open (reference counting
+    # still frees everything else).
+    gc.collect()
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        with fs.open(url, "rb", size=info.size, block_size=int(block_size), cache_type=cache_type,
+                     cache_options=options) as raw:
+            fetch = raw.cache.fetcher
+            raw.cache.fetcher = lambda start, stop: client.call(functools.partial(fetch, start, stop),
+                                                                f"{what} [{start}, {stop})")
+            with h5py.File(raw, "r") as f:
+                yield f, info.size
+    finally:
+        if was_enabled:
+            gc.enable()
