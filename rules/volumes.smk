@@ -76,7 +76,7 @@ rule volumes:
     resources:
         mem_mb=4000,
         runtime=30,
-        gpu=0,
+        gpu=1 if DATASET == "nsd" else 0,
     params:
         mask="training",
         stimulus_size=STIMULUS_SIZE,
@@ -112,7 +112,7 @@ rule contrast:
     resources:
         mem_mb=4000,
         runtime=30,
-        gpu=0,
+        gpu=1 if DATASET == "nsd" else 0,
     params:
         resolution=2.0,
         mask="training",
@@ -152,7 +152,7 @@ rule table_resolution:
     resources:
         mem_mb=4000,
         runtime=30,
-        gpu=0,
+        gpu=1 if DATASET == "nsd" else 0,
     params:
         subject=VOLUME_SUBJECT,
         simulation=VOLUME_SIMULATION,

@@ -270,11 +270,6 @@ def test_slice_through_sbatch_equals_local_run(slurm, tmp_path):
     assert (on_slurm / TARGET).read_bytes() == (local / TARGET).read_bytes()
 
 
-# Rules the profile gives a GPU before they exist (issue 12: finetuning and
-# decoding); each must become a rule of that name or leave the profile.
-PLANNED_GPU_RULES = {"finetune_encoder", "decode_images"}
-
-
 def test_profile_covers_every_gpu_rule_and_names_no_unknown_rule():
     import re
 
@@ -285,7 +280,7 @@ def test_profile_covers_every_gpu_rule_and_names_no_unknown_rule():
     on_gpu = {r for r, res in profile["set-resources"].items() if res.get("gpu")}
     assert {"train_encoder", "predict_test", "extract_features"} <= gpu_rules
     assert gpu_rules <= on_gpu
-    assert set(profile["set-resources"]) - rules <= PLANNED_GPU_RULES
+    assert set(profile["set-resources"]) <= rules  # no name that matches no rule
     assert all(res.get("cpus_per_gpu", 0) >= 1 for r, res in profile["set-resources"].items() if r in on_gpu)
     # placeholders a user must fill in (docs/CLUSTER.md), runtimes as strings
     assert profile["default-resources"]["slurm_account"] == "YOUR_ACCOUNT"
