@@ -153,6 +153,8 @@ rule figure3:
         ),
     log:
         "logs/figure3/{dataset}.log",
+    benchmark:
+        "benchmarks/runs/figure3/{dataset}.tsv"
     conda:
         "../envs/data.yaml"
     resources:

@@ -10,6 +10,8 @@ rule download_nsd_file:
         "resources/nsd/{key}",
     log:
         "logs/download_nsd_file/{key}.log",
+    benchmark:
+        "benchmarks/runs/download_nsd_file/{key}.tsv"
     wildcard_constraints:
         key=r"nsddata/.+\.(mat|csv|nii\.gz)|nsddata_betas/ppdata/subj0\d/func1pt8mm/betas_fithrf_GLMdenoise_RR/ncsnr\.nii\.gz",
     conda:

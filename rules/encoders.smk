@@ -61,6 +61,8 @@ rule score_predictions:
         "results/{dataset}/scores/{model}/{subject}.csv",
     log:
         "logs/score_predictions/{dataset}_{model}_{subject}.log",
+    benchmark:
+        "benchmarks/runs/score_predictions/{dataset}_{model}_{subject}.tsv"
     conda:
         "../envs/data.yaml"
     resources:

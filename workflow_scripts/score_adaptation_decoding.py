@@ -13,5 +13,6 @@ score_cells(
     snakemake.output[0],
     device=resolve_device(snakemake.params.device),
     allow_download=snakemake.params.download_weights,
+    every_method_at=snakemake.params.every_method_at or None,
     log=log,
 )

@@ -6,43 +6,25 @@ selection never sees the test images. NRF's median test r must beat the
 linear baseline's by a margin and stay below the noise ceiling.
 """
 
-import logging
-from pathlib import Path
 
 import h5py
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
-from nrf.config import validate_config
-from nrf.data import nsd_layout
-from nrf.data.prepare import prepare_subject
-from nrf.data.simulate import simulate_nsd_tree
 from nrf.encoding import predict_test, score_predictions, train_encoder
-from nrf.features.pipeline import extract_seen_images
 from nrf.metrics import pearson_per_voxel
 
-REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.science
-SUBJECT = "subj01"
+SUBJECT = "subj01"  # the simulated_subject fixture's
 N_TRAIN = 200
 
 
 @pytest.fixture(scope="module")
-def low_data_run(tmp_path_factory):
-    config = validate_config(yaml.safe_load((REPO / "config.yaml").read_text()), REPO / "schemas/config.schema.yaml")
-    tmp = tmp_path_factory.mktemp("science")
-    root = tmp / "tree"
-    sim = dict(config["simulation"], n_train_images=400, trials_per_session=300)
-    simulate_nsd_tree(root, subjects=[SUBJECT], seed=0, **sim)
-    prepared = tmp / f"{SUBJECT}.hdf5"
-    prepare_subject(root, SUBJECT, sessions=[1, 2, 3, 4, 5], protocol="clean", val_fraction=0.1, seed=0,
-                    out_path=prepared)
-    features = tmp / "features.hdf5"
-    extract_seen_images("filterbank", config["features"], stimuli_path=root / "nsddata_stimuli/stimuli/nsd/nsd_stimuli.hdf5",
-                        expdesign_path=root / nsd_layout.EXPDESIGN, sessions={SUBJECT: 5}, trials_per_session=300,
-                        out_path=features, device="cpu", log=logging.getLogger("science"))
+def low_data_run(simulated_subject):
+    config, tmp = simulated_subject.config, simulated_subject.tmp / "low_data"
+    tmp.mkdir()
+    root, prepared, features = simulated_subject.root, simulated_subject.prepared, simulated_subject.features
     medians = {}
     for kind, options in (("nrf", config["train"]), ("linear", config["linear"])):
         ckpt, preds, scores = (tmp / f"{kind}.{ext}" for ext in ("pt", "hdf5", "csv"))

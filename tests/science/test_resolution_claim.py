@@ -8,45 +8,28 @@ NRF's faces-vs-places contrast must peak where the simulator put faces and
 dip where it put places.
 """
 
-import logging
-from pathlib import Path
 
 import h5py
 import nibabel as nib
 import numpy as np
-import pandas as pd
 import pytest
-import yaml
 
 from nrf import volumes as V
-from nrf.config import validate_config
 from nrf.contrasts import peak, write_contrast
-from nrf.data.prepare import prepare_subject
-from nrf.data.simulate import CATEGORIES, REGIONS, SimulatedBrain, SimulationParams, simulate_nsd_tree
+from nrf.data.simulate import CATEGORIES, REGIONS, SimulatedBrain, SimulationParams
 from nrf.encoding import predict_test, train_encoder
 from nrf.features.cache import read_features
-from nrf.features.pipeline import extract_seen_images
 from nrf.resolution import run_resolution
 
-REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.science
-SUBJECT = "subj01"
+SUBJECT = "subj01"  # the simulated_subject fixture's
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    config = validate_config(yaml.safe_load((REPO / "config.yaml").read_text()), REPO / "schemas/config.schema.yaml")
-    tmp = tmp_path_factory.mktemp("resolution")
-    root = tmp / "tree"
-    sim = dict(config["simulation"], n_train_images=400, trials_per_session=300)
-    simulate_nsd_tree(root, subjects=[SUBJECT], seed=0, **sim)
-    prepared = tmp / f"{SUBJECT}.hdf5"
-    prepare_subject(root, SUBJECT, sessions=[1, 2, 3, 4, 5], protocol="clean", val_fraction=0.1, seed=0,
-                    out_path=prepared)
-    features = tmp / "features.hdf5"
-    extract_seen_images("filterbank", config["features"], stimuli_path=root / "nsddata_stimuli/stimuli/nsd/nsd_stimuli.hdf5",
-                        expdesign_path=root / "nsddata/experiments/nsd/nsd_expdesign.mat", sessions={SUBJECT: 5},
-                        trials_per_session=300, out_path=features, device="cpu", log=logging.getLogger("science"))
+def trained(simulated_subject):
+    config, tmp = simulated_subject.config, simulated_subject.tmp / "resolution"
+    tmp.mkdir()
+    prepared, features, sim = simulated_subject.prepared, simulated_subject.features, simulated_subject.sim
     files = {}
     # 600 steps: NRF's validation r is within 0.02 of its early-stopped best (the default run stops ~1700)
     for kind, options in (("nrf", dict(config["train"], max_steps=600)), ("linear", config["linear"])):

@@ -39,6 +39,17 @@ def test_every_source_is_decoded_and_scored(decoded):
             assert np.isnan(metrics.at[metric, "value"]) == metrics.at[metric, "note"].startswith("n/a")
 
 
+def test_adaptation_cells_decode_the_papers_rows(decoded):
+    """Scratch and the finetune ensemble are decoded in every cell (the paper's
+    semantic rows); TINY has no subj07, so no cell decodes every method."""
+    from nrf.adaptation import ENSEMBLE, SCRATCH
+
+    scores = pd.read_csv(decoded / f"{RESULTS}/offline/adaptation/subj01.csv")
+    assert set(scores["method"]) == {SCRATCH, ENSEMBLE}
+    assert set(scores["draw"]) == {0, 1} and np.isfinite(scores.query("metric == 'pixcorr'")["value"]).all()
+
+
+
 def test_measured_responses_decode_above_chance(decoded):
     metrics = pd.read_csv(decoded / f"{RESULTS}/offline/metrics/measured/subj01.csv").set_index("metric")
     assert metrics.at["feature_2way", "value"] > 0.6  # chance 0.5

@@ -79,7 +79,9 @@ def with_semantic(table: pd.DataFrame, semantic_csvs, paper: dict) -> tuple[pd.D
     reasons = sorted({f"{r.metric}: {r.note}" for r in scores.itertuples() if pd.isna(r.value)})
     note = ("Semantic-level columns: each method's predicted test responses decoded by the target's offline "
             "ridge decoder (a stand-in for MindEye2; not comparable to the paper's values) and scored with "
-            "MindEye2's metrics, mean ± SEM over draws." + "".join(f"\nn/a — {r}" for r in reasons))
+            "MindEye2's metrics, mean ± SEM over draws. Decoded are the rows the paper reports semantic "
+            "columns for (NRF scratch and the finetune ensemble at every N; every method at Table 3's N for "
+            "its target); the other rows show n/a there." + "".join(f"\nn/a — {r}" for r in reasons))
     return table, semantic_markdown_columns(table), note
 
 
