@@ -58,9 +58,9 @@ def plot_fig_volume(out_png, *, columns: list[tuple[str, np.ndarray, np.ndarray]
 
     n_img, n_col = len(image_names), len(columns)
     extra = 1 if surface_img is not None else 0
-    fig = plt.figure(figsize=(3.0 * n_col + 1.0, 1.9 * n_img + 2.4 * extra + 0.6))
+    fig = plt.figure(figsize=(3.0 * n_col + 1.0, 1.9 * n_img + 3.2 * extra + 0.6))
     grid = fig.add_gridspec(n_img + extra, n_col + 1, width_ratios=[1] * n_col + [0.06],
-                            height_ratios=[1] * n_img + [1.3] * extra, hspace=0.5, wspace=0.25)
+                            height_ratios=[1] * n_img + [1.9] * extra, hspace=0.5, wspace=0.25)
     cmap = plt.get_cmap("RdBu_r").copy()
     cmap.set_bad("0.85")
     # one field of view for every panel: the finest column's in-slice extent, plus a margin
@@ -105,6 +105,7 @@ def plot_fig_volume(out_png, *, columns: list[tuple[str, np.ndarray, np.ndarray]
             plotting.plot_surf_stat_map(fsavg["inflated"].parts[hemi], texture, hemi=hemi, view="ventral", axes=ax,
                                         colorbar=False, cmap="RdBu_r", figure=fig,
                                         title=f"NRF 1 mm, {image_names[0]}, {hemi} ventral (fsaverage5)")
+            ax.set_box_aspect(None, zoom=1.7)  # the ventral view fills its panel instead of a third of it
     fig.suptitle(f"{subject}: measured on the subject's voxels vs NRF queried on MNI grids, axial z = {z_mm:g} mm",
                  fontsize=10, y=0.995)
     with atomic_output(out_png) as tmp:

@@ -57,15 +57,29 @@ def figure2a(table: pd.DataFrame, *, n_full: int, dataset: str, protocol: str):
     ax.set_xscale("log")
     ticks = sorted({int(n) for n in table["n_train"] if n != "full"} | {n_full})
     ax.set_xticks(ticks)
-    ax.set_xticklabels([f"{t}\n(full)" if t == n_full else str(t) for t in ticks])
+    # the full set can sit close to the largest N on a log axis: slanted labels never overlap
+    ax.set_xticklabels(["full" if t == n_full else str(t) for t in ticks], rotation=30, ha="right")
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # only the N trained at
-    ax.set_xlabel("training images (log scale)")
+    ax.set_xlabel(f"training images (log scale; full = {n_full})")
     ax.set_ylabel("median voxel Pearson r (test images)")
     ax.set_title(f"Low-data regime ({dataset}, {protocol} protocol)", fontsize=10)
     ax.grid(alpha=0.3, which="both")
     ax.legend(frameon=False, fontsize=8)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.text(0.01, 0.01, "This run, NRF − linear: " + _gaps(table, n_full), fontsize=6.5, ha="left", va="bottom",
+             wrap=True)
     return fig
+
+
+def _gaps(table: pd.DataFrame, n_full: int) -> str:
+    """NRF scratch minus linear median r at every N, as the figure's footnote says what this run found."""
+    means = table.pivot_table(index="n_train", columns="method", values="mean", aggfunc="first")
+    parts = []
+    for n in sorted(means.index, key=lambda n: n_full if n == "full" else int(n)):
+        if {SCRATCH, LINEAR} <= set(means.columns) and means.loc[n, [SCRATCH, LINEAR]].notna().all():
+            label = f"full ({n_full})" if n == "full" else f"N={n}"
+            parts.append(f"{label}: {means.at[n, SCRATCH] - means.at[n, LINEAR]:+.3f}")
+    return ", ".join(parts) or "n/a"
 
 
 def voxel_r_by_method(cell_hdf5s, methods) -> dict[str, np.ndarray]:
@@ -88,14 +102,14 @@ def figure2b(cell_hdf5s, prepared_path, *, n_train: int, dataset: str, protocol:
     vmax = float(np.percentile(np.concatenate(list(r.values())), 99))
     volumes = {f"{m}\nmedian r = {np.median(v):.3f}": coords_to_volume(prep.coords, np.clip(v, 0, None))
                for m, v in r.items()}
-    fig = plt.figure(figsize=(3.2 * len(volumes), 5.4), dpi=150)
+    fig = plt.figure(figsize=(3.2 * len(volumes), 5.0), dpi=150)
     plot_surface_panels(fig, volumes, vmax=vmax)
     sm = plt.cm.ScalarMappable(cmap="inferno", norm=plt.Normalize(0, vmax))
-    cax = fig.add_axes([0.25, 0.06, 0.5, 0.025])
+    cax = fig.add_axes([0.25, 0.11, 0.5, 0.025])
     fig.colorbar(sm, cax=cax, orientation="horizontal", label="voxel Pearson r (test images; negative shown as 0)")
     fig.suptitle(f"{prep.subject}, N = {n_train} training images, mean over draws ({dataset}, {protocol})",
                  fontsize=10)
-    fig.subplots_adjust(left=0.04, right=0.99, top=0.86, bottom=0.12, wspace=0.02, hspace=0.02)
+    fig.subplots_adjust(left=0.04, right=0.99, top=0.86, bottom=0.17, wspace=0.02, hspace=0.0)
     return fig
 
 
