@@ -109,6 +109,7 @@ rule decode_mindeye2:
     params:
         checkpoint_dir=DECODER["mindeye2"]["checkpoint_dir"],
         device=config["device"],
+        seed=config["seed"],
     script:
         "../workflow_scripts/decode_mindeye2.py"
 

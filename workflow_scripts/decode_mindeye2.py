@@ -10,4 +10,6 @@ reconstruct(
     snakemake.wildcards.subject,
     snakemake.output[0],
     device=resolve_device(snakemake.params.device),
+    seed=snakemake.params.seed,
+    log=log,
 )

@@ -82,8 +82,9 @@ def fake_checkpoint_dir(root, subject, n_voxels):
     files = mindeye2.required_files(root, subject)
     files["model"].parent.mkdir(parents=True)
     torch.save({"model_state_dict": {mindeye2.RIDGE_KEY: torch.zeros(8, n_voxels)}}, files["model"])
-    files["unclip"].write_bytes(b"")
-    files["autoencoder"].write_bytes(b"")
+    for key, path in files.items():
+        if key != "model":
+            path.write_bytes(b"")
     return files
 
 
@@ -120,3 +121,26 @@ def test_missing_checkpoint_folder_says_what_to_download(tmp_path):
     (tmp_path / "ckpt").mkdir()
     with pytest.raises(FileNotFoundError, match="final_subj05_pretrained_40sess_24bs/last.pth"):
         mindeye2.check_checkpoint_dir(tmp_path / "ckpt", "subj05")
+
+
+def test_mindeye2_inference_checks_before_the_gpu(tmp_path):
+    """Without the submodule, a file or a CUDA device, MindEye2 stops with the fix named."""
+    from nrf.decoding import mindeye2_inference as inference
+
+    with pytest.raises(FileNotFoundError, match="git submodule update --init vendor/MindEyeV2"):
+        inference.vendor_src(tmp_path)
+    files = fake_checkpoint_dir(tmp_path / "ckpt", "subj01", 20)
+    files["converter"].unlink()
+    with pytest.raises(FileNotFoundError, match="bigG_to_L_epoch8.pth"):
+        inference.reconstruct(tmp_path / "in.hdf5", tmp_path / "ckpt", "subj01", tmp_path / "out.hdf5")
+    with pytest.raises(RuntimeError, match="CUDA"):
+        inference.run_mindeye2(np.zeros((1, 1, 20), np.float32), files, device="cpu")
+
+
+def test_mindeye2_scored_image_blends_enhanced_and_blurry_at_256():
+    from nrf.decoding.mindeye2_inference import blend
+
+    enhanced, blurry = np.ones((2, 3, 768, 768), np.float32), np.zeros((2, 3, 64, 64), np.float32)
+    out = blend(enhanced, blurry)
+    assert out.shape == (2, 3, 256, 256)
+    np.testing.assert_allclose(out, 0.75)

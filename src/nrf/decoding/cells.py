@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 
 import h5py
-import numpy as np
 import pandas as pd
 
 from nrf.adaptation import ENSEMBLE, SCRATCH

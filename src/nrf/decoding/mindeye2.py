@@ -9,6 +9,11 @@ names the local folder holding (MindEye2's ``cache_dir`` layout):
     train_logs/final_subj0N_pretrained_40sess_24bs/last.pth   per-subject model
     unclip6_epoch0_step110000.ckpt                          SDXL unCLIP
     sd_image_var_autoenc.pth                                 low-level (blurry) decoder
+    bigG_to_L_epoch8.pth                                     bigG -> CLIP-L tokens for captions
+    zavychromaxl_v30.safetensors                             SDXL base for the enhancement
+
+plus GIT (``microsoft/git-large-coco``) in the Hugging Face cache. Inference
+itself (GPU) is ``nrf.decoding.mindeye2_inference``.
 
 Input assembly, the part this module checks before any GPU work:
 
@@ -47,6 +52,8 @@ SCALINGS = ("as_is", "unit_variance")
 RIDGE_KEY = "ridge.linears.0.weight"
 UNCLIP = "unclip6_epoch0_step110000.ckpt"
 AUTOENCODER = "sd_image_var_autoenc.pth"
+CONVERTER = "bigG_to_L_epoch8.pth"
+REFINER = "zavychromaxl_v30.safetensors"
 #: MindEye2 scores a 0.75 / 0.25 blend of the enhanced and the blurry reconstruction
 ENHANCED_WEIGHT = 0.75
 HF_DATASET = "https://huggingface.co/datasets/pscotti/mindeyev2"
@@ -63,6 +70,8 @@ def required_files(checkpoint_dir, subject: str) -> dict[str, Path]:
         "model": root / "train_logs" / model_name(subject) / "last.pth",
         "unclip": root / UNCLIP,
         "autoencoder": root / AUTOENCODER,
+        "converter": root / CONVERTER,
+        "refiner": root / REFINER,
     }
 
 
@@ -179,10 +188,9 @@ def prepare_mindeye2_inputs_from_files(prepared_path, predictions_path, out_path
                                    out_path=out_path, log=log)
 
 
-def reconstruct(inputs_path, checkpoint_dir, subject: str, out_path, *, device: str = "cuda") -> None:
-    """Run MindEye2 on assembled inputs (GPU). Not wired yet: says so plainly."""
-    raise NotImplementedError(
-        f"MindEye2 inference (ridge + backbone + diffusion prior + SDXL unCLIP, blended 0.75/0.25 with the "
-        f"blurry reconstruction) is not wired into this pipeline yet; its input is assembled at {inputs_path}. "
-        "Run vendor/MindEyeV2/src/recon_inference.ipynb on it, or use decoding=offline."
-    )
+def reconstruct(inputs_path, checkpoint_dir, subject: str, out_path, *, device: str = "cuda", seed: int = 42,
+                log: logging.Logger = logger) -> None:
+    """Run MindEye2 on assembled inputs and write the reconstructions (GPU; nrf.decoding.mindeye2_inference)."""
+    from nrf.decoding import mindeye2_inference
+
+    mindeye2_inference.reconstruct(inputs_path, checkpoint_dir, subject, out_path, device=device, seed=seed, log=log)
