@@ -31,7 +31,7 @@ import math
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 import torch
@@ -236,6 +236,68 @@ def evaluate(
     return {"median_r": s["median_r"], "mean_r": s["mean_r"], "mse": s["mean_mse"]}
 
 
+# -- the loop every gradient-trained encoder shares ---------------------------------
+def fit_steps(
+    model: nn.Module,
+    take_step: Callable[[int], torch.Tensor],
+    validate: Callable[[], dict | None],
+    config: TrainConfig,
+    *,
+    steps_per_epoch: int,
+    name: str,
+    log: logging.Logger,
+    source: str,
+) -> list[dict]:
+    """Run ``config.max_steps`` steps of ``take_step(step)`` (draw a batch,
+    update, return the detached loss), recording every ``eval_every`` steps
+    (default one epoch) and at the last step.
+
+    A record holds the step, the mean training loss since the last record,
+    ``validate()``'s scores prefixed ``val_`` (when it returns any) and the
+    seconds so far. With ``config.patience`` the state at the best
+    ``val_median_r`` is restored at the end, stopping after ``patience``
+    records without a new best once ``min_steps`` have run. The loss is
+    checked for finiteness at every step on the CPU, at records on a GPU (a
+    per-step check would synchronise). Returns the history.
+    """
+    eval_every = config.eval_every or max(1, steps_per_epoch)
+    check_every_step = model_device(model).type == "cpu"
+    history: list[dict] = []
+    best, best_state, bad = -math.inf, None, 0
+    running, n_running, t0 = 0.0, 0, time.perf_counter()
+    for step in range(1, config.max_steps + 1):
+        loss = take_step(step)
+        if check_every_step:
+            _check_loss(loss, step, source)
+        running = running + loss  # stays on the device: no sync per step
+        n_running += 1
+        if step % eval_every and step != config.max_steps:
+            continue
+        record = {"step": step, "train_loss": float(running) / n_running}
+        _check_loss(record["train_loss"], step, source)
+        running, n_running = 0.0, 0
+        scores = validate()
+        if scores is not None:
+            model.train()
+            record.update({f"val_{k}": v for k, v in scores.items()})
+        record["seconds"] = time.perf_counter() - t0
+        history.append(record)
+        log.info("%s step %d: %s", name, step, {k: round(v, 5) for k, v in record.items() if k != "step"})
+        if config.patience is None:
+            continue
+        if record["val_median_r"] > best:
+            best, best_state, bad = record["val_median_r"], _copy_state(model), 0
+            record["best"] = True
+        else:
+            bad += 1
+            if bad >= config.patience and step >= config.min_steps:
+                log.info("early stop at step %d: best val median r %.4f", step, best)
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return history
+
+
 # -- NRF ----------------------------------------------------------------------
 def train_nrf(
     train: EncodingSplit,
@@ -292,58 +354,29 @@ def train_nrf(
     coords_t = torch.from_numpy(coords).to(device)
     n_img_step = min(config.batch_images, n_train)
     n_vox_step = min(config.batch_voxels, n_vox)
-    eval_every = config.eval_every or max(1, math.ceil(n_train / n_img_step))
 
-    history: list[dict] = []
-    best, best_state, bad = -math.inf, None, 0
-    running, n_running, t0 = 0.0, 0, time.perf_counter()
-    check_every_step = device.type == "cpu"  # on a GPU a per-step check would sync; records check
     log.info(
         "NRF: %d training images, %d voxels, %d steps max, batch %d x %d (%s voxels), trainable=%s",
         n_train, n_vox, config.max_steps, n_img_step, n_vox_step, config.voxel_sampling, config.trainable,
     )
-    try:
-        for step in range(1, config.max_steps + 1):
-            rows = torch.randperm(n_train, generator=gen)[:n_img_step]
-            cols = sample_voxels(n_vox, n_vox_step, len(rows), config.voxel_sampling, gen)
-            target = torch.gather(responses[rows], 1, cols) if cols.ndim == 2 else responses[rows][:, cols]
-            target = target.to(device, non_blocking=True)
-            with _autocast(device, config.precision):
-                pred = model(_take(feats, rows, device), coords_t[cols.to(device)])
-            loss = nrf_loss(pred.float(), target, config.alpha)
-            if check_every_step:
-                _check_loss(loss.detach(), step, source)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            running = running + loss.detach()  # stays on the device: no sync per step
-            n_running += 1
 
-            last = step == config.max_steps
-            if step % eval_every and not last:
-                continue
-            record = {"step": step, "train_loss": float(running) / n_running}
-            _check_loss(record["train_loss"], step, source)
-            running, n_running = 0.0, 0
-            if val is not None:
-                scores = evaluate(model, val, coords, config)
-                model.train()
-                record.update({f"val_{k}": v for k, v in scores.items()})
-            record["seconds"] = time.perf_counter() - t0
-            history.append(record)
-            log.info("NRF step %d: %s", step, {k: round(v, 5) for k, v in record.items() if k != "step"})
-            if config.patience is None:
-                continue
-            if record["val_median_r"] > best:
-                best, best_state, bad = record["val_median_r"], _copy_state(model), 0
-                record["best"] = True
-            else:
-                bad += 1
-                if bad >= config.patience and step >= config.min_steps:
-                    log.info("early stop at step %d: best val median r %.4f", step, best)
-                    break
-        if best_state is not None:
-            model.load_state_dict(best_state)
+    def take_step(step: int) -> torch.Tensor:
+        rows = torch.randperm(n_train, generator=gen)[:n_img_step]
+        cols = sample_voxels(n_vox, n_vox_step, len(rows), config.voxel_sampling, gen)
+        target = torch.gather(responses[rows], 1, cols) if cols.ndim == 2 else responses[rows][:, cols]
+        target = target.to(device, non_blocking=True)
+        with _autocast(device, config.precision):
+            pred = model(_take(feats, rows, device), coords_t[cols.to(device)])
+        loss = nrf_loss(pred.float(), target, config.alpha)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.detach()
+
+    try:
+        history = fit_steps(model, take_step, lambda: None if val is None else evaluate(model, val, coords, config),
+                            config, steps_per_epoch=math.ceil(n_train / n_img_step), name="NRF", log=log,
+                            source=source)
     finally:
         for p in model.parameters():
             p.requires_grad_(True)

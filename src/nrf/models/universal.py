@@ -25,20 +25,17 @@ learns only a new subject's embeddings.
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
-import time
 from dataclasses import asdict, dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from nrf.metrics import pearson_per_voxel
-from nrf.training import EncodingSplit, TrainConfig, _check_loss, nrf_loss, predict
+from nrf.training import EncodingSplit, TrainConfig, fit_steps, nrf_loss, predict
 
 logger = logging.getLogger(__name__)
 
@@ -237,16 +234,14 @@ def train_universal(
     n_pairs = len(owner)
     n_img = min(config.batch_images, n_pairs)
     n_vox = min([config.batch_voxels] + [r.shape[1] for r in responses])
-    eval_every = config.eval_every or max(1, math.ceil(n_pairs / n_img))
     gen = torch.Generator().manual_seed(config.seed)
     log.info("Universal: subjects %s, %d training images, %d steps max, batch %d x %d, trainable=%s",
              names, n_pairs, config.max_steps, n_img, n_vox, trainable)
 
-    history, best, best_state, bad, running, n_run, t0 = [], -math.inf, None, 0, 0.0, 0, time.perf_counter()
-    for step in range(1, config.max_steps + 1):
+    def take_step(step: int) -> torch.Tensor:
         pairs = torch.randperm(n_pairs, generator=gen)[:n_img]
         emb_rows, targets = [], []
-        for i, p in enumerate(pairs.tolist()):
+        for p in pairs.tolist():
             s = int(owner[p])
             cols = torch.randperm(responses[s].shape[1], generator=gen)[:n_vox]
             emb_rows.append((s, cols))
@@ -254,37 +249,22 @@ def train_universal(
         tables = [model.embeddings[n] for n in names]
         emb = torch.stack([tables[s][cols.to(device)] for s, cols in emb_rows])  # (n, k, E)
         values, keys_ = model.image_code({k: v[pairs].to(device) for k, v in feats.items()})
-        pred = model.respond(values, keys_, emb)
-        loss = nrf_loss(pred, torch.stack(targets).to(device), config.alpha)
-        _check_loss(loss.detach(), step, source)
+        loss = nrf_loss(model.respond(values, keys_, emb), torch.stack(targets).to(device), config.alpha)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        running, n_run = running + float(loss.detach()), n_run + 1
-        if step % eval_every and step != config.max_steps:
-            continue
-        record = {"step": step, "train_loss": running / n_run}
-        running, n_run = 0.0, 0
-        if has_val:
-            record["val_median_r"] = _validate(model, subjects, config)
-            model.train()
-        record["seconds"] = time.perf_counter() - t0
-        history.append(record)
-        log.info("Universal step %d: %s", step, record)
-        if config.patience is None:
-            continue
-        if record["val_median_r"] > best:
-            best, best_state, bad = record["val_median_r"], copy.deepcopy(model.state_dict()), 0
-            record["best"] = True
-        else:
-            bad += 1
-            if bad >= config.patience and step >= config.min_steps:
-                log.info("early stop at step %d: best mean val median r %.4f", step, best)
-                break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    for p in model.parameters():
-        p.requires_grad_(True)
+        return loss.detach()
+
+    def validate() -> dict | None:
+        r = _validate(model, subjects, config) if has_val else None
+        return None if r is None else {"median_r": r}  # mean over subjects of the val median r
+
+    try:
+        history = fit_steps(model, take_step, validate, config, steps_per_epoch=math.ceil(n_pairs / n_img),
+                            name="Universal", log=log, source=source)
+    finally:
+        for p in model.parameters():
+            p.requires_grad_(True)
     return model.select(names[0]).eval(), history
 
 
