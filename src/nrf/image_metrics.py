@@ -330,6 +330,18 @@ def load_network(network: str, *, allow_download: bool = True) -> torch.nn.Modul
     return model.eval().requires_grad_(False)
 
 
+@functools.lru_cache(maxsize=None)
+def _shared_network(network: str, allow_download: bool) -> "torch.nn.Module | NetworkUnavailable":
+    """load_network once per process, its failure included: a job that scores
+    many reconstruction sets (every adaptation cell) loads each network once
+    and says once why one is missing."""
+    try:
+        return load_network(network, allow_download=allow_download)
+    except NetworkUnavailable as error:
+        logger.warning("%s: n/a, %s", network, error)
+        return error
+
+
 def network_features(model: torch.nn.Module, images: np.ndarray, source: FeatureSource, *,
                      device: str = "cpu", batch: int = 32) -> np.ndarray:
     """Features of ``images`` ((N, 3, 256, 256) in [0, 1]) at ``source.layer``, as (N, D) float32."""
@@ -373,7 +385,9 @@ def evaluate(seen, recon, *, metrics: Sequence[str] = METRICS, device: str = "cp
     networks: dict[str, torch.nn.Module | NetworkUnavailable] = {}
     for metric in (m for m in metrics if m in FEATURE_SOURCES):
         source = FEATURE_SOURCES[metric]
-        if source.network not in networks:
+        if source.network not in networks and loader is load_network:
+            networks[source.network] = _shared_network(source.network, bool(allow_download))
+        elif source.network not in networks:
             try:
                 networks[source.network] = loader(source.network, allow_download=allow_download)
             except NetworkUnavailable as error:
