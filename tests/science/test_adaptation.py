@@ -9,42 +9,22 @@ scratch at 200. The least-squares ensemble at N = 20 is reported, not
 asserted: its 3 weights per voxel are fitted on the same 20 images.
 """
 
-import logging
-from pathlib import Path
-
 import pytest
-import yaml
 
 from nrf.adaptation import AVERAGE, ENSEMBLE, HELDOUT, SCRATCH, run_cell
-from nrf.config import validate_config
-from nrf.data import nsd_layout
-from nrf.data.prepare import prepare_subject
-from nrf.data.simulate import simulate_nsd_tree
 from nrf.encoding import train_encoder
-from nrf.features.pipeline import extract_seen_images
 
-REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.science
 SUBJECTS = ("subj01", "subj02", "subj07")
 TARGET = "subj07"
 
 
 @pytest.fixture(scope="module")
-def cells(tmp_path_factory):
-    config = validate_config(yaml.safe_load((REPO / "config.yaml").read_text()), REPO / "schemas/config.schema.yaml")
-    tmp = tmp_path_factory.mktemp("adaptation")
-    root = tmp / "tree"
-    sim = dict(config["simulation"], n_train_images=300, n_test_images=60, trials_per_session=270)
-    simulate_nsd_tree(root, subjects=SUBJECTS, seed=0, **sim)
-    sessions = list(range(1, (300 + 60) * 3 // 270 + 1))
-    prepared = {}
-    for s in SUBJECTS:
-        prepared[s] = tmp / f"{s}.hdf5"
-        prepare_subject(root, s, sessions=sessions, protocol="clean", val_fraction=0.1, seed=0, out_path=prepared[s])
-    features = tmp / "features.hdf5"
-    extract_seen_images("filterbank", config["features"], stimuli_path=root / nsd_layout.STIMULI,
-                        expdesign_path=root / nsd_layout.EXPDESIGN, sessions={s: len(sessions) for s in SUBJECTS},
-                        trials_per_session=270, out_path=features, device="cpu", log=logging.getLogger("science"))
+def cells(tmp_path_factory, build_simulation):
+    sim = build_simulation(tmp_path_factory.mktemp("adaptation"), SUBJECTS,
+                           sessions=range(1, (300 + 60) * 3 // 270 + 1),
+                           n_train_images=300, n_test_images=60, trials_per_session=270)
+    config, tmp, prepared, features = sim.config, sim.tmp, sim.prepared, sim.features
     bases = {}
     for s in SUBJECTS[:2]:
         bases[s] = tmp / f"{s}.pt"

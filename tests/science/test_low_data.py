@@ -6,7 +6,6 @@ selection never sees the test images. NRF's median test r must beat the
 linear baseline's by a margin and stay below the noise ceiling.
 """
 
-
 import h5py
 import numpy as np
 import pandas as pd
@@ -24,7 +23,8 @@ N_TRAIN = 200
 def low_data_run(simulated_subject):
     config, tmp = simulated_subject.config, simulated_subject.tmp / "low_data"
     tmp.mkdir()
-    root, prepared, features = simulated_subject.root, simulated_subject.prepared, simulated_subject.features
+    root, features = simulated_subject.root, simulated_subject.features
+    prepared = simulated_subject.prepared[SUBJECT]
     medians = {}
     for kind, options in (("nrf", config["train"]), ("linear", config["linear"])):
         ckpt, preds, scores = (tmp / f"{kind}.{ext}" for ext in ("pt", "hdf5", "csv"))

@@ -8,7 +8,6 @@ NRF's faces-vs-places contrast must peak where the simulator put faces and
 dip where it put places.
 """
 
-
 import h5py
 import nibabel as nib
 import numpy as np
@@ -29,7 +28,7 @@ SUBJECT = "subj01"  # the simulated_subject fixture's
 def trained(simulated_subject):
     config, tmp = simulated_subject.config, simulated_subject.tmp / "resolution"
     tmp.mkdir()
-    prepared, features, sim = simulated_subject.prepared, simulated_subject.features, simulated_subject.sim
+    prepared, features, sim = simulated_subject.prepared[SUBJECT], simulated_subject.features, simulated_subject.sim
     files = {}
     # 600 steps: NRF's validation r is within 0.02 of its early-stopped best (the default run stops ~1700)
     for kind, options in (("nrf", dict(config["train"], max_steps=600)), ("linear", config["linear"])):

@@ -10,29 +10,19 @@ sizes with a short fixed budget; joint training counts its steps per subject
 (nrf.universal_files.train_joint).
 """
 
-import logging
-from pathlib import Path
-
 import h5py
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-import yaml
 
-from nrf.config import validate_config
-from nrf.data import nsd_layout
 from nrf.data.predictions import write_predictions
-from nrf.data.prepare import prepare_subject
-from nrf.data.simulate import simulate_nsd_tree
 from nrf.encoding import predict_test, score_predictions, train_encoder
-from nrf.features.pipeline import extract_seen_images
 from nrf.models.universal_options import universal_options
 from nrf.reporting.encoders import median_normalised
 from nrf.universal_files import predict_joint, train_joint
 from nrf.voxel_table import write_voxel_table
 
-REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.science
 SUBJECTS = ["subj01", "subj02", "subj05"]
 TARGET = SUBJECTS[0]
@@ -40,22 +30,10 @@ torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
-def simulated(tmp_path_factory):
-    config = validate_config(yaml.safe_load((REPO / "config.yaml").read_text()), REPO / "schemas/config.schema.yaml")
-    tmp = tmp_path_factory.mktemp("universal")
-    root = tmp / "tree"
-    sim = dict(config["simulation"], n_train_images=240, trials_per_session=340)
-    simulate_nsd_tree(root, subjects=SUBJECTS, seed=0, **sim)
-    prepared = {}
-    for s in SUBJECTS:
-        prepared[s] = tmp / f"{s}.hdf5"
-        prepare_subject(root, s, sessions=[1, 2, 3], protocol="clean", val_fraction=0.1, seed=0,
-                        out_path=prepared[s])
-    features = tmp / "features.hdf5"
-    extract_seen_images("filterbank", config["features"],
-                        stimuli_path=root / "nsddata_stimuli/stimuli/nsd/nsd_stimuli.hdf5",
-                        expdesign_path=root / nsd_layout.EXPDESIGN, sessions={s: 3 for s in SUBJECTS},
-                        trials_per_session=340, out_path=features, device="cpu", log=logging.getLogger("science"))
+def simulated(tmp_path_factory, build_simulation):
+    sim = build_simulation(tmp_path_factory.mktemp("universal"), SUBJECTS, sessions=[1, 2, 3],
+                           n_train_images=240, trials_per_session=340)
+    config, root, tmp, prepared, features = sim.config, sim.root, sim.tmp, sim.prepared, sim.features
     return config, root, tmp, prepared, features
 
 
