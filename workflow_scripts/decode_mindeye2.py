@@ -1,7 +1,7 @@
 from nrf.runlog import start
 
 log = start(snakemake)
-from nrf.decoding.mindeye2 import reconstruct  # noqa: E402
+from nrf.decoding.mindeye2_inference import reconstruct  # noqa: E402
 from nrf.devices import resolve_device  # noqa: E402
 
 reconstruct(

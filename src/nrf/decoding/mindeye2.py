@@ -187,10 +187,3 @@ def prepare_mindeye2_inputs_from_files(prepared_path, predictions_path, out_path
                                    checkpoint_dir=checkpoint_dir, subject=subject.subject, scaling=scaling,
                                    out_path=out_path, log=log)
 
-
-def reconstruct(inputs_path, checkpoint_dir, subject: str, out_path, *, device: str = "cuda", seed: int = 42,
-                log: logging.Logger = logger) -> None:
-    """Run MindEye2 on assembled inputs and write the reconstructions (GPU; nrf.decoding.mindeye2_inference)."""
-    from nrf.decoding import mindeye2_inference
-
-    mindeye2_inference.reconstruct(inputs_path, checkpoint_dir, subject, out_path, device=device, seed=seed, log=log)

@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from nrf.decoding.mindeye2 import ENHANCED_WEIGHT, check_checkpoint_dir
+
 logger = logging.getLogger(__name__)
 
 #: MindEye2's sizes for the 40-session per-subject models (recon_inference.ipynb)
@@ -45,9 +47,7 @@ PRIOR_TIMESTEPS, PRIOR_SAMPLE_STEPS = 100, 20
 UNCLIP_STEPS = 38
 BASE_STEPS, IMG2IMG_TIMEPOINT, BASE_CFG = 25, 13, 5.0
 CAPTION_MODEL = "microsoft/git-large-coco"
-#: the scored blend (final_evaluations.ipynb)
-ENHANCED_WEIGHT = 0.75
-OUT_SIZE = 256
+OUT_SIZE = 256  # the scored blend's size (final_evaluations.ipynb)
 NEGATIVE_PROMPT = (
     "painting, extra fingers, mutated hands, poorly drawn hands, poorly drawn face, deformed, ugly, blurry, "
     "bad anatomy, bad proportions, extra limbs, cloned face, skinny, glitchy, double torso, extra arms, "
@@ -288,11 +288,9 @@ def reconstruct(inputs_path, checkpoint_dir, subject: str, out_path, *, device: 
     """The rule's entry: read the assembled inputs, run MindEye2, write the reconstructions file."""
     import h5py
 
-    from nrf.decoding.mindeye2 import check_checkpoint_dir
     from nrf.decoding.reconstructions import Reconstructions, to_uint8, write_reconstructions
 
     files = check_checkpoint_dir(checkpoint_dir, subject)  # before the GPU: names every missing file
-    vendor_src()
     with h5py.File(inputs_path, "r") as f:
         voxels, image_ids, attrs = f["voxels"][()], f["image_ids"][()], dict(f.attrs)
     result = run_mindeye2(voxels, files, device=device, seed=seed, log=log)
