@@ -331,15 +331,20 @@ def load_network(network: str, *, allow_download: bool = True) -> torch.nn.Modul
 
 
 @functools.lru_cache(maxsize=None)
-def _shared_network(network: str, allow_download: bool) -> "torch.nn.Module | NetworkUnavailable":
-    """load_network once per process, its failure included: a job that scores
-    many reconstruction sets (every adaptation cell) loads each network once
-    and says once why one is missing."""
+def _load_once(network: str, allow_download: bool) -> "torch.nn.Module | NetworkUnavailable":
     try:
         return load_network(network, allow_download=allow_download)
     except NetworkUnavailable as error:
-        logger.warning("%s: n/a, %s", network, error)
         return error
+
+
+def shared_network(network: str, *, allow_download: bool = True) -> torch.nn.Module:
+    """:func:`load_network`, once per process, a failure included: a job that
+    scores many reconstruction sets (every adaptation cell) loads each network once."""
+    result = _load_once(network, bool(allow_download))
+    if isinstance(result, NetworkUnavailable):
+        raise result
+    return result
 
 
 def network_features(model: torch.nn.Module, images: np.ndarray, source: FeatureSource, *,
@@ -363,14 +368,14 @@ def network_features(model: torch.nn.Module, images: np.ndarray, source: Feature
 
 
 def evaluate(seen, recon, *, metrics: Sequence[str] = METRICS, device: str = "cpu", allow_download: bool = True,
-             loader: Callable[..., torch.nn.Module] = load_network) -> dict[str, dict]:
+             loader: Callable[..., torch.nn.Module] = shared_network) -> dict[str, dict]:
     """Every metric in ``metrics`` for one set of reconstructions.
 
     seen, recon : (N, 3, H, W) in [0, 1]; row j of each is test image j.
 
     Returns {metric: {"value": float (NaN if unavailable), "note": str}};
     the note names the network or why it is missing. ``loader(network,
-    allow_download=...)`` is :func:`load_network` unless a caller supplies
+    allow_download=...)`` is :func:`shared_network` unless a caller supplies
     its own networks.
     """
     unknown = [m for m in metrics if m not in METRICS]
@@ -385,9 +390,7 @@ def evaluate(seen, recon, *, metrics: Sequence[str] = METRICS, device: str = "cp
     networks: dict[str, torch.nn.Module | NetworkUnavailable] = {}
     for metric in (m for m in metrics if m in FEATURE_SOURCES):
         source = FEATURE_SOURCES[metric]
-        if source.network not in networks and loader is load_network:
-            networks[source.network] = _shared_network(source.network, bool(allow_download))
-        elif source.network not in networks:
+        if source.network not in networks:
             try:
                 networks[source.network] = loader(source.network, allow_download=allow_download)
             except NetworkUnavailable as error:

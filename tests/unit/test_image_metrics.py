@@ -150,20 +150,19 @@ def test_missing_weights_are_unavailable_without_download(tmp_path, monkeypatch)
 
 def test_each_network_is_loaded_once_per_process(pair, tmp_path, monkeypatch):
     """Scoring many reconstruction sets (every adaptation cell) loads each network once,
-    and an unavailable one is reported once, with every set's column n/a."""
+    an unavailable one included, with every set's column n/a."""
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     calls = []
     real = im.load_network
     monkeypatch.setattr(im, "load_network", lambda network, **kw: calls.append(network) or real(network, **kw))
-    im._shared_network.cache_clear()
+    im._load_once.cache_clear()
     try:
         seen, recon = pair
         for _ in range(3):
-            results = im.evaluate(seen, recon, metrics=("alex2", "alex5"), allow_download=False,
-                                  loader=im.load_network)
+            results = im.evaluate(seen, recon, metrics=("alex2", "alex5"), allow_download=False)
             assert np.isnan(results["alex2"]["value"]) and results["alex5"]["note"].startswith("n/a")
     finally:
-        im._shared_network.cache_clear()
+        im._load_once.cache_clear()
     assert calls == ["alexnet"]
 
 
