@@ -258,44 +258,50 @@ def fit_steps(
     ``val_median_r`` is restored at the end, stopping after ``patience``
     records without a new best once ``min_steps`` have run. The loss is
     checked for finiteness at every step on the CPU, at records on a GPU (a
-    per-step check would synchronise). Returns the history.
+    per-step check would synchronise). However it ends, every parameter is
+    left trainable again (callers freeze some to finetune the rest). Returns
+    the history.
     """
-    eval_every = config.eval_every or max(1, steps_per_epoch)
-    check_every_step = model_device(model).type == "cpu"
-    history: list[dict] = []
-    best, best_state, bad = -math.inf, None, 0
-    running, n_running, t0 = 0.0, 0, time.perf_counter()
-    for step in range(1, config.max_steps + 1):
-        loss = take_step(step)
-        if check_every_step:
-            _check_loss(loss, step, source)
-        running = running + loss  # stays on the device: no sync per step
-        n_running += 1
-        if step % eval_every and step != config.max_steps:
-            continue
-        record = {"step": step, "train_loss": float(running) / n_running}
-        _check_loss(record["train_loss"], step, source)
-        running, n_running = 0.0, 0
-        scores = validate()
-        if scores is not None:
-            model.train()
-            record.update({f"val_{k}": v for k, v in scores.items()})
-        record["seconds"] = time.perf_counter() - t0
-        history.append(record)
-        log.info("%s step %d: %s", name, step, {k: round(v, 5) for k, v in record.items() if k != "step"})
-        if config.patience is None:
-            continue
-        if record["val_median_r"] > best:
-            best, best_state, bad = record["val_median_r"], _copy_state(model), 0
-            record["best"] = True
-        else:
-            bad += 1
-            if bad >= config.patience and step >= config.min_steps:
-                log.info("early stop at step %d: best val median r %.4f", step, best)
-                break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    return history
+    try:
+        eval_every = config.eval_every or max(1, steps_per_epoch)
+        check_every_step = model_device(model).type == "cpu"
+        history: list[dict] = []
+        best, best_state, bad = -math.inf, None, 0
+        running, n_running, t0 = 0.0, 0, time.perf_counter()
+        for step in range(1, config.max_steps + 1):
+            loss = take_step(step)
+            if check_every_step:
+                _check_loss(loss, step, source)
+            running = running + loss  # stays on the device: no sync per step
+            n_running += 1
+            if step % eval_every and step != config.max_steps:
+                continue
+            record = {"step": step, "train_loss": float(running) / n_running}
+            _check_loss(record["train_loss"], step, source)
+            running, n_running = 0.0, 0
+            scores = validate()
+            if scores is not None:
+                model.train()
+                record.update({f"val_{k}": v for k, v in scores.items()})
+            record["seconds"] = time.perf_counter() - t0
+            history.append(record)
+            log.info("%s step %d: %s", name, step, {k: round(v, 5) for k, v in record.items() if k != "step"})
+            if config.patience is None:
+                continue
+            if record["val_median_r"] > best:
+                best, best_state, bad = record["val_median_r"], _copy_state(model), 0
+                record["best"] = True
+            else:
+                bad += 1
+                if bad >= config.patience and step >= config.min_steps:
+                    log.info("early stop at step %d: best val median r %.4f", step, best)
+                    break
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        return history
+    finally:
+        for p in model.parameters():
+            p.requires_grad_(True)
 
 
 # -- NRF ----------------------------------------------------------------------
@@ -373,13 +379,8 @@ def train_nrf(
         opt.step()
         return loss.detach()
 
-    try:
-        history = fit_steps(model, take_step, lambda: None if val is None else evaluate(model, val, coords, config),
-                            config, steps_per_epoch=math.ceil(n_train / n_img_step), name="NRF", log=log,
-                            source=source)
-    finally:
-        for p in model.parameters():
-            p.requires_grad_(True)
+    history = fit_steps(model, take_step, lambda: None if val is None else evaluate(model, val, coords, config),
+                        config, steps_per_epoch=math.ceil(n_train / n_img_step), name="NRF", log=log, source=source)
     model.eval()
     return model, history
 

@@ -259,12 +259,8 @@ def train_universal(
         r = _validate(model, subjects, config) if has_val else None
         return None if r is None else {"median_r": r}  # mean over subjects of the val median r
 
-    try:
-        history = fit_steps(model, take_step, validate, config, steps_per_epoch=math.ceil(n_pairs / n_img),
-                            name="Universal", log=log, source=source)
-    finally:
-        for p in model.parameters():
-            p.requires_grad_(True)
+    history = fit_steps(model, take_step, validate, config, steps_per_epoch=math.ceil(n_pairs / n_img),
+                        name="Universal", log=log, source=source)
     return model.select(names[0]).eval(), history
 
 
