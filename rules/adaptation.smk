@@ -184,7 +184,7 @@ rule score_adaptation_decoding:
         download_weights=DECODER["download_weights"],
         # Table 3 (subj07 at its N) shows every method's semantic columns
         every_method_at=lambda wildcards: (
-            figure_shots() if wildcards.subject == "subj07" else 0
+            figure_shots() if wildcards.subject == "subj07" else None
         ),
     script:
         "../workflow_scripts/score_adaptation_decoding.py"

@@ -13,6 +13,6 @@ score_cells(
     snakemake.output[0],
     device=resolve_device(snakemake.params.device),
     allow_download=snakemake.params.download_weights,
-    every_method_at=snakemake.params.every_method_at or None,
+    every_method_at=snakemake.params.every_method_at,
     log=log,
 )
