@@ -30,7 +30,7 @@ import logging
 import math
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Callable, Mapping
 
 import numpy as np
@@ -239,7 +239,8 @@ def evaluate(
 # -- the loop every gradient-trained encoder shares ---------------------------------
 def fit_steps(
     model: nn.Module,
-    take_step: Callable[[int], torch.Tensor],
+    step_loss: Callable[[int], torch.Tensor],
+    optimizer: torch.optim.Optimizer,
     validate: Callable[[], dict | None],
     config: TrainConfig,
     *,
@@ -247,21 +248,29 @@ def fit_steps(
     name: str,
     log: logging.Logger,
     source: str,
+    keep_best: str | None = None,
+    lower_is_better: bool = False,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
 ) -> list[dict]:
-    """Run ``config.max_steps`` steps of ``take_step(step)`` (draw a batch,
-    update, return the detached loss), recording every ``eval_every`` steps
-    (default one epoch) and at the last step.
+    """Run ``config.max_steps`` gradient steps: ``step_loss(step)`` draws a
+    batch and returns its loss, then the loss is checked, back-propagated and
+    ``optimizer`` (and ``scheduler``, if any) stepped. Records every
+    ``eval_every`` steps (default one epoch) and at the last step.
 
     A record holds the step, the mean training loss since the last record,
     ``validate()``'s scores prefixed ``val_`` (when it returns any) and the
-    seconds so far. With ``config.patience`` the state at the best
-    ``val_median_r`` is restored at the end, stopping after ``patience``
-    records without a new best once ``min_steps`` have run. The loss is
-    checked for finiteness at every step on the CPU, at records on a GPU (a
-    per-step check would synchronise). However it ends, every parameter is
-    left trainable again (callers freeze some to finetune the rest). Returns
-    the history.
+    seconds so far. With ``keep_best`` (a record key) the state at its best
+    value is restored at the end (None: the final state is kept); with
+    ``config.patience`` as well, training stops after ``patience`` records
+    without a new best once ``min_steps`` have run. The loss is checked for
+    finiteness before the update at every step on the CPU, and at records on
+    a GPU (a per-step check would synchronise). However it ends, every
+    parameter is left trainable again (callers freeze some to finetune the
+    rest). Returns the history.
     """
+    if config.patience is not None and keep_best is None:
+        raise ValueError("early stopping (patience) needs a record key to keep the best state by")
+    sign = -1.0 if lower_is_better else 1.0
     try:
         eval_every = config.eval_every or max(1, steps_per_epoch)
         check_every_step = model_device(model).type == "cpu"
@@ -269,10 +278,15 @@ def fit_steps(
         best, best_state, bad = -math.inf, None, 0
         running, n_running, t0 = 0.0, 0, time.perf_counter()
         for step in range(1, config.max_steps + 1):
-            loss = take_step(step)
+            loss = step_loss(step)
             if check_every_step:
-                _check_loss(loss, step, source)
-            running = running + loss  # stays on the device: no sync per step
+                _check_loss(loss.detach(), step, source)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            running = running + loss.detach()  # stays on the device: no sync per step
             n_running += 1
             if step % eval_every and step != config.max_steps:
                 continue
@@ -286,18 +300,19 @@ def fit_steps(
             record["seconds"] = time.perf_counter() - t0
             history.append(record)
             log.info("%s step %d: %s", name, step, {k: round(v, 5) for k, v in record.items() if k != "step"})
-            if config.patience is None:
+            if keep_best is None:
                 continue
-            if record["val_median_r"] > best:
-                best, best_state, bad = record["val_median_r"], _copy_state(model), 0
+            if sign * record[keep_best] > best:
+                best, best_state, bad = sign * record[keep_best], _copy_state(model), 0
                 record["best"] = True
-            else:
+            elif config.patience is not None:
                 bad += 1
                 if bad >= config.patience and step >= config.min_steps:
-                    log.info("early stop at step %d: best val median r %.4f", step, best)
+                    log.info("early stop at step %d: best %s %.4f", step, keep_best, sign * best)
                     break
         if best_state is not None:
             model.load_state_dict(best_state)
+            log.info("%s: kept the state at the best %s, %.5f", name, keep_best, sign * best)
         return history
     finally:
         for p in model.parameters():
@@ -366,21 +381,18 @@ def train_nrf(
         n_train, n_vox, config.max_steps, n_img_step, n_vox_step, config.voxel_sampling, config.trainable,
     )
 
-    def take_step(step: int) -> torch.Tensor:
+    def step_loss(step: int) -> torch.Tensor:
         rows = torch.randperm(n_train, generator=gen)[:n_img_step]
         cols = sample_voxels(n_vox, n_vox_step, len(rows), config.voxel_sampling, gen)
         target = torch.gather(responses[rows], 1, cols) if cols.ndim == 2 else responses[rows][:, cols]
         target = target.to(device, non_blocking=True)
         with _autocast(device, config.precision):
             pred = model(_take(feats, rows, device), coords_t[cols.to(device)])
-        loss = nrf_loss(pred.float(), target, config.alpha)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return loss.detach()
+        return nrf_loss(pred.float(), target, config.alpha)
 
-    history = fit_steps(model, take_step, lambda: None if val is None else evaluate(model, val, coords, config),
-                        config, steps_per_epoch=math.ceil(n_train / n_img_step), name="NRF", log=log, source=source)
+    history = fit_steps(model, step_loss, opt, lambda: None if val is None else evaluate(model, val, coords, config),
+                        config, steps_per_epoch=math.ceil(n_train / n_img_step), name="NRF", log=log, source=source,
+                        keep_best=None if config.patience is None else "val_median_r")
     model.eval()
     return model, history
 
@@ -400,8 +412,10 @@ def train_linear(
     ``config.epochs`` epochs of shuffled minibatches (``batch_images``), MSE,
     AdamW with the learning rate decaying linearly from ``lr`` to 0 over the
     run; keeps the epoch with the lowest validation MSE (the last epoch when
-    ``val`` is None). History: one dict per epoch (epoch, step, train_loss,
-    val_median_r, val_mean_r, val_mse, seconds).
+    ``val`` is None). The epochs run through ``fit_steps``, the loop NRF and
+    Universal use, recording once per epoch. History: one dict per epoch
+    (epoch, step, train_loss as the mean of the epoch's batch losses,
+    val_median_r, val_mean_r, val_mse, best, seconds).
     """
     log = log or logger
     device = torch.device(config.device)
@@ -417,39 +431,25 @@ def train_linear(
     total = config.epochs * steps_per_epoch
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: max(0.0, 1.0 - t / total))
     gen = torch.Generator().manual_seed(config.seed)
-
-    history: list[dict] = []
-    best, best_state, step, t0 = math.inf, None, 0, time.perf_counter()
+    perm = torch.empty(0, dtype=torch.long)
     log.info("linear: %d training images, %d voxels, %d epochs", n_train, n_vox, config.epochs)
-    for epoch in range(1, config.epochs + 1):
-        perm = torch.randperm(n_train, generator=gen)
-        total_loss = 0.0
-        for i in range(0, n_train, batch):
-            rows = perm[i : i + batch]
-            with _autocast(device, config.precision):
-                pred = model(emb[rows].to(device))
-            loss = F.mse_loss(pred.float(), responses[rows].to(device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            step += 1
-            total_loss += float(loss.detach()) * len(rows)
-        record = {"epoch": epoch, "step": step, "train_loss": total_loss / n_train}
-        _check_loss(record["train_loss"], step, source)
-        if val is not None:
-            val_emb = EncodingSplit({"embedding": val.features["embedding"]}, val.responses)
-            scores = evaluate(model, val_emb, None, config)
-            model.train()
-            record.update({f"val_{k}": v for k, v in scores.items()})
-            if record["val_mse"] < best:
-                best, best_state = record["val_mse"], _copy_state(model)
-                record["best"] = True
-        record["seconds"] = time.perf_counter() - t0
-        history.append(record)
-        log.debug("linear epoch %d: %s", epoch, record)
-    if best_state is not None:
-        model.load_state_dict(best_state)
-        log.info("linear: best val MSE %.5f", best)
+
+    def step_loss(step: int) -> torch.Tensor:
+        nonlocal perm
+        i = (step - 1) % steps_per_epoch * batch
+        if i == 0:  # a new epoch: a new shuffle of every training image
+            perm = torch.randperm(n_train, generator=gen)
+        rows = perm[i : i + batch]
+        with _autocast(device, config.precision):
+            pred = model(emb[rows].to(device))
+        return F.mse_loss(pred.float(), responses[rows].to(device))
+
+    val_emb = None if val is None else EncodingSplit({"embedding": val.features["embedding"]}, val.responses)
+    epochs = replace(config, max_steps=total, eval_every=steps_per_epoch, patience=None, min_steps=0)
+    history = fit_steps(model, step_loss, opt, lambda: None if val_emb is None else evaluate(model, val_emb, None, config),
+                        epochs, steps_per_epoch=steps_per_epoch, name="linear", log=log, source=source,
+                        keep_best=None if val is None else "val_mse", lower_is_better=True, scheduler=sched)
+    for record in history:
+        record["epoch"] = record["step"] // steps_per_epoch
     model.eval()
     return model, history

@@ -220,3 +220,26 @@ def test_non_finite_loss_stops_with_step_and_source(problem):
     cfg = TrainConfig(**{**FAST, "batch_images": 110}, max_steps=5, eval_every=5, patience=None)
     with pytest.raises(FloatingPointError, match=r"step 1 on prepared/subj02.hdf5"):
         train_nrf(bad, val, coords, cfg, model_config=MODEL, source="prepared/subj02.hdf5")
+
+
+def test_non_finite_loss_is_caught_before_the_update(problem):
+    # finetuning updates the model in place: a NaN batch must not reach its weights
+    train, val, coords = problem
+    bad = EncodingSplit(train.features, np.full_like(train.responses, np.nan))
+    model = NRF(MODEL, init_seed=0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg = TrainConfig(**FAST, max_steps=3, patience=None)
+    with pytest.raises(FloatingPointError, match="step 1"):
+        train_nrf(bad, None, coords, cfg, model=model)
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())
+
+
+def test_linear_epochs_reshuffle_and_replay(problem):
+    # the shared loop walks whole epochs: every image once per epoch, same seed same weights
+    train, val, _ = problem
+    cfg = TrainConfig(batch_images=32, lr=1e-2, epochs=3, seed=5)
+    a, history = train_linear(train, val, cfg)
+    b, _ = train_linear(train, val, cfg)
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    assert [h["step"] for h in history] == [4, 8, 12]  # 110 images in batches of 32
+    assert all(torch.equal(a.state_dict()[k], v) for k, v in b.state_dict().items())

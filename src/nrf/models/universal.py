@@ -238,7 +238,7 @@ def train_universal(
     log.info("Universal: subjects %s, %d training images, %d steps max, batch %d x %d, trainable=%s",
              names, n_pairs, config.max_steps, n_img, n_vox, trainable)
 
-    def take_step(step: int) -> torch.Tensor:
+    def step_loss(step: int) -> torch.Tensor:
         pairs = torch.randperm(n_pairs, generator=gen)[:n_img]
         emb_rows, targets = [], []
         for p in pairs.tolist():
@@ -249,18 +249,15 @@ def train_universal(
         tables = [model.embeddings[n] for n in names]
         emb = torch.stack([tables[s][cols.to(device)] for s, cols in emb_rows])  # (n, k, E)
         values, keys_ = model.image_code({k: v[pairs].to(device) for k, v in feats.items()})
-        loss = nrf_loss(model.respond(values, keys_, emb), torch.stack(targets).to(device), config.alpha)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return loss.detach()
+        return nrf_loss(model.respond(values, keys_, emb), torch.stack(targets).to(device), config.alpha)
 
     def validate() -> dict | None:
         r = _validate(model, subjects, config) if has_val else None
         return None if r is None else {"median_r": r}  # mean over subjects of the val median r
 
-    history = fit_steps(model, take_step, validate, config, steps_per_epoch=math.ceil(n_pairs / n_img),
-                        name="Universal", log=log, source=source)
+    history = fit_steps(model, step_loss, opt, validate, config, steps_per_epoch=math.ceil(n_pairs / n_img),
+                        name="Universal", log=log, source=source,
+                        keep_best=None if config.patience is None else "val_median_r")
     return model.select(names[0]).eval(), history
 
 
