@@ -33,12 +33,13 @@ def low_data_run(simulated_subject):
         predict_test(ckpt, prepared, features, preds, device="cpu")
         score_predictions(preds, prepared, scores)
         medians[kind] = float(np.nanmedian(pd.read_csv(scores)["pearson"]))
+    print(f"N={N_TRAIN} test median r:", {k: round(v, 3) for k, v in medians.items()})
     return root, prepared, medians
 
 
 def test_nrf_beats_linear_with_200_images(low_data_run):
     _, _, medians = low_data_run
-    # seed 0 measured: NRF 0.391, linear 0.278
+    # seed 0, one torch thread, measured: NRF 0.379, linear 0.278
     assert medians["nrf"] > medians["linear"] + 0.05, medians
 
 

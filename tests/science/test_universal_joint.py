@@ -14,7 +14,6 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from nrf.data.predictions import write_predictions
 from nrf.encoding import predict_test, score_predictions, train_encoder
@@ -26,7 +25,6 @@ from nrf.voxel_table import write_voxel_table
 pytestmark = pytest.mark.science
 SUBJECTS = ["subj01", "subj02", "subj05"]
 TARGET = SUBJECTS[0]
-torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")

@@ -17,14 +17,6 @@ from nrf.features.base import check_features  # noqa: E402
 from nrf.features.clip import ClipViTB16, _is_torchscript_archive  # noqa: E402
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def extractor():
     return ClipViTB16(None, allow_random=True, seed=0)

@@ -16,7 +16,6 @@ from nrf.models.fwrf import FWRFConfig, fit_fwrf, pooling_fields, rf_candidates
 from nrf.models.universal import SubjectData, UniversalConfig, UniversalEncoder, train_universal
 from nrf.training import EncodingSplit, TrainConfig, predict
 
-torch.set_num_threads(1)
 
 GRID, TOK, EMB = 3, 5, 6
 

@@ -21,7 +21,6 @@ from nrf.data.prepared import PreparedSubject, write_prepared
 from nrf.models.nrf import NRF, NRFConfig
 from nrf.training import EncodingSplit, TrainConfig, evaluate, nrf_loss, predict, train_linear, train_nrf
 
-torch.set_num_threads(1)
 
 N_TOK, TOK, EMB = 4, 6, 8
 MODEL = NRFConfig(TOK, N_TOK, EMB, merger_token_dim=4, merger_dim=8, depth=3, width=32, fourier_scale=4.0)
