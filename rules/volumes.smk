@@ -1,11 +1,10 @@
 # Query a trained NRF anywhere (issue 11): volumes on MNI grids at any
 # resolution, an in-silico contrast, and the resolution claim tested against
-# the simulator's ground truth. Settings the rules share, not config keys yet.
+# the simulator's ground truth. Settings: config["volumes"].
 VOLUME_SUBJECT = SUBJECTS[0]
-VOLUME_IMAGES = 3  # test images per volume and in fig_volume
-CONTRAST_IMAGES = 12  # images per category in the contrast
-RESOLUTION_LATTICE_MM = 1.0
-RESOLUTION_MAX_POINTS = 4000
+VOLUME_CONFIG = config["volumes"]
+# fig_volume's grids, named as the resolution wildcard spells them (1.0 -> "1")
+FIGURE_GRIDS_MM = [f"{mm:g}" for mm in VOLUME_CONFIG["figure_resolutions_mm"]]
 
 
 # The simulator's parameters rebuild its ground truth (None on real NSD); the
@@ -48,8 +47,8 @@ rule query_images:
         mem_mb=2000,
         runtime=10,
     params:
-        n_test=VOLUME_IMAGES,
-        n_category=CONTRAST_IMAGES,
+        n_test=VOLUME_CONFIG["test_images"],
+        n_category=VOLUME_CONFIG["contrast_images"],
         simulation=VOLUME_SIMULATION,
         subjects=SUBJECTS,
         seed=config["seed"],
@@ -114,7 +113,7 @@ rule contrast:
         runtime=30,
         gpu=1 if DATASET == "nsd" else 0,
     params:
-        resolution=2.0,
+        resolution=VOLUME_CONFIG["contrast_resolution_mm"],
         mask="training",
         labels=["faces", "places"],
         stimulus_size=STIMULUS_SIZE,
@@ -158,8 +157,8 @@ rule table_resolution:
         simulation=VOLUME_SIMULATION,
         subjects=SUBJECTS,
         seed=config["seed"],
-        lattice_mm=RESOLUTION_LATTICE_MM,
-        max_points=RESOLUTION_MAX_POINTS,
+        lattice_mm=VOLUME_CONFIG["resolution_lattice_mm"],
+        max_points=VOLUME_CONFIG["resolution_max_points"],
         chunk_points=config["predict_chunk_voxels"],
         device=config["device"],
     script:
@@ -168,8 +167,8 @@ rule table_resolution:
 
 rule fig_volume:
     input:
-        coarse=f"results/{DATASET}/volumes/{VOLUME_SUBJECT}/test_1.8mm.nii.gz",
-        fine=f"results/{DATASET}/volumes/{VOLUME_SUBJECT}/test_1mm.nii.gz",
+        coarse=f"results/{DATASET}/volumes/{VOLUME_SUBJECT}/test_{FIGURE_GRIDS_MM[0]}mm.nii.gz",
+        fine=f"results/{DATASET}/volumes/{VOLUME_SUBJECT}/test_{FIGURE_GRIDS_MM[1]}mm.nii.gz",
         prepared=prepared(VOLUME_SUBJECT),
     output:
         report(
@@ -187,8 +186,8 @@ rule fig_volume:
         mem_mb=4000,
         runtime=10,
     params:
-        resolutions=[1.8, 1.0],
-        n_images=VOLUME_IMAGES,
+        resolutions=VOLUME_CONFIG["figure_resolutions_mm"],
+        n_images=VOLUME_CONFIG["test_images"],
         simulation=VOLUME_SIMULATION,
         subjects=SUBJECTS,
         seed=config["seed"],

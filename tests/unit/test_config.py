@@ -23,6 +23,9 @@ def test_default_config_resolves_simulated_preset(default_config):
     # a key the preset leaves out comes from the schema default
     assert config["train"]["alpha"] == pytest.approx(0.1)
     assert config["nsd"]["betas_source"] == "hdf5_ranges"
+    # a section the user leaves out is filled from the schema
+    del default_config["volumes"]
+    assert validate_config(default_config, SCHEMA)["volumes"]["figure_resolutions_mm"] == [1.8, 1.0]
 
 
 def test_dataset_nsd_switches_to_paper_sizes(default_config):
@@ -59,6 +62,8 @@ def test_simulated_sessions_follow_trial_count(default_config):
         ({"protocol": "sloppy"}, ["protocol", "paper, clean"]),
         ({"sessions": {"subj03": 40}, "dataset": "nsd"}, ["sessions.subj03", "1..32"]),
         ({"simulation": {"trials_per_session": 7}}, ["simulation.trials_per_session", "divide"]),
+        ({"volumes": {"figure_resolutions_mm": [1.8]}}, ["volumes.figure_resolutions_mm", "too short"]),
+        ({"volumes": {"resolution_lattice_mm": 0}}, ["volumes.resolution_lattice_mm", "minimum"]),
     ],
 )
 def test_bad_config_names_key_and_allowed_values(default_config, change, expected):

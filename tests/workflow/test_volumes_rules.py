@@ -8,10 +8,10 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+from tiny_workflow import TINY
 
 pytestmark = pytest.mark.workflow
-
-
+VOLUMES = TINY["volumes"]
 
 TARGETS = ["results/simulated/tables/table_resolution.csv", "results/simulated/figures/fig_volume.png",
            "results/simulated/volumes/subj01/face_vs_place.png"]
@@ -23,10 +23,10 @@ def run(tiny_run):
 
 
 def test_volumes_on_mni_grids(run):
-    for res in (1.8, 1.0):
+    for res in VOLUMES["figure_resolutions_mm"]:
         path = run / f"results/simulated/volumes/subj01/test_{res:g}mm.nii.gz"
         img = nib.load(path)
-        assert img.shape[3] == 3 and img.get_data_dtype() == np.float32
+        assert img.shape[3] == VOLUMES["test_images"] and img.get_data_dtype() == np.float32
         np.testing.assert_allclose(nib.affines.voxel_sizes(img.affine), res)
         assert int(img.header["sform_code"]) == 4 == int(img.header["qform_code"])
         side = json.loads(Path(str(path) + ".json").read_text())
@@ -40,6 +40,7 @@ def test_table_resolution_rows(run):
     assert {("NRF", "queried"), ("NRF", "trilinear"), ("Linear", "nearest"), ("Linear", "trilinear"),
             ("Truth (noiseless)", "trilinear")} <= got
     assert np.isfinite(table["r_mean"]).all() and (table["n_points"] > 100).all()
+    assert (table["n_points"] <= VOLUMES["resolution_max_points"]).all()
     truth = table[table["model"] == "Truth (noiseless)"].set_index("method")["r_mean"]
     assert truth["trilinear"] > 0.8  # the field is smooth on the voxels' scale
     assert "Resolution" in (run / "results/simulated/tables/table_resolution.md").read_text()

@@ -14,6 +14,8 @@ TINY = {
     "shots": [20],
     "simulation": {"n_train_images": 60, "n_test_images": 20, "repeats": 3, "trials_per_session": 60, "image_size": 32},
     "ablations": {"depths": [2, 3], "widths": [16, 32]},
+    # not the default's grids and counts, so the rules are seen to take them from config
+    "volumes": {"test_images": 2, "figure_resolutions_mm": [1.8, 1.2], "resolution_max_points": 2000},
     "presets": {
         "simulated": {
             "features": {"extractor": "filterbank"},
