@@ -171,6 +171,20 @@ def estimate_subject(step_s: float, infer_qps: float, epochs: int) -> dict:
             "eval_min": eval_s / 60, "total_min": (train_s + eval_s) / 60}
 
 
+def required_throughput(epochs: int, mode: str, budget_min: float = 15.0) -> dict:
+    """The arithmetic behind the 15-minute target, independent of any device:
+    one subject's FLOPs (``epochs`` x 282 split-route steps, a validation pass
+    per epoch and a test prediction, each pass 1,000 x 15,724 forward queries)
+    and the sustained TFLOP/s that fits them in ``budget_min`` minutes."""
+    c = model_config(SIZES[PAPER])
+    steps = epochs * math.ceil(TRAIN_IMAGES / BATCH_IMAGES)
+    train = steps * step_flops(c, BATCH_IMAGES, 2000, mode, "split")
+    passes = (epochs + 1) * step_flops(c, VAL_IMAGES, N_VOXELS, "shared", "split") / 3  # forward only
+    total = train + passes
+    return {"epochs": epochs, "mode": mode, "steps": steps, "pflop": total / 1e15,
+            "tflops_needed": total / (budget_min * 60) / 1e12}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -201,6 +215,7 @@ def main(argv=None):
     result = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "device": name,
               "torch": torch.__version__, "steps": args.steps, "load_avg_1min": os.getloadavg()[0], "peak_tflops": peak, "rows": [], "inference": [],
               "estimates": []}
+    result["target"] = [required_throughput(e, m) for m in args.modes for e in args.epochs]
     for size_name in args.sizes:
         size = SIZES[size_name] if not args.batch else (*SIZES[size_name][:-2], *args.batch)
         config = model_config(size)
@@ -278,6 +293,14 @@ def render(result) -> str:
                   "evaluation (min) | total (min) |", "|---|---|---|---|---|---|---|"]
         lines += [f"| {e['precision']} | {e['mode']} | {e['epochs']} | {e['steps']:,} | {e['train_min']:.1f} | "
                   f"{e['eval_min']:.1f} | **{e['total_min']:.1f}** |" for e in result["estimates"]]
+    reference = peak or PEAK_BF16_TFLOPS["H200"]
+    lines += ["", f"What the 15-minute target asks of the device (arithmetic, no timing): one subject's FLOPs at the "
+              f"paper's size and the sustained throughput that fits them in 15 minutes, as a share of "
+              f"{'this device' if peak else 'an H200'}'s dense bf16 peak ({reference:g} TFLOP/s):", "",
+              "| voxel sampling | epochs until early stop | steps | PFLOP | TFLOP/s needed | of peak |",
+              "|---|---|---|---|---|---|"]
+    lines += [f"| {t['mode']} | {t['epochs']} | {t['steps']:,} | {t['pflop']:.0f} | {t['tflops_needed']:.0f} | "
+              f"{t['tflops_needed'] / reference:.0%} |" for t in result["target"]]
     return "\n".join(lines)
 
 

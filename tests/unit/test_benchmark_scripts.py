@@ -30,6 +30,15 @@ def test_paper_step_is_about_40_tflop_and_split_saves_the_first_layer():
     assert flops["per_image", "concat"] == flops["shared", "concat"]
 
 
+def test_fifteen_minute_target_asks_a_third_of_an_h200_at_20_epochs():
+    split = _load("split_first_layer")
+    need = {e: split.required_throughput(e, "per_image") for e in (10, 20, 40)}
+    # 20 epochs: 5,640 steps x 38.8 TFLOP + 21 passes x 1,000 x 15,724 queries x ~201 MFLOP = 285 PFLOP
+    assert need[20]["steps"] == 5640 and need[20]["pflop"] == pytest.approx(285, rel=0.01)
+    assert need[20]["tflops_needed"] == pytest.approx(317, rel=0.01)
+    assert need[10]["tflops_needed"] < need[20]["tflops_needed"] < need[40]["tflops_needed"] < 989
+
+
 def test_tiny_cpu_run_writes_rows_for_both_modes_and_routes(tmp_path):
     split = _load("split_first_layer")
     out = tmp_path / "r.json"
@@ -38,6 +47,7 @@ def test_tiny_cpu_run_writes_rows_for_both_modes_and_routes(tmp_path):
     assert {(r["mode"], r["route"]) for r in result["rows"]} == {
         (m, r) for m in split.MODES for r in split.ROUTES}
     assert all(r["ms_per_step"] > 0 and r["tflop_per_step"] > 0 for r in result["rows"])
+    assert len(result["target"]) == len(split.MODES) * 3
     est = split.estimate_subject(step_s=0.1, infer_qps=1e7, epochs=10)
     assert est["steps"] == 2820 and est["train_min"] == pytest.approx(4.7)
     assert est["eval_min"] == pytest.approx(11 * 1000 * 15724 / 1e7 / 60)
