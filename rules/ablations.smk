@@ -41,6 +41,7 @@ rule ablation_architecture:
     output:
         checkpoint="results/{dataset}/ablations/models/nrf_depth{depth}_width{width}.pt",
         scores="results/{dataset}/ablations/scores/nrf_depth{depth}_width{width}.csv",
+        training="results/{dataset}/ablations/scores/nrf_depth{depth}_width{width}_training.json",
     log:
         "logs/ablation_architecture/{dataset}_depth{depth}_width{width}.log",
     benchmark:
@@ -97,6 +98,7 @@ rule build_table4:
 rule build_table5:
     input:
         scores=architecture_scores("depth"),
+        trainings=architecture_scores("depth", "_training.json"),
         paper=PAPER_TABLES,
     output:
         csv="results/{dataset}/tables/table5.csv",
@@ -131,6 +133,7 @@ rule build_table5:
 rule build_table6:
     input:
         scores=architecture_scores("width"),
+        trainings=architecture_scores("width", "_training.json"),
         paper=PAPER_TABLES,
     output:
         csv="results/{dataset}/tables/table6.csv",

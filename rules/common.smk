@@ -383,16 +383,17 @@ TABLE4_N = min(config["ablations"]["finetune_n"], max(SHOTS))
 ABLATION_MAX_STEPS = config["ablations"].get("max_steps", config["train"]["max_steps"])
 
 
-def architecture_scores(axis):
+def architecture_scores(axis, suffix=".csv"):
     """Per-voxel scores of Table 5's depths (axis "depth") or Table 6's widths,
-    the other size kept at the configured NRF's."""
+    the other size kept at the configured NRF's; suffix "_training.json" names
+    how each of those trainings ended instead."""
     nrf = config["nrf"]
     values = config["ablations"][f"{axis}s"]
     pairs = [
         (v, nrf["width"]) if axis == "depth" else (nrf["depth"], v) for v in values
     ]
     return [
-        f"results/{DATASET}/ablations/scores/nrf_depth{d}_width{w}.csv"
+        f"results/{DATASET}/ablations/scores/nrf_depth{d}_width{w}{suffix}"
         for d, w in pairs
     ]
 

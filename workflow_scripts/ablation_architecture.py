@@ -8,4 +8,5 @@ train_architecture(
     snakemake.input.prepared, snakemake.input.features, snakemake.output.checkpoint, snakemake.output.scores,
     model_options=dict(p.model_options, depth=int(w.depth), width=int(w.width)),
     train_options=capped(p.train_options, p.max_steps), seed=p.seed, device=p.device, log=log,
+    out_training=snakemake.output.training,
 )

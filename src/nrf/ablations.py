@@ -14,7 +14,9 @@ and the adaptation cell and schedules (nrf.adaptation).
 
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -73,15 +75,32 @@ def capped(train_options: dict, max_steps: int | None) -> dict:
     return dict(train_options, max_steps=steps, min_steps=min(train_options.get("min_steps", 0), steps))
 
 
+def training_summary(history: list[dict], max_steps: int) -> dict:
+    """How a training ended, from its history: steps run, the step of the best
+    validation median r, whether early stopping ended it, and whether it was
+    still improving when the step cap did (its best record was its last)."""
+    steps = int(history[-1]["step"]) if history else 0
+    scored = [h for h in history if "val_median_r" in h]
+    best = max(scored, key=lambda h: h["val_median_r"]) if scored else None
+    return {
+        "steps": steps, "max_steps": int(max_steps), "best_step": None if best is None else int(best["step"]),
+        "stopped_early": steps < max_steps,
+        "improving_at_cap": steps >= max_steps and best is not None and best is scored[-1],
+        "val_median_r": [[int(h["step"]), float(h["val_median_r"])] for h in scored],
+    }
+
+
 def train_architecture(
     prepared_path, features_path, out_checkpoint, out_scores, *, model_options: dict, train_options: dict,
-    seed: int, device: str = "cpu", log: logging.Logger | None = None,
+    seed: int, device: str = "cpu", log: logging.Logger | None = None, out_training=None,
 ) -> dict:
     """Train an NRF of the given sizes on the full training set (nrf.encoding.train_encoder,
     the same schedule as the pipeline's own NRF) and score it on the test images.
 
-    Writes the checkpoint and the per-voxel scores CSV (voxel, pearson, mse;
-    the format of results/{dataset}/scores/). Returns {"pearson", "mse", "steps"}.
+    Writes the checkpoint, the per-voxel scores CSV (voxel, pearson, mse; the
+    format of results/{dataset}/scores/) and, given ``out_training``, a JSON
+    :func:`training_summary` (the tables say which rows the step cap cut off
+    while still improving). Returns {"pearson", "mse", "steps"}.
     """
     log = log or logger
     device = resolve_device(device)
@@ -98,6 +117,10 @@ def train_architecture(
             tmp, index=False, float_format="%.9g")
     out = score(pred, prep.test.responses)
     steps = int(ckpt["history"][-1]["step"]) if ckpt["history"] else 0
+    if out_training is not None:
+        summary = training_summary(ckpt["history"], train_options["max_steps"])
+        with atomic_output(out_training) as tmp:
+            Path(tmp).write_text(json.dumps(summary, indent=1))
     log.info("depth %d width %d: median r %.4f after %d steps", ckpt["model_config"]["depth"],
              ckpt["model_config"]["width"], out["pearson"], steps)
     return {"pearson": out["pearson"], "mse": out["mse"], "steps": steps}

@@ -1,11 +1,13 @@
 """Figure 4 and Tables 4-6 from synthetic rows: the numbers they show and the files they write."""
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from nrf.ablations import training_summary
 from nrf.reporting.ablation_tables import paper_rows_for, write_architecture_table, write_table4
 from nrf.reporting.figure4 import summary, write_figure4
 from nrf.reporting.tables import paper_values
@@ -76,11 +78,23 @@ def test_width_table_sets_scaled_widths_beside_the_papers_by_rank(tmp_path, rng)
     assert paper_rows_for("width", [2048, 4096, 8192], paper)[0] == ["NRF width 2048", "NRF width 4096",
                                                                      "NRF width 8192"]
     scores = [_scores(tmp_path / f"w{w}.csv", rng.uniform(0, 0.6, 50)) for w in (64, 128, 256)]
+    # width 64 peaked and stopped early; 128 ran to the cap past its peak; 256 was still rising at the cap
+    histories = {64: [(100, 0.2), (200, 0.3), (300, 0.25), (400, 0.24)], 128: [(200, 0.3), (400, 0.35), (600, 0.34)],
+                 256: [(200, 0.1), (400, 0.2), (600, 0.3)]}
+    trainings = []
+    for w, points in histories.items():
+        summary = training_summary([{"step": st, "val_median_r": r} for st, r in points], max_steps=600)
+        trainings.append(tmp_path / f"w{w}.json")
+        trainings[-1].write_text(json.dumps(summary))
     out = {k: tmp_path / f"t6.{k}" for k in ("csv", "md", "html")}
     table = write_architecture_table("table6", "width", [64, 128, 256], scores, paper_csv=PAPER, subject="subj01",
                                      protocol="paper", dataset="simulated", test_images="seen_by_all",
                                      fixed={"depth": 4}, max_steps=600, out_csv=out["csv"], out_md=out["md"],
-                                     out_html=out["html"])
+                                     out_html=out["html"], trainings=trainings)
+    assert table["improving_at_cap"].tolist() == [False, False, True]
+    assert table["steps"].tolist() == [400, 600, 600] and table["best_step"].tolist() == [200, 400, 600]
+    assert "cap ended training: NRF width 256 (best" in out["md"].read_text()
+    assert "600 (600) still rising" in out["md"].read_text()
     assert list(table["method"]) == ["NRF width 64", "NRF width 128", "NRF width 256"]
     assert table["pearson_paper"].tolist() == pytest.approx([0.358, 0.36, 0.353])
     assert table["pearson_mean"].iloc[0] == pytest.approx(np.median(pd.read_csv(scores[0])["pearson"]))

@@ -8,6 +8,9 @@ like Table 1 (median over voxels).
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -119,16 +122,29 @@ def paper_rows_for(axis: str, values, paper: pd.DataFrame) -> tuple[list[str], s
     return labels, f"The paper reports {axis}s {', '.join(m.split()[-1] for m in theirs)}; rows it lacks show n/a."
 
 
+def _cap_note(table: pd.DataFrame, max_steps: int) -> str:
+    """Which rows the step cap ended while their validation r was still rising."""
+    rising = table.loc[table["improving_at_cap"], "method"].tolist()
+    if not rising:
+        return "Every row stopped early or peaked before the step cap."
+    return (f"Still improving when the {max_steps}-step cap ended training: {', '.join(rising)} (best validation r "
+            f"at the last evaluation), so these rows show how fast each size learns within the cap, not what it "
+            f"can reach.")
+
+
 def write_architecture_table(name: str, axis: str, values, score_csvs, *, paper_csv, subject: str, protocol: str,
                              dataset: str, test_images: str, fixed: dict, max_steps: int,
-                             out_csv, out_md, out_html) -> pd.DataFrame:
+                             out_csv, out_md, out_html, trainings=None) -> pd.DataFrame:
     """Table 5 (axis "depth") or Table 6 (axis "width"): one NRF per value on the full training set.
 
     score_csvs : per-voxel score CSVs in the order of ``values``
+    trainings  : the trainings' summaries (JSON, nrf.ablations.training_summary) in the same order;
+                 they add steps, the best step and whether the cap cut a still-improving run short
     fixed      : the other sizes, e.g. {"width": 128}
     """
-    if len(score_csvs) != len(values):
-        raise ValueError(f"{name}: {len(score_csvs)} score files for {len(values)} {axis}s")
+    if len(score_csvs) != len(values) or (trainings is not None and len(trainings) != len(values)):
+        raise ValueError(f"{name}: {len(score_csvs)} score files and {len(trainings or [])} training summaries "
+                         f"for {len(values)} {axis}s")
     paper = paper_values(paper_csv, name)
     matched, how = paper_rows_for(axis, values, paper)
     labels = [f"NRF {axis} {v}" for v in values]
@@ -136,6 +152,11 @@ def write_architecture_table(name: str, axis: str, values, score_csvs, *, paper_
     table.insert(1, axis, list(values))
     table.insert(2, "protocol", protocol)
     table.insert(3, "dataset", dataset)
+    if trainings is not None:
+        summaries = [json.loads(Path(t).read_text()) for t in trainings]
+        table["steps"] = [s["steps"] for s in summaries]
+        table["best_step"] = [s["best_step"] for s in summaries]
+        table["improving_at_cap"] = [bool(s["improving_at_cap"]) for s in summaries]
     other = ", ".join(f"{k} {v}" for k, v in fixed.items())
     note = (
         f"Dataset: **{dataset}**; protocol: **{protocol}**. One NRF per row ({other}) trained on {subject}'s "
@@ -143,6 +164,7 @@ def write_architecture_table(name: str, axis: str, values, score_csvs, *, paper_
         + (", early stopping on the test images as the authors do" if protocol == "paper" else "")
         + "). Cells: median over voxels of the test Pearson r and MSE (one training per row, so no SEM). "
         + how + " " + test_images_note(dataset, test_images) + f" This run: {_best(table)}"
+        + (" " + _cap_note(table, max_steps) if trainings is not None else "")
         + (" The paper column is real NSD with CLIP ViT-B/16; a simulated run is not expected to match it."
            if dataset != "nsd" else "")
     )

@@ -127,6 +127,9 @@ def shown_columns(table: pd.DataFrame) -> pd.DataFrame:
             "MSE (paper)": table["mse_paper"].map(_paper),
         }
     )
+    if "improving_at_cap" in table:
+        shown["Steps (best at)"] = [f"{n} ({b}){' still rising' if up else ''}" for n, b, up in
+                                    zip(table["steps"], table["best_step"], table["improving_at_cap"])]
     if "nc_mean" in table:
         shown["% of noise ceiling ↑ (this run)"] = _column(table, "nc", digits=1)
     if "top1_mean" in table:
