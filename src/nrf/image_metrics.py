@@ -331,19 +331,22 @@ def load_network(network: str, *, allow_download: bool = True) -> torch.nn.Modul
 
 
 @functools.lru_cache(maxsize=None)
-def _load_once(network: str, allow_download: bool) -> "torch.nn.Module | NetworkUnavailable":
+def _load_once(network: str, allow_download: bool) -> "torch.nn.Module | str":
+    """The network, or why it is unavailable. The reason is kept as text: a cached
+    exception raised again gathers every frame it passes through into its
+    traceback, and with them each scored set's images, for the whole process."""
     try:
         return load_network(network, allow_download=allow_download)
     except NetworkUnavailable as error:
-        return error
+        return str(error)
 
 
 def shared_network(network: str, *, allow_download: bool = True) -> torch.nn.Module:
     """:func:`load_network`, once per process, a failure included: a job that
     scores many reconstruction sets (every adaptation cell) loads each network once."""
     result = _load_once(network, bool(allow_download))
-    if isinstance(result, NetworkUnavailable):
-        raise result
+    if isinstance(result, str):
+        raise NetworkUnavailable(result)
     return result
 
 
@@ -387,17 +390,17 @@ def evaluate(seen, recon, *, metrics: Sequence[str] = METRICS, device: str = "cp
         results["pixcorr"] = {"value": pixcorr(seen, recon), "note": "pixels at 425x425"}
     if "ssim" in metrics:
         results["ssim"] = {"value": ssim(seen, recon), "note": "grayscale at 425x425"}
-    networks: dict[str, torch.nn.Module | NetworkUnavailable] = {}
+    networks: dict[str, torch.nn.Module | str] = {}  # a network, or why it is unavailable
     for metric in (m for m in metrics if m in FEATURE_SOURCES):
         source = FEATURE_SOURCES[metric]
         if source.network not in networks:
             try:
                 networks[source.network] = loader(source.network, allow_download=allow_download)
-            except NetworkUnavailable as error:
-                logger.warning("%s: n/a, %s", metric, error)
-                networks[source.network] = error
+            except NetworkUnavailable as error:  # kept as text: the exception's traceback holds this frame
+                networks[source.network] = str(error)
+                logger.warning("%s: n/a, %s", metric, networks[source.network])
         model = networks[source.network]
-        if isinstance(model, NetworkUnavailable):
+        if isinstance(model, str):
             results[metric] = {"value": float("nan"), "note": f"n/a: {model}"}
             continue
         seen_f = network_features(model, seen, source, device=device)

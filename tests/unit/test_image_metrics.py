@@ -166,6 +166,31 @@ def test_each_network_is_loaded_once_per_process(pair, tmp_path, monkeypatch):
     assert calls == ["alexnet"]
 
 
+def test_scoring_with_an_unavailable_network_keeps_no_images_alive(tmp_path, monkeypatch):
+    """A job scores dozens of reconstruction sets in one process, so nothing of a
+    scored set may outlive its call. The cached n/a reason, re-raised, once
+    gathered every call's frame, with its resized images, into its traceback
+    (+150 MB a set of 100 images in score_adaptation_decoding)."""
+    import gc
+    import types
+
+    def live_evaluate_frames():
+        gc.collect()
+        return [o for o in gc.get_objects() if isinstance(o, types.FrameType) and o.f_code is im.evaluate.__code__]
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    rng = np.random.default_rng(0)
+    im._load_once.cache_clear()
+    try:
+        for _ in range(3):
+            seen, recon = rng.random((2, 2, 3, 32, 32), dtype=np.float32)
+            results = im.evaluate(seen, recon, metrics=("alex2", "inception"), allow_download=False)
+            assert np.isnan(results["alex2"]["value"])
+        assert live_evaluate_frames() == []
+    finally:
+        im._load_once.cache_clear()
+
+
 def test_layer_names_exist_in_the_real_architectures(pair):
     """Plumbing only: torchvision's architectures, untrained, expose the layers the metrics tap.
 
