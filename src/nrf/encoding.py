@@ -1,7 +1,7 @@
-"""File-level glue for the encoder rules: train, predict the test images, score.
+"""File-level glue for the encoder rules: train, and predict the test images.
 
 Each function reads the pipeline's files (docs/CONTRACTS.md), calls the
-array-level code in :mod:`nrf.training` and :mod:`nrf.metrics`, and writes one
+array-level code in :mod:`nrf.training`, and writes one
 output atomically (nrf.atomic.atomic_output).
 
 Model kinds are dispatched through one registry (nrf.models.registry).
@@ -19,9 +19,7 @@ Checkpoint (``.pt``, written by :func:`train_encoder`, read by
 
 Predictions: nrf.data.predictions.
 
-Scores (``results/{dataset}/scores/{model}/{subject}.csv``): one row per
-voxel (0-based column of the prepared responses): voxel, pearson, mse.
-``pearson`` is empty (NaN) for a voxel whose prediction is constant.
+Scores (``results/{dataset}/scores/{model}/{subject}.csv``): nrf.scoring.
 """
 
 from __future__ import annotations
@@ -29,17 +27,14 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import h5py
 import numpy as np
-import pandas as pd
 import torch
 
 from nrf.atomic import atomic_output
-from nrf.data.predictions import read_predictions, write_predictions
+from nrf.data.predictions import write_predictions
 from nrf.data.prepared import load_prepared
 from nrf.devices import resolve_device
 from nrf.features.cache import read_features
-from nrf.metrics import mse_per_voxel, pearson_per_voxel, summarise
 from nrf.models.registry import get_kind
 from nrf.training import EncodingSplit, TrainConfig, predict
 
@@ -196,29 +191,3 @@ def predict_test(
     )
     write_predictions(out_hdf5, pred, ids)
     log.info("%s: predicted %d test images x %d voxels -> %s", prep.subject, *pred.shape, out_hdf5)
-
-
-def score_predictions(predictions_hdf5, prepared_path, out_csv, *, log: logging.Logger | None = None) -> dict:
-    """Score a predictions file against the prepared test responses and write
-    the per-voxel CSV (voxel, pearson, mse). Returns :func:`nrf.metrics.summarise`."""
-    log = log or logger
-    pred, ids = read_predictions(predictions_hdf5)
-    prep = load_prepared(prepared_path, splits=("test",))
-    test = prep.test
-    if pred.shape[1] != prep.n_voxels:
-        raise ValueError(f"{predictions_hdf5}: {pred.shape[1]} voxels, {prep.subject} has {prep.n_voxels}")
-    order = np.argsort(ids)
-    if not np.array_equal(ids[order], test.image_ids):
-        raise ValueError(
-            f"{predictions_hdf5}: its {len(ids)} image ids are not {prep.subject}'s "
-            f"{test.n_images} test images — rerun the prediction rule"
-        )
-    pred = pred[order]
-    r = pearson_per_voxel(pred, test.responses)
-    mse = mse_per_voxel(pred, test.responses)
-    scores = pd.DataFrame({"voxel": np.arange(len(r)), "pearson": r, "mse": mse})
-    with atomic_output(out_csv) as tmp:
-        scores.to_csv(tmp, index=False, float_format="%.9g")  # an undefined r is an empty cell
-    summary = summarise(r, mse)
-    log.info("%s: %s", prep.subject, summary)
-    return summary

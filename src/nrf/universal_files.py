@@ -8,7 +8,7 @@ Joint checkpoint: the shared checkpoint format (nrf.encoding) with
 a list per subject, ``prepared`` a list; the model holds one embedding table
 per subject and :func:`predict_joint` selects one.
 Subset scores CSV (``results/{dataset}/subset_scores/{model}/{subject}_n{N}_d{draw}.csv``):
-voxel, pearson, mse, as nrf.encoding.score_predictions writes.
+voxel, pearson, mse, as nrf.scoring.score_predictions writes.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ import torch
 from nrf.data.predictions import write_predictions
 from nrf.data.prepared import load_prepared
 from nrf.devices import resolve_device
-from nrf.encoding import _atomic_torch_save, load_encoder, predict_test, score_predictions, train_encoder
+from nrf.encoding import _atomic_torch_save, load_encoder, predict_test, train_encoder
+from nrf.scoring import score_predictions
 from nrf.features.cache import read_features
 from nrf.models.registry import TOKEN_GRIDS
 from nrf.models.universal import SubjectData, train_universal, transfer_universal

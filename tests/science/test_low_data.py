@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nrf.encoding import predict_test, score_predictions, train_encoder
+from nrf.encoding import predict_test, train_encoder
+from nrf.scoring import score_predictions
 from nrf.metrics import pearson_per_voxel
 
 pytestmark = pytest.mark.science

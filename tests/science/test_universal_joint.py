@@ -16,7 +16,8 @@ import pandas as pd
 import pytest
 
 from nrf.data.predictions import write_predictions
-from nrf.encoding import predict_test, score_predictions, train_encoder
+from nrf.encoding import predict_test, train_encoder
+from nrf.scoring import score_predictions
 from nrf.models.universal_options import universal_options
 from nrf.reporting.encoders import median_normalised
 from nrf.universal_files import predict_joint, train_joint

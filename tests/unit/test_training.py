@@ -19,6 +19,7 @@ from nrf.data import nsd_layout
 from nrf.data.prepared import Split as PreparedSplit
 from nrf.data.prepared import PreparedSubject, write_prepared
 from nrf.models.nrf import NRF, NRFConfig
+from nrf.scoring import score_predictions
 from nrf.training import EncodingSplit, TrainConfig, evaluate, nrf_loss, predict, train_linear, train_nrf
 
 
@@ -175,7 +176,7 @@ def test_encoding_files(tmp_path, rng, kind):
         pred = f["predictions"][()]
 
     scores = tmp_path / "scores.csv"
-    summary = encoding.score_predictions(preds, prepared, scores)
+    summary = score_predictions(preds, prepared, scores)
     with open(scores) as fh:
         rows = list(csv.DictReader(fh))
     assert list(rows[0]) == ["voxel", "pearson", "mse"] and len(rows) == 40
