@@ -124,7 +124,7 @@ def run_resolution(*, subject, nrf_checkpoint, predictions: dict, prepared, feat
     """
     from nrf.data.prepared import load_prepared
     from nrf.data.simulate import SimulatedBrain, SimulationParams
-    from nrf.encoding import read_predictions
+    from nrf.data.predictions import read_predictions
     from nrf.features.cache import read_features
 
     log = log or logger

@@ -173,7 +173,7 @@ def prepare_mindeye2_inputs_from_files(prepared_path, predictions_path, out_path
     """The rule's entry: measured test responses (``source`` measured) or a model's predictions."""
     from nrf.data.prepared import load_prepared
     from nrf.decoding import MEASURED
-    from nrf.encoding import read_predictions
+    from nrf.data.predictions import read_predictions
 
     subject = load_prepared(prepared_path, splits=("test",))
     check_checkpoint_dir(checkpoint_dir, subject.subject)  # fail before reading predictions

@@ -40,7 +40,7 @@ from nrf.atomic import atomic_output
 from nrf.data.prepared import load_prepared
 from nrf.decoding import MEASURED
 from nrf.decoding.reconstructions import Reconstructions, to_uint8, to_unit, write_reconstructions
-from nrf.encoding import read_predictions
+from nrf.data.predictions import read_predictions
 from nrf.features.cache import read_features, read_stimuli
 
 logger = logging.getLogger(__name__)
