@@ -176,7 +176,7 @@ rule score_adaptation_decoding:
         "../envs/decoding.yaml"
     threads: 1
     resources:
-        # simulated: 1.7 GB peak measured (benchmarks/default_run.md)
+        # simulated: 1.7-2.2 GB peaks measured (benchmarks/default_run.md)
         mem_mb=16000 if DATASET == "nsd" else 3000,
         runtime=60,
         gpu=1 if DATASET == "nsd" else 0,

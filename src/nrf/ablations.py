@@ -116,9 +116,9 @@ def train_architecture(
         pd.DataFrame({"voxel": np.arange(len(r)), "pearson": r, "mse": mse}).to_csv(
             tmp, index=False, float_format="%.9g")
     out = score(pred, prep.test.responses)
-    steps = int(ckpt["history"][-1]["step"]) if ckpt["history"] else 0
+    summary = training_summary(ckpt["history"], train_options["max_steps"])
+    steps = summary["steps"]
     if out_training is not None:
-        summary = training_summary(ckpt["history"], train_options["max_steps"])
         with atomic_output(out_training) as tmp:
             Path(tmp).write_text(json.dumps(summary, indent=1))
     log.info("depth %d width %d: median r %.4f after %d steps", ckpt["model_config"]["depth"],

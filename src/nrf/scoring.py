@@ -2,8 +2,8 @@
 subject's test responses: the per-voxel scores CSV every table reads
 (``results/{dataset}/scores/{model}/{subject}.csv``: one row per voxel, the
 0-based column of the prepared responses: voxel, pearson, mse; ``pearson``
-is empty (NaN) for a voxel whose prediction is constant). Needs no torch, so the 24 scoring jobs of
-the default run do not load it."""
+is empty (NaN) for a voxel whose prediction is constant). Needs no torch, so
+the 24 scoring jobs of the default run do not load it."""
 
 from __future__ import annotations
 
