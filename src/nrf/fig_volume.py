@@ -3,8 +3,10 @@
 For a few test images, one row each, on the same axial slice (MNI z):
 the measured response (trial-averaged, the prepared test split) on the
 subject's own voxels; NRF's prediction at the coarse resolution (NSD's
-1.8 mm) and at 1 mm; and, on the simulator, the noiseless truth at 1 mm.
-The last row shows the first image's 1 mm prediction on fsaverage5's
+1.8 mm by default) and at the fine one (1 mm by default; config
+``volumes.figure_resolutions_mm``); and, on the simulator, the noiseless
+truth on the fine grid. The last row shows the first image's fine-grid
+prediction on fsaverage5's
 inflated surface (nilearn, offline). Each map is z-scored over its own
 in-mask points, so maps on different scales share one colour scale.
 """
@@ -95,8 +97,10 @@ def plot_fig_volume(out_png, *, columns: list[tuple[str, np.ndarray, np.ndarray]
     cax = fig.add_subplot(grid[:n_img, n_col])
     fig.colorbar(im, cax=cax, label="response (z over the map's points)")
     if surface_img is not None:
+        import nibabel as nib
         from nilearn import datasets, plotting, surface
 
+        surface_mm = float(nib.affines.voxel_sizes(surface_img.affine)[0])  # the grid it was queried on
         fsavg = datasets.load_fsaverage("fsaverage5")
         for i, hemi in enumerate(("left", "right")):
             ax = fig.add_subplot(grid[n_img, i * max(1, n_col // 2): (i + 1) * max(1, n_col // 2)], projection="3d")
@@ -104,7 +108,7 @@ def plot_fig_volume(out_png, *, columns: list[tuple[str, np.ndarray, np.ndarray]
                                           radius=3.0)
             plotting.plot_surf_stat_map(fsavg["inflated"].parts[hemi], texture, hemi=hemi, view="ventral", axes=ax,
                                         colorbar=False, cmap="RdBu_r", figure=fig,
-                                        title=f"NRF 1 mm, {image_names[0]}, {hemi} ventral (fsaverage5)")
+                                        title=f"NRF {surface_mm:g} mm, {image_names[0]}, {hemi} ventral (fsaverage5)")
             ax.set_box_aspect(None, zoom=1.7)  # the ventral view fills its panel instead of a third of it
     fig.suptitle(f"{subject}: measured on the subject's voxels vs NRF queried on MNI grids, axial z = {z_mm:g} mm",
                  fontsize=10, y=0.995)
@@ -141,7 +145,9 @@ def fig_volume(out_png, *, volumes: dict, prepared, simulation: dict | None = No
         vol = np.asarray(img.dataobj[..., :len(ids)], dtype=np.float32)
         vol[vol == 0] = np.nan  # outside the mask
         columns.append((f"NRF queried at {res:g} mm", vol, img.affine))
-        surface_img = nib.Nifti1Image(np.nan_to_num(vol[..., 0]), img.affine)
+        # z-scored like the slice panels, so the region outside the map (0) is the map's mean, not an extreme
+        first = vol[..., 0]
+        surface_img = nib.Nifti1Image(np.nan_to_num(_zscore(first, np.isfinite(first))), img.affine)
     missing = set(ids) - set(prep.test.image_ids)
     if missing:
         raise ValueError(f"{prepared}: images {sorted(missing)} are not this subject's test images")
