@@ -3,7 +3,7 @@ time, host and device memory, and what one subject's training costs.
 
 Synthetic data with NSD's real shapes: 9,000 training images with CLIP-sized
 features (2 x 196 x 768 float16 tokens, as the cache holds them, and a 512-d
-embedding), 907 test images, 15,724 voxels (subj01). ``nrf.training.train_nrf``
+embedding), 907 test images, 15,724 voxels (subj01). ``nrf.training.loop.train_nrf``
 runs ``--steps`` steps with per-image voxel sampling and one validation pass
 over all test images at all voxels (chunked), exactly what a rule runs.
 
@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from nrf.models.nrf import NRFConfig, count_parameters  # noqa: E402
-from nrf.training import EncodingSplit, TrainConfig, evaluate, train_nrf  # noqa: E402
+from nrf.training.loop import EncodingSplit, TrainConfig, evaluate, train_nrf  # noqa: E402
 
 
 def synthetic(n_img: int, n_vox: int, rng) -> EncodingSplit:

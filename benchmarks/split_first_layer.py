@@ -40,7 +40,7 @@ from datetime import datetime, timezone
 import torch
 
 from nrf.models.nrf import NRF, NRFConfig
-from nrf.training import nrf_loss
+from nrf.training.loop import nrf_loss
 
 SIZES = {
     # name: (tokens, token_dim, embedding, merger_token_dim, merger_dim, depth, width, images, voxels)

@@ -1,4 +1,4 @@
-# Ablations (nrf.ablations): Table 4 finetunes the base subject's NRF on the
+# Ablations (nrf.experiments.ablations): Table 4 finetunes the base subject's NRF on the
 # target with each finetune strategy; Tables 5 and 6 train one NRF per MLP
 # depth or hidden width on a subject's full training set. A depth/width pair
 # shared by both tables (the configured one) is trained once.

@@ -1,4 +1,4 @@
-# Figure 4's perturbation probes (nrf.probes): NRF scratch with shuffled
+# Figure 4's perturbation probes (nrf.perturbations): NRF scratch with shuffled
 # coordinates (4a) and ROI-only finetuning with aligned or shifted
 # coordinates (4b, 4c). One job per (probe, N) trains every condition and
 # draw of that N, so torch is imported once for several small trainings.

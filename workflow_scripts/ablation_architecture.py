@@ -1,7 +1,7 @@
 from nrf.runlog import start
 
 log = start(snakemake)
-from nrf.ablations import capped, train_architecture  # noqa: E402
+from nrf.experiments.ablations import capped, train_architecture  # noqa: E402
 
 p, w = snakemake.params, snakemake.wildcards
 train_architecture(

@@ -1,8 +1,8 @@
 from nrf.runlog import start
 
 log = start(snakemake)
-from nrf.ablations import run_finetune_strategies  # noqa: E402
-from nrf.probe_cells import write_rows  # noqa: E402
+from nrf.experiments.ablations import run_finetune_strategies  # noqa: E402
+from nrf.experiments.probes import write_rows  # noqa: E402
 
 p = snakemake.params
 rows = run_finetune_strategies(

@@ -1,7 +1,7 @@
 from nrf.runlog import start
 
 log = start(snakemake)
-from nrf.adaptation import run_cell, write_cell  # noqa: E402
+from nrf.experiments.adaptation import run_cell, write_cell  # noqa: E402
 
 p, w, i = snakemake.params, snakemake.wildcards, snakemake.input
 results, cell = run_cell(

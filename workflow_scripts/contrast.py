@@ -1,7 +1,7 @@
 from nrf.runlog import start
 
 log = start(snakemake)
-from nrf.contrasts import query_contrast  # noqa: E402
+from nrf.volumes.contrasts import query_contrast  # noqa: E402
 
 p = snakemake.params
 out = snakemake.output

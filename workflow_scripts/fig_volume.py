@@ -1,7 +1,7 @@
 from nrf.runlog import start
 
 log = start(snakemake)
-from nrf.fig_volume import fig_volume  # noqa: E402
+from nrf.reporting.fig_volume import fig_volume  # noqa: E402
 
 p = snakemake.params
 info = fig_volume(

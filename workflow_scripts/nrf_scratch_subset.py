@@ -1,7 +1,7 @@
 from nrf.runlog import start
 
 log = start(snakemake)
-from nrf.universal_files import subset_scores  # noqa: E402
+from nrf.experiments.transfer import subset_scores  # noqa: E402
 
 p, w = snakemake.params, snakemake.wildcards
 subset_scores(

@@ -1,7 +1,7 @@
 from nrf.runlog import start
 
 log = start(snakemake)
-from nrf.encoding import predict_test  # noqa: E402
+from nrf.training.encoders import predict_test  # noqa: E402
 
 predict_test(
     snakemake.input.checkpoint,

@@ -1,7 +1,7 @@
 from nrf.runlog import start
 
 log = start(snakemake)
-from nrf.universal_files import predict_joint  # noqa: E402
+from nrf.experiments.transfer import predict_joint  # noqa: E402
 
 predict_joint(
     snakemake.input.checkpoint,

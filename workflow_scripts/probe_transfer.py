@@ -3,7 +3,7 @@ from nrf.runlog import start
 log = start(snakemake)
 import pandas as pd  # noqa: E402
 
-from nrf.probe_cells import run_transfer_cell, write_rows  # noqa: E402
+from nrf.experiments.probes import run_transfer_cell, write_rows  # noqa: E402
 
 p = snakemake.params
 n = int(snakemake.wildcards.n)

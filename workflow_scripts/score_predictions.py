@@ -1,6 +1,6 @@
 from nrf.runlog import start
 
 log = start(snakemake)
-from nrf.scoring import score_predictions  # noqa: E402
+from nrf.experiments.scoring import score_predictions  # noqa: E402
 
 score_predictions(snakemake.input.predictions, snakemake.input.prepared, snakemake.output[0])

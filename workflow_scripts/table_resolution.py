@@ -1,7 +1,7 @@
 from nrf.runlog import start
 
 log = start(snakemake)
-from nrf.resolution import run_resolution  # noqa: E402
+from nrf.experiments.resolution import run_resolution  # noqa: E402
 
 p = snakemake.params
 i, o = snakemake.input, snakemake.output

@@ -1,7 +1,7 @@
 from nrf.runlog import start
 
 log = start(snakemake)
-from nrf.encoding import train_encoder  # noqa: E402
+from nrf.training.encoders import train_encoder  # noqa: E402
 
 p = snakemake.params
 train_encoder(

@@ -1,7 +1,7 @@
 from nrf.runlog import start
 
 log = start(snakemake)
-from nrf.universal_files import train_joint  # noqa: E402
+from nrf.experiments.transfer import train_joint  # noqa: E402
 
 p = snakemake.params
 train_joint(

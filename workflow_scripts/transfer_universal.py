@@ -1,7 +1,7 @@
 from nrf.runlog import start
 
 log = start(snakemake)
-from nrf.universal_files import transfer_scores  # noqa: E402
+from nrf.experiments.transfer import transfer_scores  # noqa: E402
 
 p, w = snakemake.params, snakemake.wildcards
 transfer_scores(
@@ -10,7 +10,8 @@ transfer_scores(
     snakemake.input.features,
     snakemake.output[0],
     n_train=int(w.n),
-    seed=p.seed + int(w.draw),
+    draw=int(w.draw),
+    seed=p.seed,
     train_options=p.train_options,
     device=p.device,
     log=log,

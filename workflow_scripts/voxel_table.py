@@ -1,7 +1,7 @@
 from nrf.runlog import start
 
 log = start(snakemake)
-from nrf.voxel_table import write_voxel_table  # noqa: E402
+from nrf.experiments.voxels import write_voxel_table  # noqa: E402
 
 write_voxel_table(
     snakemake.input.prepared,

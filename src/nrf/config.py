@@ -13,6 +13,7 @@ import jsonschema
 import yaml
 
 from nrf.data.nsd_layout import NSD_SESSIONS
+
 # Sections a dataset's preset fills and a top-level key overrides.
 MODEL_SECTIONS = ("adaptation", "mem_mb", "features", "nrf", "train", "linear", "fwrf", "ridge", "universal")
 # Training images per subject in real NSD: 10,000 minus the 1,000 shared.

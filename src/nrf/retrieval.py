@@ -12,6 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from nrf.atomic import atomic_output
+from nrf.data.predictions import read_predictions
+from nrf.data.prepared import load_prepared
+
 
 def _zscore_rows(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
@@ -68,9 +72,6 @@ def write_retrieval(predictions_hdf5, prepared_path, out_csv, *, log=None) -> di
 
     import pandas as pd
 
-    from nrf.atomic import atomic_output
-    from nrf.data.predictions import read_predictions
-    from nrf.data.prepared import load_prepared
 
     log = log or logging.getLogger(__name__)
     pred, ids = read_predictions(predictions_hdf5)

@@ -11,8 +11,8 @@ asserted: its 3 weights per voxel are fitted on the same 20 images.
 
 import pytest
 
-from nrf.adaptation import AVERAGE, ENSEMBLE, HELDOUT, SCRATCH, run_cell
-from nrf.encoding import train_encoder
+from nrf.experiments.adaptation import AVERAGE, ENSEMBLE, HELDOUT, SCRATCH, run_cell
+from nrf.training.encoders import train_encoder
 
 pytestmark = pytest.mark.science
 SUBJECTS = ("subj01", "subj02", "subj07")

@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nrf.encoding import predict_test, train_encoder
-from nrf.scoring import score_predictions
+from nrf.experiments.scoring import score_predictions
 from nrf.metrics import pearson_per_voxel
+from nrf.training.encoders import predict_test, train_encoder
 
 pytestmark = pytest.mark.science
 SUBJECT = "subj01"  # the simulated_subject fixture's

@@ -20,15 +20,15 @@ import numpy as np
 import pytest
 import yaml
 
-from nrf.ablations import capped
 from nrf.config import validate_config
 from nrf.data import nsd_layout
 from nrf.data.prepare import prepare_subject
 from nrf.data.simulate import simulate_nsd_tree
-from nrf.encoding import train_encoder
+from nrf.experiments.ablations import capped
+from nrf.experiments.probes import run_shuffle_cell, run_transfer_cell
 from nrf.features.pipeline import extract_seen_images
-from nrf.probe_cells import run_shuffle_cell, run_transfer_cell
-from nrf.probes import ALIGNED, GLOBAL, INTACT, SHIFTED
+from nrf.perturbations import ALIGNED, GLOBAL, INTACT, SHIFTED
+from nrf.training.encoders import train_encoder
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.science

@@ -13,12 +13,13 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from nrf import volumes as V
-from nrf.contrasts import peak, write_contrast
 from nrf.data.simulate import CATEGORIES, REGIONS, SimulatedBrain, SimulationParams
-from nrf.encoding import predict_test, train_encoder
+from nrf.experiments.resolution import run_resolution
 from nrf.features.cache import read_features
-from nrf.resolution import run_resolution
+from nrf.training.encoders import predict_test, train_encoder
+from nrf.volumes.contrasts import peak, write_contrast
+from nrf.volumes.grid import mni_grid, training_mask
+from nrf.volumes.query import load_nrf, nrf_predictor
 
 pytestmark = pytest.mark.science
 SUBJECT = "subj01"  # the simulated_subject fixture's
@@ -59,16 +60,16 @@ def test_nrf_queried_between_voxels_beats_interpolated_linear(trained):
 
 def test_nrf_face_vs_place_contrast_peaks_in_simulated_face_and_place_regions(trained):
     brain = SimulatedBrain(SimulationParams(subjects=[SUBJECT], seed=0, **trained["sim"]))
-    model, _ = V.load_nrf(trained["files"]["nrf"][0])
+    model, _ = load_nrf(trained["files"]["nrf"][0])
     with h5py.File(trained["prepared"]) as f:
         test_ids, coords = f["test/image_ids"][()], f["coords"][()]
     category = brain.images["category"][test_ids]
     faces = test_ids[category == CATEGORIES.index("face")]
     places = test_ids[category == CATEGORIES.index("place")]
-    predict = {name: V.nrf_predictor(model, read_features(trained["features"], ids))
+    predict = {name: nrf_predictor(model, read_features(trained["features"], ids))
                for name, ids in (("faces", faces), ("places", places))}
-    shape, affine = V.mni_grid(2.0)
-    mask = V.training_mask(coords, shape, affine)
+    shape, affine = mni_grid(2.0)
+    mask = training_mask(coords, shape, affine)
     paths = write_contrast(predict["faces"], predict["places"], mask, affine, trained["tmp"] / "fp")
     where = peak(nib.load(paths["t"]), mask)
     regions = brain.regions(np.array([where["max_mm"], where["min_mm"]]), SUBJECT)

@@ -7,7 +7,7 @@ score of the noiseless responses themselves is exactly 100 %.
 Three simulated subjects, 240 training images each, the clean protocol
 (validation images drawn from the training images), the default's Universal
 sizes with a short fixed budget; joint training counts its steps per subject
-(nrf.universal_files.train_joint).
+(nrf.experiments.transfer.train_joint).
 """
 
 import h5py
@@ -16,12 +16,12 @@ import pandas as pd
 import pytest
 
 from nrf.data.predictions import write_predictions
-from nrf.encoding import predict_test, train_encoder
-from nrf.scoring import score_predictions
+from nrf.experiments.scoring import score_predictions
+from nrf.experiments.transfer import predict_joint, train_joint
+from nrf.experiments.voxels import write_voxel_table
 from nrf.models.universal_options import universal_options
 from nrf.reporting.encoders import median_normalised
-from nrf.universal_files import predict_joint, train_joint
-from nrf.voxel_table import write_voxel_table
+from nrf.training.encoders import predict_test, train_encoder
 
 pytestmark = pytest.mark.science
 SUBJECTS = ["subj01", "subj02", "subj05"]

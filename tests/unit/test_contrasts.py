@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from nrf import volumes as V
-from nrf.contrasts import contrast_maps, peak, plot_contrast, write_contrast
 from nrf.data.simulate import CATEGORIES, REGIONS, SimulatedBrain, SimulationParams
+from nrf.volumes.contrasts import contrast_maps, peak, plot_contrast, write_contrast
+from nrf.volumes.grid import grid_points, mni_grid
 
 
 def test_contrast_maps_match_scipy_welch():
@@ -34,8 +34,8 @@ def test_simulated_face_vs_place_contrast_peaks_in_face_and_place_regions(brain,
     category = brain.images["category"]
     faces = np.flatnonzero(category == CATEGORIES.index("face"))[:30]
     places = np.flatnonzero(category == CATEGORIES.index("place"))[:30]
-    shape, affine = V.mni_grid(3.0)
-    points = V.grid_points(shape, affine)
+    shape, affine = mni_grid(3.0)
+    points = grid_points(shape, affine)
     mask = brain.anatomy(points)["nsdgeneral"].reshape(shape)
     paths = write_contrast(lambda p: brain.responses(faces, p), lambda p: brain.responses(places, p), mask, affine,
                            tmp_path / "faces_vs_places", chunk_points=500)

@@ -1,4 +1,4 @@
-"""nrf.image_metrics against direct NumPy / SciPy / scikit-image computations."""
+"""nrf.decoding.image_metrics against direct NumPy / SciPy / scikit-image computations."""
 
 import numpy as np
 import pytest
@@ -8,7 +8,7 @@ from skimage.color import rgb2gray
 from skimage.metrics import structural_similarity
 from torchvision import transforms
 
-from nrf import image_metrics as im
+from nrf.decoding import image_metrics as im
 
 
 @pytest.fixture

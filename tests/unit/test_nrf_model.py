@@ -5,8 +5,14 @@ import pytest
 import torch
 
 from nrf.models.nrf import (
-    MNI_BOX, NRF, FourierFeatures, NRFConfig, TokenMerger, count_parameters,
-    normalise_coords, set_trainable,
+    MNI_BOX,
+    NRF,
+    FourierFeatures,
+    NRFConfig,
+    TokenMerger,
+    count_parameters,
+    normalise_coords,
+    set_trainable,
 )
 
 SMALL = dict(token_dim=6, n_tokens=5, embedding_dim=7, merger_token_dim=3, merger_dim=4,

@@ -8,14 +8,14 @@ import pytest
 import torch
 from sklearn.linear_model import Ridge
 
-from nrf import encoding
 from nrf.data import nsd_layout
 from nrf.data.prepared import PreparedSubject, write_prepared
 from nrf.data.prepared import Split as PreparedSplit
 from nrf.models.fwrf import FWRFConfig, fit_fwrf, pooling_fields, rf_candidates
-from nrf.models.universal import SubjectData, UniversalConfig, UniversalEncoder, train_universal
-from nrf.training import EncodingSplit, TrainConfig, predict
-
+from nrf.models.universal import UniversalConfig, UniversalEncoder
+from nrf.training.loop import EncodingSplit, TrainConfig, predict
+from nrf.training.universal import SubjectData, train_universal
+from nrf.training import encoders as encoding
 
 GRID, TOK, EMB = 3, 5, 6
 

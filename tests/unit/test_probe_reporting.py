@@ -7,8 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nrf.ablations import training_summary
-from nrf.reporting.ablation_tables import paper_rows_for, write_architecture_table, write_table4
+from nrf.experiments.ablations import training_summary
+from nrf.reporting.ablation_tables import (
+    paper_rows_for,
+    write_architecture_table,
+    write_table4,
+)
 from nrf.reporting.figure4 import summary, write_figure4
 from nrf.reporting.tables import paper_values
 

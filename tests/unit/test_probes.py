@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 from scipy.spatial import ConvexHull, Delaunay
 
-from nrf.probes import inside_hull, roi_groups, roi_mask, shift_inside, shuffle_global, shuffle_within_rois
+from nrf.perturbations import (
+    inside_hull,
+    roi_groups,
+    roi_mask,
+    shift_inside,
+    shuffle_global,
+    shuffle_within_rois,
+)
 
 
 @pytest.fixture

@@ -7,7 +7,12 @@ import numpy as np
 import pytest
 from scipy.interpolate import RegularGridInterpolator
 
-from nrf.resolution import func_grid_affine, heldout_lattice, interpolate_voxels, score
+from nrf.experiments.resolution import (
+    func_grid_affine,
+    heldout_lattice,
+    interpolate_voxels,
+    score,
+)
 
 
 @pytest.fixture

@@ -57,7 +57,7 @@ def test_noiseless_responses_score_100_percent_of_the_true_ceiling(rng):
 
 def test_voxel_table_on_the_simulator_layout(tmp_path, rng):
     from nrf.data.prepared import PreparedSubject, Split, write_prepared
-    from nrf.voxel_table import write_voxel_table
+    from nrf.experiments.voxels import write_voxel_table
 
     n_vox, ijk = 6, np.arange(18, dtype=np.int32).reshape(6, 3)
     signal = rng.normal(size=(12, n_vox)).astype(np.float32)

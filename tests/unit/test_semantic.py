@@ -4,8 +4,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nrf.image_metrics import METRICS
-from nrf.reporting.semantic import semantic_columns, semantic_markdown_columns, semantic_note
+from nrf.decoding.image_metrics import METRICS
+from nrf.reporting.semantic import (
+    semantic_columns,
+    semantic_markdown_columns,
+    semantic_note,
+)
 
 SUBJECTS = ["subj01", "subj02", "subj05"]
 

@@ -12,7 +12,14 @@ import pytest
 import scipy.io
 
 from nrf.data import nsd_layout as L
-from nrf.data.simulate import CATEGORIES, N_LOW, REGIONS, SimulatedBrain, SimulationParams, simulate_nsd_tree
+from nrf.data.simulate import (
+    CATEGORIES,
+    N_LOW,
+    REGIONS,
+    SimulatedBrain,
+    SimulationParams,
+    simulate_nsd_tree,
+)
 
 SMALL = dict(n_train_images=60, n_test_images=20, repeats=3, trials_per_session=60, image_size=32)
 SUBJECTS = ["subj01", "subj02"]

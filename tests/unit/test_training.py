@@ -14,14 +14,21 @@ import numpy as np
 import pytest
 import torch
 
-from nrf import encoding
 from nrf.data import nsd_layout
-from nrf.data.prepared import Split as PreparedSplit
 from nrf.data.prepared import PreparedSubject, write_prepared
+from nrf.data.prepared import Split as PreparedSplit
+from nrf.experiments.scoring import score_predictions
 from nrf.models.nrf import NRF, NRFConfig
-from nrf.scoring import score_predictions
-from nrf.training import EncodingSplit, TrainConfig, evaluate, nrf_loss, predict, train_linear, train_nrf
-
+from nrf.training.loop import (
+    EncodingSplit,
+    TrainConfig,
+    evaluate,
+    nrf_loss,
+    predict,
+    train_linear,
+    train_nrf,
+)
+from nrf.training import encoders as encoding
 
 N_TOK, TOK, EMB = 4, 6, 8
 MODEL = NRFConfig(TOK, N_TOK, EMB, merger_token_dim=4, merger_dim=8, depth=3, width=32, fourier_scale=4.0)
@@ -194,7 +201,7 @@ def test_encoding_files(tmp_path, rng, kind):
 
 
 def test_per_image_voxel_sampling_draws_a_set_per_image():
-    from nrf.training import sample_voxels
+    from nrf.training.loop import sample_voxels
 
     gen = torch.Generator().manual_seed(0)
     cols = sample_voxels(500, 40, 8, "per_image", gen)

@@ -17,8 +17,18 @@ from nrf.data.nsd_layout import ROI_ATLASES
 from nrf.data.prepared import PreparedSubject, Split, write_prepared
 from nrf.features import get_extractor
 from nrf.models.nrf import NRF, NRFConfig
-from nrf.training import predict
-from nrf import volumes as V
+from nrf.training.loop import predict
+from nrf.volumes.cli import main
+from nrf.volumes.grid import (
+    MNI152_CORNER,
+    MNI152_EXTENT,
+    VolumeError,
+    grid_points,
+    mni_brain_mask,
+    mni_grid,
+    resample_mask,
+)
+from nrf.volumes.query import fill_volume, nrf_predictor, predict_points, query_volume
 
 SIZE = 32  # the training stimuli's side
 
@@ -33,7 +43,7 @@ def setup(tmp_path_factory):
                        merger_token_dim=4, merger_dim=8, fourier_features=8, fourier_scale=4.0, depth=3, width=16)
     model = NRF(config, init_seed=0).eval()
     # training voxels: grid points of the 2 mm MNI grid in a small occipital block
-    shape, affine = V.mni_grid(2.0)
+    shape, affine = mni_grid(2.0)
     ijk = np.argwhere(np.ones((6, 5, 4), bool)) + np.array([40, 15, 30])
     coords = nib.affines.apply_affine(affine, ijk).astype(np.float32)
     n = len(coords)
@@ -65,7 +75,7 @@ def setup(tmp_path_factory):
 def test_grid_is_nilearns_mni152_template_grid(r):
     from nilearn.datasets import load_mni152_template
 
-    shape, affine = V.mni_grid(r)
+    shape, affine = mni_grid(r)
     template = load_mni152_template(resolution=int(r))
     assert shape == template.shape
     np.testing.assert_allclose(affine, template.affine)
@@ -73,20 +83,20 @@ def test_grid_is_nilearns_mni152_template_grid(r):
 
 @pytest.mark.parametrize("r", [0.5, 1.8, 3.0])
 def test_grid_at_any_resolution_covers_the_box_with_r_mm_voxels(r):
-    shape, affine = V.mni_grid(r)
+    shape, affine = mni_grid(r)
     np.testing.assert_allclose(nib.affines.voxel_sizes(affine), [r, r, r])
-    np.testing.assert_allclose(affine[:3, 3], V.MNI152_CORNER)
+    np.testing.assert_allclose(affine[:3, 3], MNI152_CORNER)
     far = nib.affines.apply_affine(affine, np.array(shape) - 1)
-    top = V.MNI152_CORNER + V.MNI152_EXTENT
+    top = MNI152_CORNER + MNI152_EXTENT
     assert np.all(far <= top + 1e-6) and np.all(far > top - r)
 
 
 def test_volume_affine_codes_and_training_voxels_equal_ordinary_prediction(setup, tmp_path):
     out = tmp_path / "vol.nii.gz"
-    sidecar = V.query_volume(setup["ckpt"], setup["images"], out, resolution=2.0, stimulus_size=SIZE,
+    sidecar = query_volume(setup["ckpt"], setup["images"], out, resolution=2.0, stimulus_size=SIZE,
                              chunk_points=37)
     img = nib.load(out)
-    shape, affine = V.mni_grid(2.0)
+    shape, affine = mni_grid(2.0)
     assert img.shape == (*shape, 3) and img.get_data_dtype() == np.float32
     np.testing.assert_allclose(img.affine, affine)
     assert int(img.header["sform_code"]) == 4 and int(img.header["qform_code"]) == 4
@@ -125,7 +135,7 @@ def test_chunks_bound_the_work_per_step(setup):
     try:
         feats = setup["features_of"](np.zeros((5, SIZE, SIZE, 3), np.uint8))
         pts = np.random.default_rng(0).uniform(-60, 60, (1000, 3))
-        out = V.predict_points(V.nrf_predictor(model, feats), pts, chunk_points=128)
+        out = predict_points(nrf_predictor(model, feats), pts, chunk_points=128)
     finally:
         del model.coord_code
     assert out.shape == (5, 1000)
@@ -140,7 +150,7 @@ def test_peak_memory_is_bounded_by_chunk_size(tmp_path):
     bounded by the chunk, test_chunks_bound_the_work_per_step)."""
     import tracemalloc
 
-    shape, affine = V.mni_grid(1.0)
+    shape, affine = mni_grid(1.0)
     centre, radii = np.array([0.0, -18.0, 18.0]), np.array([70.0, 95.0, 70.0])
     ijk = np.ogrid[: shape[0], : shape[1], : shape[2]]
     mask = sum(((affine[a, a] * ijk[a] + affine[a, 3] - centre[a]) / radii[a]) ** 2 for a in range(3)) < 1.0
@@ -153,20 +163,20 @@ def test_peak_memory_is_bounded_by_chunk_size(tmp_path):
 
     tracemalloc.start()
     tracemalloc.reset_peak()
-    vol = V.fill_volume(predict, mask, affine, 2, tmp_path, chunk_points=16384)
+    vol = fill_volume(predict, mask, affine, 2, tmp_path, chunk_points=16384)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert n_points > 1_500_000 and sum(sizes) == n_points and max(sizes) <= 16384
     some = np.argwhere(mask)[:: 100_003]
-    np.testing.assert_allclose(np.asarray(vol)[tuple(some.T)][:, 0], V.grid_points(shape, affine, mask)[:: 100_003, 0])
+    np.testing.assert_allclose(np.asarray(vol)[tuple(some.T)][:, 0], grid_points(shape, affine, mask)[:: 100_003, 0])
     assert peak < 3_000_000, peak  # the points' coordinates alone would be 45 MB, the volume 15 MB
 
 
 def test_mni_brain_mask_is_nilearns(setup):
     from nilearn.datasets import load_mni152_brain_mask
 
-    shape, affine = V.mni_grid(2.0)
-    ours = V.mni_brain_mask(shape, affine)
+    shape, affine = mni_grid(2.0)
+    ours = mni_brain_mask(shape, affine)
     theirs = np.asarray(load_mni152_brain_mask(resolution=2).dataobj) > 0
     assert (ours == theirs).mean() > 0.995
 
@@ -175,7 +185,7 @@ def test_rotated_mask_is_resampled_nearest():
     """A mask on a rotated grid (the slice-by-slice path) agrees with scipy's order-0 resampling."""
     from scipy import ndimage
 
-    shape, affine = V.mni_grid(3.0)
+    shape, affine = mni_grid(3.0)
     rot = np.eye(4)
     c, s = np.cos(0.2), np.sin(0.2)
     rot[:2, :2] = [[c, -s], [s, c]]
@@ -183,20 +193,21 @@ def test_rotated_mask_is_resampled_nearest():
     src_affine[:3, 3] = [-40.0, -100.0, -40.0]
     data = np.zeros((20, 20, 20), np.uint8)
     data[5:15, 3:17, 4:12] = 1
-    ours = V.resample_mask(nib.Nifti1Image(data, src_affine), shape, affine)
+    ours = resample_mask(nib.Nifti1Image(data, src_affine), shape, affine)
     to_src = np.linalg.inv(src_affine) @ affine
     ref = ndimage.affine_transform(data, to_src[:3, :3], offset=to_src[:3, 3], output_shape=shape, order=0) > 0
     assert ours.sum() > 1000 and (ours != ref).sum() <= 0.01 * ref.sum()
 
 
 def test_help_works(capsys):
-    import tomllib
     from pathlib import Path
 
+    import tomllib
+
     pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
-    assert pyproject["project"]["scripts"]["nrf-volume"] == "nrf.volumes:main"
+    assert pyproject["project"]["scripts"]["nrf-volume"] == "nrf.volumes.cli:main"
     with pytest.raises(SystemExit) as exit_:
-        V.main(["--help"])
+        main(["--help"])
     assert exit_.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: nrf-volume") and "--resolution" in out and "mni-brain" in out
@@ -216,31 +227,31 @@ def test_bad_input_is_named_and_leaves_nothing(setup, tmp_path):
     for p in images.iterdir():
         (bad_images / p.name).write_bytes(p.read_bytes())
     (bad_images / "broken.png").write_bytes(b"not a png")
-    with pytest.raises(V.VolumeError, match="broken.png"):
-        V.query_volume(ckpt, bad_images, out, resolution=2.0, **kw)
+    with pytest.raises(VolumeError, match="broken.png"):
+        query_volume(ckpt, bad_images, out, resolution=2.0, **kw)
     # resolution <= 0
     for r in (0, -1.0):
-        with pytest.raises(V.VolumeError, match="resolution"):
-            V.query_volume(ckpt, images, out, resolution=r, **kw)
+        with pytest.raises(VolumeError, match="resolution"):
+            query_volume(ckpt, images, out, resolution=r, **kw)
     # a checkpoint that is not an NRF
     linear = tmp_path / "linear.pt"
     torch.save({"kind": "linear", "model_config": {"embedding_dim": 3, "n_voxels": 2}, "state_dict": {}}, linear)
-    with pytest.raises(V.VolumeError, match="linear.pt.*not an NRF"):
-        V.query_volume(linear, images, out, resolution=2.0, **kw)
+    with pytest.raises(VolumeError, match="linear.pt.*not an NRF"):
+        query_volume(linear, images, out, resolution=2.0, **kw)
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"junk")
-    with pytest.raises(V.VolumeError, match="junk.pt"):
-        V.query_volume(junk, images, out, resolution=2.0, **kw)
+    with pytest.raises(VolumeError, match="junk.pt"):
+        query_volume(junk, images, out, resolution=2.0, **kw)
     # features whose size does not match the checkpoint
-    with pytest.raises(V.VolumeError, match="nrf.pt.*tokens_shallow"):
-        V.query_volume(ckpt, images, out, resolution=2.0, extractor="filterbank",
+    with pytest.raises(VolumeError, match="nrf.pt.*tokens_shallow"):
+        query_volume(ckpt, images, out, resolution=2.0, extractor="filterbank",
                        extractor_options={"grid": 2}, **kw)
     # a mask outside the MNI box
     far = nib.Nifti1Image(np.ones((4, 4, 4), np.uint8), np.diag([2.0, 2.0, 2.0, 1.0]) + np.c_[
         np.zeros((4, 3)), [500.0, 500.0, 500.0, 0.0]])
     nib.save(far, tmp_path / "far_mask.nii.gz")
-    with pytest.raises(V.VolumeError, match="far_mask.nii.gz.*outside the MNI152 box"):
-        V.query_volume(ckpt, images, out, resolution=2.0, mask=str(tmp_path / "far_mask.nii.gz"), **kw)
+    with pytest.raises(VolumeError, match="far_mask.nii.gz.*outside the MNI152 box"):
+        query_volume(ckpt, images, out, resolution=2.0, mask=str(tmp_path / "far_mask.nii.gz"), **kw)
     assert _no_nifti(tmp_path / "out") if (tmp_path / "out").exists() else True
 
 

@@ -8,11 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from tiny_workflow import run_snakemake as snakemake
 
 from nrf.decoding import mindeye2
-from nrf.image_metrics import METRICS
+from nrf.decoding.image_metrics import METRICS
 
 pytestmark = pytest.mark.workflow
 
@@ -42,7 +41,7 @@ def test_every_source_is_decoded_and_scored(decoded):
 def test_adaptation_cells_decode_the_papers_rows(decoded):
     """Scratch and the finetune ensemble are decoded in every cell (the paper's
     semantic rows); TINY has no subj07, so no cell decodes every method."""
-    from nrf.adaptation import ENSEMBLE, SCRATCH
+    from nrf.experiments.methods import ENSEMBLE, SCRATCH
 
     scores = pd.read_csv(decoded / f"{RESULTS}/offline/adaptation/subj01.csv")
     assert set(scores["method"]) == {SCRATCH, ENSEMBLE}

@@ -27,7 +27,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from tiny_workflow import REPO, TINY  # the same tiny config as the local workflow tests
 
 pytestmark = pytest.mark.workflow

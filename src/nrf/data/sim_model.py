@@ -36,7 +36,13 @@ import functools
 
 import numpy as np
 
-from nrf.data.sim_images import CATEGORIES, LATENTS, N_LOW, latent_covariance, sample_image_latents
+from nrf.data.sim_images import (
+    CATEGORIES,
+    LATENTS,
+    N_LOW,
+    latent_covariance,
+    sample_image_latents,
+)
 
 ALL_SUBJECTS = tuple(f"subj{i:02d}" for i in range(1, 9))
 # Ground-truth tuning regions: low-level, or the category a point prefers.

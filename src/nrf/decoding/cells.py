@@ -1,6 +1,6 @@
 """Semantic-level scores of the adaptation cells (Tables 2, 3, 7, 8, 9).
 
-Every method's predicted test responses in a cell file (nrf.adaptation) are
+Every method's predicted test responses in a cell file (nrf.experiments.adaptation) are
 decoded with the target subject's offline decoder and scored as the Table 1
 sources are (nrf.decoding.scoring): one tidy CSV per target with n_train,
 draw, method, metric, value, note.
@@ -20,11 +20,11 @@ import logging
 import h5py
 import pandas as pd
 
-from nrf.adaptation import ENSEMBLE, SCRATCH
 from nrf.atomic import atomic_output
 from nrf.decoding.offline import read_decoder
 from nrf.decoding.reconstructions import to_uint8, to_unit
 from nrf.decoding.scoring import evaluate_decoded
+from nrf.experiments.methods import ENSEMBLE, SCRATCH
 from nrf.features.cache import read_features, read_stimuli
 
 logger = logging.getLogger(__name__)

@@ -45,6 +45,9 @@ import h5py
 import numpy as np
 
 from nrf.atomic import atomic_output
+from nrf.data.predictions import read_predictions
+from nrf.data.prepared import load_prepared
+from nrf.decoding import MEASURED
 
 logger = logging.getLogger(__name__)
 
@@ -171,9 +174,6 @@ def prepare_mindeye2_inputs(responses, image_ids, voxel_ijk, grid_shape, *, chec
 def prepare_mindeye2_inputs_from_files(prepared_path, predictions_path, out_path, *, source: str, checkpoint_dir,
                                        scaling: str, log: logging.Logger = logger) -> Path:
     """The rule's entry: measured test responses (``source`` measured) or a model's predictions."""
-    from nrf.data.prepared import load_prepared
-    from nrf.decoding import MEASURED
-    from nrf.data.predictions import read_predictions
 
     subject = load_prepared(prepared_path, splits=("test",))
     check_checkpoint_dir(checkpoint_dir, subject.subject)  # fail before reading predictions

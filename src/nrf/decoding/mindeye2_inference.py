@@ -35,7 +35,13 @@ from pathlib import Path
 
 import numpy as np
 
+from nrf.decoding.image_metrics import resize
 from nrf.decoding.mindeye2 import ENHANCED_WEIGHT, check_checkpoint_dir
+from nrf.decoding.reconstructions import (
+    Reconstructions,
+    to_uint8,
+    write_reconstructions,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +75,6 @@ def vendor_src(repo_root: Path | None = None) -> Path:
 
 def blend(enhanced, blurry):
     """MindEye2's scored image: 0.75 enhanced + 0.25 blurry, both at 256 x 256; (n, 3, H, W) in [0, 1]."""
-    from nrf.image_metrics import resize
 
     enhanced = resize(np.asarray(enhanced, dtype=np.float32), OUT_SIZE)
     blurry = resize(np.asarray(blurry, dtype=np.float32), OUT_SIZE)
@@ -156,7 +161,9 @@ def _build_blurry_decoder(checkpoint, device):
 
 def _build_captioner(converter_checkpoint, device):
     import torch
-    from modeling_git import GitForCausalLMClipEmb  # MindEye2's GIT that reads CLIP-L tokens
+    from modeling_git import (
+        GitForCausalLMClipEmb,  # MindEye2's GIT that reads CLIP-L tokens
+    )
     from transformers import AutoProcessor
 
     class CLIPConverter(torch.nn.Module):
@@ -244,7 +251,6 @@ def run_mindeye2(voxels: np.ndarray, files: dict, *, device: str = "cuda", seed:
     if not str(device).startswith("cuda"):
         raise RuntimeError(f"MindEye2 needs a CUDA GPU (about 40 GB); the rule was given device {device!r}")
     src = vendor_src()
-    from nrf.image_metrics import resize
 
     out = {k: [] for k in ("enhanced", "blurry", "unrefined", "captions")}
     with _vendor_imports(src):
@@ -288,7 +294,6 @@ def reconstruct(inputs_path, checkpoint_dir, subject: str, out_path, *, device: 
     """The rule's entry: read the assembled inputs, run MindEye2, write the reconstructions file."""
     import h5py
 
-    from nrf.decoding.reconstructions import Reconstructions, to_uint8, write_reconstructions
 
     files = check_checkpoint_dir(checkpoint_dir, subject)  # before the GPU: names every missing file
     with h5py.File(inputs_path, "r") as f:

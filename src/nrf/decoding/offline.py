@@ -37,10 +37,15 @@ import torch
 import torch.nn.functional as F
 
 from nrf.atomic import atomic_output
+from nrf.data.predictions import read_predictions
 from nrf.data.prepared import load_prepared
 from nrf.decoding import MEASURED
-from nrf.decoding.reconstructions import Reconstructions, to_uint8, to_unit, write_reconstructions
-from nrf.data.predictions import read_predictions
+from nrf.decoding.reconstructions import (
+    Reconstructions,
+    to_uint8,
+    to_unit,
+    write_reconstructions,
+)
 from nrf.features.cache import read_features, read_stimuli
 
 logger = logging.getLogger(__name__)

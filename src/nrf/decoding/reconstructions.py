@@ -36,7 +36,7 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
 
 
 def to_unit(images: np.ndarray) -> np.ndarray:
-    """(n, H, W, 3) uint8 -> (n, 3, H, W) float32 in [0, 1], the layout nrf.image_metrics reads."""
+    """(n, H, W, 3) uint8 -> (n, 3, H, W) float32 in [0, 1], the layout nrf.decoding.image_metrics reads."""
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
         raise ValueError(f"expected (n, H, W, 3) uint8 images, got {images.shape} {images.dtype}")

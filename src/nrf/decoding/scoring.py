@@ -2,7 +2,7 @@
 
 Writes ``results/{dataset}/decoding/{backend}/metrics/{source}/{subject}.csv``,
 one row per metric: metric, value, note, backend, source, subject. The eight
-paper metrics (nrf.image_metrics.METRICS) always appear, NaN where the
+paper metrics (nrf.decoding.image_metrics.METRICS) always appear, NaN where the
 metric's network is unavailable (the note says why). A backend that also
 decodes image features (offline) adds ``feature_2way``: two-way
 identification in the features file's ``embedding`` space, between the seen
@@ -16,8 +16,8 @@ import logging
 import numpy as np
 import pandas as pd
 
-from nrf import image_metrics
 from nrf.atomic import atomic_output
+from nrf.decoding import image_metrics
 from nrf.decoding.reconstructions import read_reconstructions, to_unit
 from nrf.features.cache import read_features, read_stimuli
 

@@ -13,6 +13,8 @@ from abc import ABC, abstractmethod
 import numpy as np
 
 FEATURE_KEYS = ("tokens_shallow", "tokens_deep", "embedding")
+#: the two token grids (fWRF's and the Universal encoder's inputs)
+TOKEN_GRIDS = FEATURE_KEYS[:2]
 
 
 class Extractor(ABC):

@@ -15,7 +15,14 @@ import numpy as np
 import pandas as pd
 
 from nrf.reporting.tables import (
-    VOXEL_METRICS, _write_atomic, mean_sem, paper_values, shown_columns, subject_summary, test_images_note, to_html,
+    VOXEL_METRICS,
+    _write_atomic,
+    mean_sem,
+    paper_values,
+    shown_columns,
+    subject_summary,
+    test_images_note,
+    to_html,
     to_markdown,
 )
 
@@ -138,7 +145,7 @@ def write_architecture_table(name: str, axis: str, values, score_csvs, *, paper_
     """Table 5 (axis "depth") or Table 6 (axis "width"): one NRF per value on the full training set.
 
     score_csvs : per-voxel score CSVs in the order of ``values``
-    trainings  : the trainings' summaries (JSON, nrf.ablations.training_summary) in the same order;
+    trainings  : the trainings' summaries (JSON, nrf.experiments.ablations.training_summary) in the same order;
                  they add steps, the best step and whether the cap cut a still-improving run short
     fixed      : the other sizes, e.g. {"width": 128}
     """

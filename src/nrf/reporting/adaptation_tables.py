@@ -1,6 +1,6 @@
 """The adaptation tables (paper Tables 2, 3, 7, 8, 9) from the cells' tidy CSVs.
 
-Each cell CSV (nrf.adaptation.write_cell) holds one row per method of one
+Each cell CSV (nrf.experiments.adaptation.write_cell) holds one row per method of one
 (target, N, draw). A table cell here is the mean ± SEM over draws of the
 per-draw median voxel r (and median MSE), with the paper's value beside it.
 """
@@ -10,8 +10,25 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from nrf.adaptation import AVERAGE, ENSEMBLE, HELDOUT, LINEAR, SCRATCH, base_label
-from nrf.reporting.tables import _cell, _paper, _write_atomic, mean_sem, subject_summary, test_images_note, to_html
+from nrf.decoding.image_metrics import METRICS
+from nrf.experiments.methods import (
+    AVERAGE,
+    ENSEMBLE,
+    HELDOUT,
+    LINEAR,
+    SCRATCH,
+    base_label,
+)
+from nrf.reporting.semantic import EXTRA_TITLES, semantic_markdown_columns
+from nrf.reporting.tables import (
+    _cell,
+    _paper,
+    _write_atomic,
+    mean_sem,
+    subject_summary,
+    test_images_note,
+    to_html,
+)
 
 #: rows of Tables 2, 7, 8, 9 at each N, in the paper's order, then ours
 ADAPTATION_METHODS = (LINEAR, SCRATCH, ENSEMBLE, AVERAGE, HELDOUT)
@@ -60,8 +77,6 @@ def with_semantic(table: pd.DataFrame, semantic_csvs, paper: dict) -> tuple[pd.D
     Returns (table, display columns to append, note)."""
     if not semantic_csvs:
         return table, pd.DataFrame(index=table.index), ""
-    from nrf.image_metrics import METRICS
-    from nrf.reporting.semantic import EXTRA_TITLES, semantic_markdown_columns
 
     scores = pd.concat([pd.read_csv(p) for p in semantic_csvs], ignore_index=True)
     metrics = list(METRICS) + [m for m in EXTRA_TITLES if m in set(scores["metric"])]

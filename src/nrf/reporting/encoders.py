@@ -2,7 +2,7 @@
 accuracy, retrieval, and the per-ROI companion table.
 
 Inputs are the pipeline's files: scores CSVs (voxel, pearson, mse; from
-nrf.scoring.score_predictions), voxel tables (nrf.voxel_table) and retrieval
+nrf.experiments.scoring.score_predictions), voxel tables (nrf.experiments.voxels) and retrieval
 CSVs (image_id, rank; nrf.retrieval.write_retrieval).
 """
 

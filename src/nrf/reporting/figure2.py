@@ -12,8 +12,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from nrf.adaptation import AVERAGE, ENSEMBLE, LINEAR, SCRATCH  # noqa: E402
+from nrf.atomic import atomic_output
 from nrf.data.prepared import load_prepared  # noqa: E402
+from nrf.experiments.methods import AVERAGE, ENSEMBLE, LINEAR, SCRATCH  # noqa: E402
 from nrf.reporting.adaptation_tables import read_cells  # noqa: E402
 from nrf.reporting.brain_maps import coords_to_volume, plot_surface_panels  # noqa: E402
 from nrf.reporting.tables import mean_sem, subject_summary  # noqa: E402
@@ -115,7 +116,6 @@ def figure2b(cell_hdf5s, prepared_path, *, n_train: int, dataset: str, protocol:
 
 def save(fig, png, pdf) -> None:
     """PNG and PDF at fixed size and dpi, so a rerun writes the same image."""
-    from nrf.atomic import atomic_output
 
     with atomic_output(png) as tmp:
         fig.savefig(tmp, format="png", metadata={"Software": None})

@@ -1,6 +1,6 @@
 """Figure 4: the perturbation probes, median test r against training images.
 
-Three panels, one per probe (nrf.probes): (a) NRF scratch with coordinates
+Three panels, one per probe (nrf.perturbations): (a) NRF scratch with coordinates
 intact / shuffled globally / shuffled within ROI; (b) EBA-only and (c)
 V1-only finetuning of the base subject's NRF on the target, aligned vs
 shifted coordinates. Each point is the mean over draws of the per-draw
@@ -17,7 +17,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from nrf.atomic import atomic_output  # noqa: E402
-from nrf.probes import ALIGNED, GLOBAL, INTACT, ROWS, SHIFTED, WITHIN_ROI  # noqa: E402
+from nrf.perturbations import ALIGNED, GLOBAL, INTACT, ROWS, SHIFTED, WITHIN_ROI  # noqa: E402
 
 #: Okabe–Ito colours (colour-blind safe), one per condition, with a marker each
 STYLE = {
@@ -27,7 +27,7 @@ STYLE = {
 
 
 def read_rows(csvs) -> pd.DataFrame:
-    """The probe CSVs (nrf.probes.ROWS columns) as one table."""
+    """The probe CSVs (nrf.perturbations.ROWS columns) as one table."""
     frames = [pd.read_csv(p) for p in csvs]
     table = pd.concat(frames, ignore_index=True)
     missing = [c for c in ROWS if c not in table.columns]

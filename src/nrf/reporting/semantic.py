@@ -18,8 +18,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from nrf.image_metrics import LOWER_IS_BETTER, METRIC_TITLES, METRICS
-from nrf.reporting.tables import mean_sem
+from nrf.decoding.image_metrics import LOWER_IS_BETTER, METRIC_TITLES, METRICS
+from nrf.reporting.format import mean_sem
 
 #: The paper's column titles with the direction of "better".
 COLUMN_TITLES = {m: f"{METRIC_TITLES[m]} {'↓' if m in LOWER_IS_BETTER else '↑'}" for m in METRICS}
@@ -116,7 +116,7 @@ def semantic_note(metric_csvs: dict[str, list]) -> str:
     """A table note: which backend decoded, and why any column says n/a."""
     backends = sorted({_backend(p) for paths in metric_csvs.values() for p in paths})
     lines = [f"Semantic-level columns: reconstructions by the {', '.join(backends)} decoding backend, scored "
-             "with MindEye2's evaluation metrics (nrf.image_metrics); mean ± SEM over subjects."]
+             "with MindEye2's evaluation metrics (nrf.decoding.image_metrics); mean ± SEM over subjects."]
     if "offline" in backends:
         lines.append("The offline backend is a ridge decoder trained on each subject's measured training "
                      "responses, a stand-in for MindEye2: its numbers are not comparable to the paper's.")

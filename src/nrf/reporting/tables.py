@@ -7,14 +7,24 @@ subjects, mean ± SEM.
 
 from __future__ import annotations
 
-import html
-import re
-
 import numpy as np
 import pandas as pd
 
-from nrf.atomic import atomic_output
 from nrf.checks import require_finite
+from nrf.reporting.encoders import median_normalised, retrieval_of, roi_medians
+from nrf.reporting.format import (  # noqa: F401
+    _cell,
+    _paper,
+    _write_atomic,
+    mean_sem,
+    to_html,
+    to_markdown,
+)
+from nrf.reporting.semantic import (
+    semantic_columns,
+    semantic_markdown_columns,
+    semantic_note,
+)
 
 VOXEL_METRICS = ("pearson", "mse")
 
@@ -39,13 +49,6 @@ def subject_summary(score_csv) -> dict[str, float]:
     return {"pearson": float(np.median(pearson)), "mse": float(np.median(mse))}
 
 
-def mean_sem(values) -> tuple[float, float]:
-    """Mean and standard error of the mean (ddof=1; nan SEM for one value)."""
-    values = np.asarray(values, dtype=np.float64)
-    sem = values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else np.nan
-    return float(values.mean()), float(sem)
-
-
 def voxel_level_table(score_csvs: dict[str, list], subjects: list[str], paper: pd.DataFrame, *,
                       voxel_csvs: list | None = None, retrieval_csvs: dict[str, list] | None = None,
                       quoted: tuple = ()) -> pd.DataFrame:
@@ -53,13 +56,12 @@ def voxel_level_table(score_csvs: dict[str, list], subjects: list[str], paper: p
 
     ``score_csvs`` maps a method name (as the paper spells it) to its
     per-subject score CSVs, in the order of ``subjects``. With ``voxel_csvs``
-    (the subjects' voxel tables, nrf.voxel_table) the median
+    (the subjects' voxel tables, nrf.experiments.voxels) the median
     noise-ceiling-normalised accuracy is added (``nc_*``, percent); with
     ``retrieval_csvs`` (method -> per-subject retrieval CSVs) top-1/top-5
     retrieval (``top1_*``, ``top5_*``, fractions). ``quoted`` methods are the
     paper's rows only (``quoted`` = True, this run's cells empty).
     """
-    from nrf.reporting.encoders import median_normalised, retrieval_of
 
     rows = []
     for method, paths in score_csvs.items():
@@ -94,22 +96,12 @@ def voxel_level_table(score_csvs: dict[str, list], subjects: list[str], paper: p
     return pd.DataFrame(rows)
 
 
-def _cell(mean: float, sem: float, digits: int = 3) -> str:
-    if np.isnan(mean):
-        return "n/a"
-    return f"{mean:.{digits}f}" if np.isnan(sem) else f"{mean:.{digits}f} ± {sem:.{digits}f}"
-
-
 def _column(table: pd.DataFrame, key: str, scale: float = 1.0, digits: int = 3) -> list[str]:
     quoted = table["quoted"] if "quoted" in table else pd.Series(False, index=table.index)
     return [
         "quoted" if q else _cell(m * scale, s * scale, digits)
         for m, s, q in zip(table[f"{key}_mean"], table[f"{key}_sem"], quoted)
     ]
-
-
-def _paper(value) -> str:
-    return "n/a" if value is None or np.isnan(value) else f"{value:.3f}"
 
 
 def shown_columns(table: pd.DataFrame) -> pd.DataFrame:
@@ -138,37 +130,6 @@ def shown_columns(table: pd.DataFrame) -> pd.DataFrame:
     return shown
 
 
-def to_markdown(shown: pd.DataFrame, *, title: str, note: str) -> str:
-    """A titled Markdown table of display columns (see :func:`shown_columns`) and its note."""
-    return f"# {title}\n\n{shown.to_markdown(index=False)}\n\n{note}\n"
-
-
-def _write_atomic(path, text: str) -> None:
-    with atomic_output(path) as tmp:
-        tmp.write_text(text)
-
-
-def to_html(shown: pd.DataFrame, *, title: str, note: str) -> str:
-    """A self-contained HTML page of a table, which Snakemake's report shows inline."""
-    body = shown.to_html(index=False, border=0, classes="nrf-table", na_rep="n/a")
-    return (
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
-        f"<title>{title}</title><style>"
-        "body{font-family:sans-serif;margin:1.5em;max-width:70em}"
-        "table.nrf-table{border-collapse:collapse}"
-        "table.nrf-table th,table.nrf-table td{border-bottom:1px solid #ccc;padding:.3em .8em;text-align:right}"
-        "table.nrf-table td:first-child,table.nrf-table th:first-child{text-align:left}"
-        f"</style></head><body><h2>{title}</h2>{body}"
-        + "".join(f"<p>{_bold(html.escape(para))}</p>" for para in note.split("\n") if para)
-        + "</body></html>\n"
-    )
-
-
-def _bold(text: str) -> str:
-    """The notes' Markdown **bold** as HTML."""
-    return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
-
-
 def test_images_note(dataset: str, test_images: str) -> str:
     """How the test-image rule applied to this run's data."""
     if test_images == "seen_by_subject":
@@ -186,7 +147,6 @@ def with_semantic(table: pd.DataFrame, semantic_csvs: dict | None, subjects, pap
     shown = shown_columns(table)
     if not semantic_csvs:
         return table, shown, ""
-    from nrf.reporting.semantic import semantic_columns, semantic_markdown_columns, semantic_note
 
     sem = semantic_columns(semantic_csvs, subjects, paper)
     # the reference rows decoded only (Measured fMRI) first, then the voxel table's order
@@ -239,7 +199,6 @@ def write_table1(score_csvs, *, paper_csv, subjects, protocol, dataset, test_ima
     if out_roi_csv is not None:
         if voxel_csvs is None:
             raise ValueError("the per-ROI table needs voxel_csvs")
-        from nrf.reporting.encoders import roi_medians
 
         rois = roi_medians(score_csvs, voxel_csvs, subjects)
         _write_atomic(out_roi_csv, rois.to_csv(index=False, float_format="%.6g"))

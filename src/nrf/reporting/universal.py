@@ -23,6 +23,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from nrf.atomic import atomic_output  # noqa: E402
+from nrf.data.prepared import load_prepared
+from nrf.experiments.transfer import embeddings_of
+from nrf.features.cache import read_stimuli
 from nrf.reporting.encoders import median_normalised, retrieval_of  # noqa: E402
 from nrf.reporting.tables import subject_summary, to_html  # noqa: E402
 
@@ -215,9 +218,6 @@ def clusters_figure(checkpoint, subjects: list[str], prepared: list, voxel_csvs:
     where every voxel table has a ``region`` column, the ARI to the log and
     the figure. Top images are ranked by the measured test responses
     averaged over each cluster's voxels, pooled over the subjects."""
-    from nrf.data.prepared import load_prepared
-    from nrf.features.cache import read_stimuli
-    from nrf.universal_files import embeddings_of
 
     log = log or logger
     emb = embeddings_of(checkpoint, subjects)

@@ -1,14 +1,12 @@
-"""File-level glue for the rules beyond one-subject encoders: the joint
-Universal encoder over several prepared subjects, its prediction for one
-subject, transfer to a held-out subject, and scores of models trained on a
-subset of N images (the transfer figure's curves).
+"""The Universal Brain Encoder's experiments: one model trained jointly on
+every subject (:func:`train_joint`, :func:`predict_joint`; Table 1 and the
+Universal table), its transfer to a held-out subject (the transfer figure) and
+the voxel embeddings the cluster figure reads.
 
-Joint checkpoint: the shared checkpoint format (nrf.encoding) with
-``subject`` = the subjects joined by "+", ``subjects`` (list), ``n_voxels``
-a list per subject, ``prepared`` a list; the model holds one embedding table
-per subject and :func:`predict_joint` selects one.
-Subset scores CSV (``results/{dataset}/subset_scores/{model}/{subject}_n{N}_d{draw}.csv``):
-voxel, pearson, mse, as nrf.scoring.score_predictions writes.
+Transfer learns only the held-out subject's voxel embeddings from N of its
+images, drawn by :func:`nrf.experiments.cell.draw_rows`: the same images as
+the adaptation cell (subject, N, draw) whose NRF scratch and finetune-ensemble
+numbers the transfer figure draws beside it.
 """
 
 from __future__ import annotations
@@ -23,14 +21,17 @@ import torch
 from nrf.data.predictions import write_predictions
 from nrf.data.prepared import load_prepared
 from nrf.devices import resolve_device
-from nrf.encoding import _atomic_torch_save, load_encoder, predict_test, train_encoder
-from nrf.scoring import score_predictions
+from nrf.experiments.cell import draw_rows
+from nrf.experiments.scoring import score_predictions
+from nrf.features.base import TOKEN_GRIDS
 from nrf.features.cache import read_features
-from nrf.models.registry import TOKEN_GRIDS
-from nrf.models.universal import SubjectData, train_universal, transfer_universal
-from nrf.training import EncodingSplit, TrainConfig, predict
+from nrf.models.universal import UniversalEncoder
+from nrf.training.encoders import _atomic_torch_save, load_encoder
+from nrf.training.loop import EncodingSplit, TrainConfig, predict
+from nrf.training.universal import SubjectData, train_universal
 
 logger = logging.getLogger(__name__)
+
 
 def train_joint(prepared_paths, features_path, out_checkpoint, *, model_options=None, train_options=None,
                 seed: int = 0, device: str = "cpu", log: logging.Logger | None = None) -> dict:
@@ -102,6 +103,35 @@ def predict_joint(checkpoint, prepared_path, features_path, out_hdf5, *, device:
     log.info("%s: predicted %d test images x %d voxels -> %s", prep.subject, *pred.shape, out_hdf5)
 
 
+def transfer_universal(joint_checkpoint, target_prepared, features, n_train: int, draw: int, seed: int, *,
+                       train_options: dict | None = None, device: str = "cpu",
+                       log: logging.Logger | None = None) -> tuple[UniversalEncoder, dict]:
+    """Transfer a jointly trained Universal encoder to a held-out subject:
+    only the target's voxel embeddings are learned, from the ``n_train``
+    images of adaptation draw ``draw`` (:func:`nrf.experiments.cell.draw_rows`),
+    for ``max_steps`` steps (no early stopping), seeded ``seed + draw`` as the
+    cell's own trainings. ``features`` is the feature cache path.
+
+    Returns (model selected to the target subject, info: subject,
+    train_image_ids, history).
+    """
+    model, ckpt = load_encoder(joint_checkpoint, device)
+    if ckpt["kind"] != "universal":
+        raise ValueError(f"{joint_checkpoint} holds a {ckpt['kind']} model, not a Universal encoder")
+    prep = load_prepared(target_prepared, splits=("train",))
+    if prep.subject in model.config.subjects:
+        raise ValueError(f"{prep.subject} was among the subjects {joint_checkpoint} was trained on; "
+                         f"transfer needs a held-out subject")
+    rows = draw_rows(prep.train.n_images, n_train, seed, draw)
+    ids = prep.train.image_ids[rows]
+    train = EncodingSplit(read_features(features, ids, model.config.layer_keys), prep.train.responses[rows])
+    options = {**(train_options or {}), "patience": None, "seed": seed + draw, "device": device}
+    model.add_subject(prep.subject, prep.n_voxels, seed=seed + draw)
+    model, history = train_universal([SubjectData(prep.subject, train)], TrainConfig(**options), model=model,
+                                     trainable="embeddings", log=log, source=str(target_prepared))
+    return model, {"subject": prep.subject, "train_image_ids": ids, "history": history}
+
+
 def _score_model(model, prepared_path, features_path, out_csv, log) -> dict:
     prep = load_prepared(prepared_path, splits=("test",))
     ids = prep.test.image_ids
@@ -112,29 +142,16 @@ def _score_model(model, prepared_path, features_path, out_csv, log) -> dict:
         return score_predictions(path, prepared_path, out_csv, log=log)
 
 
-def transfer_scores(joint_checkpoint, target_prepared, features_path, out_csv, *, n_train: int, seed: int,
+def transfer_scores(joint_checkpoint, target_prepared, features_path, out_csv, *, n_train: int, draw: int, seed: int,
                     train_options=None, device: str = "cpu", log: logging.Logger | None = None) -> dict:
     """Transfer a joint Universal encoder to a held-out subject on ``n_train``
     of its images (only its embeddings learn) and score its test images."""
     log = log or logger
-    model, info = transfer_universal(joint_checkpoint, target_prepared, features_path, n_train, seed,
+    model, info = transfer_universal(joint_checkpoint, target_prepared, features_path, n_train, draw, seed,
                                      train_options=train_options, device=resolve_device(device), log=log)
     summary = _score_model(model, target_prepared, features_path, out_csv, log)
-    log.info("Universal transfer to %s on %d images (seed %d): %s", info["subject"], n_train, seed, summary)
+    log.info("Universal transfer to %s on %d images (draw %d): %s", info["subject"], n_train, draw, summary)
     return summary
-
-
-def subset_scores(kind, prepared_path, features_path, out_csv, *, n_train: int, seed: int, model_options=None,
-                  train_options=None, device: str = "cpu", log: logging.Logger | None = None) -> dict:
-    """Train a fresh encoder of ``kind`` on a seeded subset of ``n_train``
-    training images (nrf.encoding.subset_indices) and score its test images."""
-    log = log or logger
-    with tempfile.TemporaryDirectory() as tmp:
-        ckpt, pred = Path(tmp) / "model.pt", Path(tmp) / "predictions.hdf5"
-        train_encoder(kind, prepared_path, features_path, ckpt, model_options=model_options,
-                      train_options=train_options, n_train=n_train, seed=seed, device=device, log=log)
-        predict_test(ckpt, prepared_path, features_path, pred, device=device, log=log)
-        return score_predictions(pred, prepared_path, out_csv, log=log)
 
 
 def embeddings_of(checkpoint, subjects) -> dict[str, np.ndarray]:

@@ -17,8 +17,9 @@ from typing import Callable
 
 import numpy as np
 
-from nrf import volumes as V
 from nrf.atomic import atomic_output
+from nrf.data.simulate import REGIONS, SimulatedBrain, SimulationParams
+from nrf.volumes.query import nrf_predictor, prepare_query, save_mni_nifti, write_volume
 
 logger = logging.getLogger(__name__)
 
@@ -57,11 +58,11 @@ def write_contrast(predict_a: Callable, predict_b: Callable, mask, affine, out_p
              "t": out_prefix.with_name(out_prefix.name + "_t.nii.gz")}
     import nibabel as nib
 
-    V.write_volume(contrast_predictor(predict_a, predict_b), mask, affine, 2, both, chunk_points=chunk_points)
+    write_volume(contrast_predictor(predict_a, predict_b), mask, affine, 2, both, chunk_points=chunk_points)
     try:
         data = np.asarray(nib.load(both).dataobj)
-        V.save_mni_nifti(data[..., 0], affine, paths["difference"])
-        V.save_mni_nifti(data[..., 1], affine, paths["t"])
+        save_mni_nifti(data[..., 0], affine, paths["difference"])
+        save_mni_nifti(data[..., 1], affine, paths["t"])
     finally:
         both.unlink(missing_ok=True)
     return paths
@@ -123,9 +124,9 @@ def query_contrast(checkpoint, images_a, images_b, out_prefix, *, resolution: fl
     log = log or logger
     common = dict(resolution=resolution, mask=mask, prepared=prepared, features=features, extractor=extractor,
                   extractor_options=extractor_options, stimulus_size=stimulus_size, device=device)
-    qa = V.prepare_query(checkpoint, images_a, **common)
-    qb = V.prepare_query(checkpoint, images_b, **common)
-    paths = write_contrast(V.nrf_predictor(qa.model, qa.features, device), V.nrf_predictor(qb.model, qb.features,
+    qa = prepare_query(checkpoint, images_a, **common)
+    qb = prepare_query(checkpoint, images_b, **common)
+    paths = write_contrast(nrf_predictor(qa.model, qa.features, device), nrf_predictor(qb.model, qb.features,
                                                                                            device),
                            qa.mask, qa.affine, out_prefix, chunk_points=chunk_points)
     import nibabel as nib
@@ -136,7 +137,6 @@ def query_contrast(checkpoint, images_a, images_b, out_prefix, *, resolution: fl
                "images_b": [{"file": n, "sha256": h} for n, h in zip(qb.images.names, qb.images.sha256)],
                **peak(nib.load(paths["t"]), qa.mask)}
     if simulation is not None:
-        from nrf.data.simulate import REGIONS, SimulatedBrain, SimulationParams
 
         brain = SimulatedBrain(SimulationParams(subjects=subjects, seed=seed, **simulation))
         regions = brain.regions(np.array([summary["max_mm"], summary["min_mm"]]), subject)

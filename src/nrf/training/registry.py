@@ -11,9 +11,9 @@ model ignores ``coords_mm``. Its :class:`EncoderKind` says
                    -> (trained module, history); ``model`` continues training
                    an existing one (finetuning), else a new one is built
 
-Saving and loading are the same for every kind (nrf.encoding: a ``.pt``
+Saving and loading are the same for every kind (nrf.training.encoders: a ``.pt``
 checkpoint holding kind, model_config and state_dict), and so is prediction
-(nrf.training.predict).
+(nrf.training.loop.predict).
 """
 
 from __future__ import annotations
@@ -23,9 +23,14 @@ from typing import Callable
 
 from torch import nn
 
-from nrf.features.base import FEATURE_KEYS
+from nrf.features.base import FEATURE_KEYS, TOKEN_GRIDS
+from nrf.models.fwrf import FWRF, FWRFConfig, fit_fwrf
 from nrf.models.linear import LinearConfig, LinearEncoder
 from nrf.models.nrf import NRF, NRFConfig
+from nrf.models.ridge import RidgeConfig, RidgeEncoder, fit_ridge
+from nrf.models.universal import UniversalConfig, UniversalEncoder
+from nrf.training.loop import train_linear, train_nrf
+from nrf.training.universal import SubjectData, train_universal
 
 
 @dataclass(frozen=True)
@@ -38,8 +43,6 @@ class EncoderKind:
 
 
 def _fit_nrf(train, val, coords_mm, config, *, model_options, model=None, log=None, source="the training data"):
-    from nrf.training import train_nrf
-
     if model is not None:
         return train_nrf(train, val, coords_mm, config, model=model, log=log, source=source)
     shallow = train.features["tokens_shallow"]
@@ -51,8 +54,6 @@ def _fit_nrf(train, val, coords_mm, config, *, model_options, model=None, log=No
 
 
 def _fit_linear(train, val, coords_mm, config, *, model_options, model=None, log=None, source="the training data"):
-    from nrf.training import train_linear
-
     if model is not None and model.config.n_voxels != train.responses.shape[1]:
         raise ValueError(
             f"the linear model predicts {model.config.n_voxels} voxels, the data have {train.responses.shape[1]}"
@@ -60,11 +61,8 @@ def _fit_linear(train, val, coords_mm, config, *, model_options, model=None, log
     return train_linear(train, val, config, model=model, log=log, source=source)
 
 
-TOKEN_GRIDS = ("tokens_shallow", "tokens_deep")
-
 
 def _fit_fwrf(train, val, coords_mm, config, *, model_options, model=None, log=None, source="the training data"):
-    from nrf.models.fwrf import FWRFConfig, fit_fwrf
 
     if model is not None:
         raise ValueError("fWRF is fit in closed form and cannot continue from a checkpoint")
@@ -76,7 +74,6 @@ def _fit_fwrf(train, val, coords_mm, config, *, model_options, model=None, log=N
 
 
 def _fit_ridge(train, val, coords_mm, config, *, model_options, model=None, log=None, source="the training data"):
-    from nrf.models.ridge import RidgeConfig, fit_ridge
 
     if model is not None:
         raise ValueError("ridge is fit in closed form and cannot continue from a checkpoint")
@@ -91,28 +88,22 @@ SINGLE_SUBJECT = "subject"
 
 def _fit_universal(train, val, coords_mm, config, *, model_options, model=None, log=None,
                    source="the training data"):
-    from nrf.models.universal import SubjectData, train_universal
-
     name = SINGLE_SUBJECT if model is None else model.config.subject
     return train_universal([SubjectData(name, train, val)], config, model_options=model_options, model=model,
                            log=log, source=source)
 
 
 def _build_fwrf(c):
-    from nrf.models.fwrf import FWRF, FWRFConfig
 
     return FWRF(FWRFConfig(**c))
 
 
 def _build_ridge(c):
-    from nrf.models.ridge import RidgeConfig, RidgeEncoder
 
     return RidgeEncoder(RidgeConfig(**c))
 
 
 def _build_universal(c):
-    from nrf.models.universal import UniversalConfig, UniversalEncoder
-
     return UniversalEncoder(UniversalConfig(**c))
 
 

@@ -17,8 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from nrf import volumes as V
 from nrf.atomic import atomic_output
+from nrf.data.prepared import load_prepared
+from nrf.data.simulate import SimulatedBrain, SimulationParams
+from nrf.experiments.resolution import func_grid_affine
+from nrf.volumes.grid import grid_points, mni_grid
 
 
 def _zscore(a, mask):
@@ -130,8 +133,6 @@ def fig_volume(out_png, *, volumes: dict, prepared, simulation: dict | None = No
 
     import nibabel as nib
 
-    from nrf.data.prepared import load_prepared
-    from nrf.resolution import func_grid_affine
 
     prep = load_prepared(prepared, splits=("test",))
     columns, ids, surface_img = [], None, None
@@ -156,19 +157,18 @@ def fig_volume(out_png, *, volumes: dict, prepared, simulation: dict | None = No
     if z_mm is None:  # the axial slice through the most measured voxels
         vals, counts = np.unique(np.rint(prep.coords[:, 2] / 2) * 2, return_counts=True)
         z_mm = float(vals[counts.argmax()])
-    shape1, aff1 = V.mni_grid(1.0)
+    shape1, aff1 = mni_grid(1.0)
     measured = np.stack([measured_volume(prep.test.responses[r], prep.voxel_ijk, grid_affine, shape1, aff1)
                          for r in rows], -1)
     voxel_mm = float(np.mean(nib.affines.voxel_sizes(grid_affine)))
     columns.insert(0, (f"measured ({voxel_mm:.1f} mm voxels)", measured, aff1))
     if simulation is not None:
-        from nrf.data.simulate import SimulatedBrain, SimulationParams
 
         brain = SimulatedBrain(SimulationParams(subjects=subjects, seed=seed, **simulation))
         _, vol, affine = columns[-1]
         mask = np.isfinite(vol[..., 0])
         truth = np.full(vol.shape, np.nan, np.float32)
-        truth[mask] = brain.responses(ids, V.grid_points(mask.shape, affine, mask), prep.subject).T
+        truth[mask] = brain.responses(ids, grid_points(mask.shape, affine, mask), prep.subject).T
         columns.append((f"simulator truth at {affine[0, 0]:g} mm", truth, affine))
     plot_fig_volume(out_png, columns=columns, image_names=[f"image {i}" for i in ids], z_mm=z_mm,
                     surface_img=surface_img, subject=prep.subject)

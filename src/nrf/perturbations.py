@@ -14,7 +14,7 @@ trained and scored with ``coords[perm]`` against the unchanged responses, so
 voxel v's responses are paired with voxel perm[v]'s coordinate.
 
 The cells that train models under these perturbations are in
-nrf.probe_cells; this module needs numpy and scipy only.
+nrf.experiments.probes; this module needs numpy and scipy only.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ GLOBAL = "shuffled globally"
 WITHIN_ROI = "shuffled within ROI"
 ALIGNED = "aligned"
 SHIFTED = "shifted"
-#: columns of the probe CSVs (nrf.probe_cells)
+#: columns of the probe CSVs (nrf.experiments.probes)
 ROWS = ("panel", "subject", "condition", "n_train", "draw", "pearson", "mse", "steps", "n_voxels")
 
 

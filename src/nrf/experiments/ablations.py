@@ -8,29 +8,25 @@
                              trained on a subject's full training set, and
                              its per-voxel test scores
 
-Both reuse the pipeline's training code (nrf.models.registry, nrf.encoding)
-and the adaptation cell and schedules (nrf.adaptation).
+Both reuse the pipeline's training code (nrf.training.registry, nrf.training.encoders)
+and the adaptation cell and schedules (nrf.experiments.adaptation).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import tempfile
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from nrf.adaptation import Cell, schedule, score
 from nrf.atomic import atomic_output
-from nrf.data.prepared import load_prepared
 from nrf.devices import resolve_device
-from nrf.encoding import train_encoder
-from nrf.features.cache import read_features
-from nrf.metrics import mse_per_voxel, pearson_per_voxel
-from nrf.models.registry import get_kind
-from nrf.probe_cells import finetune_on
-from nrf.training import TrainConfig, predict
+from nrf.experiments.cell import Cell, finetune, schedule, score
+from nrf.experiments.scoring import score_predictions
+from nrf.training.encoders import predict_test, train_encoder
+from nrf.training.loop import TrainConfig, predict
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +40,7 @@ def run_finetune_strategies(
 ) -> pd.DataFrame:
     """Table 4: one row per (strategy, draw): method, n_train, draw, pearson, mse, steps.
 
-    Each draw is the adaptation cell's draw (nrf.adaptation.draw_rows), so the
+    Each draw is the adaptation cell's draw (nrf.experiments.adaptation.draw_rows), so the
     "finetune both" rows repeat the adaptation experiment's single-base finetune.
     """
     log = log or logger
@@ -55,7 +51,7 @@ def run_finetune_strategies(
         for method, trainable in STRATEGIES.items():
             options = dict(schedule(protocol, n_train, train_options, finetune_steps), trainable=trainable)
             config = TrainConfig(**options, seed=seed + draw, device=device)
-            model, history = finetune_on(base_checkpoint, cell.train, cell.val, cell.coords, config, log,
+            model, history = finetune(base_checkpoint, cell.train, cell.val, cell.coords, config, log,
                                          f"{cell.subject} draw {draw}")
             out = score(predict(model, cell.test.features, cell.coords, device=device), cell.test.responses)
             steps = int(history[-1]["step"]) if history else 0
@@ -94,33 +90,27 @@ def train_architecture(
     prepared_path, features_path, out_checkpoint, out_scores, *, model_options: dict, train_options: dict,
     seed: int, device: str = "cpu", log: logging.Logger | None = None, out_training=None,
 ) -> dict:
-    """Train an NRF of the given sizes on the full training set (nrf.encoding.train_encoder,
-    the same schedule as the pipeline's own NRF) and score it on the test images.
+    """Train an NRF of the given sizes on the full training set and score it on
+    the test images, through the pipeline's own steps: train_encoder (the same
+    schedule as the pipeline's own NRF), predict_test and score_predictions.
 
-    Writes the checkpoint, the per-voxel scores CSV (voxel, pearson, mse; the
-    format of results/{dataset}/scores/) and, given ``out_training``, a JSON
+    Writes the checkpoint, the per-voxel scores CSV (the format of
+    results/{dataset}/scores/) and, given ``out_training``, a JSON
     :func:`training_summary` (the tables say which rows the step cap cut off
-    while still improving). Returns {"pearson", "mse", "steps"}.
+    while still improving). Returns :func:`nrf.metrics.summarise` and the steps run.
     """
     log = log or logger
     device = resolve_device(device)
     ckpt = train_encoder("nrf", prepared_path, features_path, out_checkpoint, model_options=model_options,
                          train_options=train_options, seed=seed, device=device, log=log)
-    model = get_kind("nrf").build(ckpt["model_config"])
-    model.load_state_dict(ckpt["state_dict"])
-    prep = load_prepared(prepared_path, splits=("test",))
-    feats = read_features(features_path, prep.test.image_ids, get_kind("nrf").feature_keys)
-    pred = predict(model.to(device), feats, prep.coords, device=device)
-    r, mse = pearson_per_voxel(pred, prep.test.responses), mse_per_voxel(pred, prep.test.responses)
-    with atomic_output(out_scores) as tmp:
-        pd.DataFrame({"voxel": np.arange(len(r)), "pearson": r, "mse": mse}).to_csv(
-            tmp, index=False, float_format="%.9g")
-    out = score(pred, prep.test.responses)
-    summary = training_summary(ckpt["history"], train_options["max_steps"])
-    steps = summary["steps"]
+    with tempfile.TemporaryDirectory() as tmp:
+        predictions = Path(tmp) / "predictions.hdf5"
+        predict_test(out_checkpoint, prepared_path, features_path, predictions, device=device, log=log)
+        summary = score_predictions(predictions, prepared_path, out_scores, log=log)
+    training = training_summary(ckpt["history"], train_options["max_steps"])
     if out_training is not None:
         with atomic_output(out_training) as tmp:
-            Path(tmp).write_text(json.dumps(summary, indent=1))
+            Path(tmp).write_text(json.dumps(training, indent=1))
     log.info("depth %d width %d: median r %.4f after %d steps", ckpt["model_config"]["depth"],
-             ckpt["model_config"]["width"], out["pearson"], steps)
-    return {"pearson": out["pearson"], "mse": out["mse"], "steps": steps}
+             ckpt["model_config"]["width"], summary["median_r"], training["steps"])
+    return dict(summary, steps=training["steps"])

@@ -15,7 +15,7 @@ cell sees the same N images (the draw) and is scored on the same test images:
     NRF scratch                        a new NRF trained on the N images
     Linear Regression                  the linear baseline on the N images
 
-Schedules (:func:`schedule`): under ``paper`` every model is validated on the
+Schedules (:func:`nrf.experiments.cell.schedule`): under ``paper`` every model is validated on the
 test images once per epoch (ceil(N / batch) steps; one step at N = 20 with the
 paper's batch of 32) with patience 5, keeping the best state, as the authors
 do. With N = 20 that means stopping after a handful of steps, on the very
@@ -26,105 +26,27 @@ is used and no test image is involved.
 from __future__ import annotations
 
 import logging
-import math
 
 import h5py
 import numpy as np
 import pandas as pd
-import torch
 
 from nrf.atomic import atomic_output
-from nrf.data.prepared import load_prepared
 from nrf.devices import resolve_device
-from nrf.encoding import load_encoder
 from nrf.ensemble import apply_ensemble, fit_ensemble, fit_shrunk_ensemble
-from nrf.features.cache import read_features
-from nrf.metrics import mse_per_voxel, pearson_per_voxel, summarise
-from nrf.models.registry import get_kind
-from nrf.training import EncodingSplit, TrainConfig, predict
+from nrf.experiments.cell import Cell, finetune, schedule, score
+from nrf.experiments.methods import (
+    AVERAGE,
+    ENSEMBLE,
+    HELDOUT,
+    LINEAR,
+    SCRATCH,
+    base_label,
+)
+from nrf.training.loop import EncodingSplit, TrainConfig, predict
+from nrf.training.registry import get_kind
 
 logger = logging.getLogger(__name__)
-
-ENSEMBLE = "NRF finetune ensemble"
-HELDOUT = "NRF finetune ensemble (held-out λ)"
-AVERAGE = "NRF finetune average"
-SCRATCH = "NRF scratch"
-LINEAR = "Linear Regression"
-
-
-def base_label(base: str, target: str) -> str:
-    return f"NRF finetune base {base}->{target}"
-
-
-def draw_rows(n_total: int, n: int, seed: int, draw: int) -> np.ndarray:
-    """Rows of the training images of one draw, ascending; the same for every method.
-
-    Each draw is its own seeded permutation (seed, draw), so draws differ and
-    a rerun gives the same images.
-    """
-    if not 1 <= n <= n_total:
-        raise ValueError(f"{n} training images asked for, {n_total} exist")
-    rng = np.random.default_rng([int(seed), int(draw)])
-    return np.sort(rng.permutation(n_total)[:n])
-
-
-def schedule(protocol: str, n_train: int, train: dict, steps: int) -> dict:
-    """TrainConfig fields for one small training under ``protocol``.
-
-    paper : validate on the test images every epoch (ceil(N / batch) steps),
-            patience 5, best state kept, at most ``steps`` steps
-    clean : exactly ``steps`` steps, no validation
-    """
-    if protocol == "paper":
-        epoch = max(1, math.ceil(n_train / train["batch_images"]))
-        return dict(train, eval_every=epoch, patience=train["patience"], min_steps=0, max_steps=steps)
-    return dict(train, eval_every=steps, patience=None, min_steps=0, max_steps=steps)
-
-
-class Cell:
-    """The data of one (target, N, draw) cell, read once and shared by every method.
-
-    train : EncodingSplit of the N drawn training images (all feature keys)
-    test  : EncodingSplit of the target's test images
-    coords : (n_voxels, 3) the target's MNI coordinates
-    val   : the validation split the schedule uses (paper: test; clean: None)
-    """
-
-    def __init__(self, prepared_path, features_path, n_train: int, draw: int, *, seed: int, protocol: str):
-        prep = load_prepared(prepared_path, splits=("train", "test"))
-        self.subject = prep.subject
-        self.coords = prep.coords
-        self.rows = draw_rows(prep.train.n_images, n_train, seed, draw)
-        self.train_ids = prep.train.image_ids[self.rows]
-        self.test_ids = prep.test.image_ids
-        keys = ("tokens_shallow", "tokens_deep", "embedding")
-        self.train = EncodingSplit(read_features(features_path, self.train_ids, keys), prep.train.responses[self.rows])
-        self.test = EncodingSplit(read_features(features_path, self.test_ids, keys), prep.test.responses)
-        self.val = self.test if protocol == "paper" else None
-        self.protocol = protocol
-
-    @property
-    def n_voxels(self) -> int:
-        return self.coords.shape[0]
-
-
-def finetune(base_checkpoint, cell: Cell, config: TrainConfig, log) -> tuple[torch.nn.Module, list[dict]]:
-    """A base NRF finetuned end to end on the cell's images at the target's coordinates."""
-    model, ckpt = load_encoder(base_checkpoint, config.device)
-    if ckpt["kind"] != "nrf":
-        raise ValueError(f"{base_checkpoint}: a {ckpt['kind']} checkpoint, adaptation finetunes NRFs")
-    return get_kind("nrf").fit(
-        cell.train, cell.val, cell.coords, config, model_options={}, model=model, log=log,
-        source=f"{cell.subject} draw of {len(cell.rows)} images",
-    )
-
-
-def score(pred, responses) -> dict:
-    """Median voxel r (undefined counted as 0), median MSE, and the per-voxel r."""
-    r = pearson_per_voxel(pred, responses)
-    s = summarise(r, mse_per_voxel(pred, responses))
-    return {"pearson": s["median_r"], "mse": float(np.median(mse_per_voxel(pred, responses))), "r": r}
-
 
 def run_cell(
     target_prepared,
@@ -174,7 +96,8 @@ def run_cell(
                                seed=seed + draw, device=device)
     train_preds, test_preds = [], []
     for base, ckpt in sorted(base_checkpoints.items()):
-        model, history = finetune(ckpt, cell, finetune_cfg, log)
+        model, history = finetune(ckpt, cell.train, cell.val, cell.coords, finetune_cfg, log,
+                                  f"{target} draw of {n_train} images")
         record(base_label(base, target), model, history, cell.coords)
         train_preds.append(predict(model, cell.train.features, cell.coords, device=device))
         test_preds.append(results[base_label(base, target)]["predictions"])

@@ -23,14 +23,20 @@ from __future__ import annotations
 import logging
 
 import h5py
+import nibabel as nib
 import numpy as np
 import pandas as pd
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from nrf import volumes as V
 from nrf.atomic import atomic_output
+from nrf.data.predictions import read_predictions
+from nrf.data.prepared import load_prepared
+from nrf.data.simulate import SimulatedBrain, SimulationParams
+from nrf.features.cache import read_features
 from nrf.metrics import pearson_per_voxel
+from nrf.volumes.grid import grid_points, mni_grid, training_mask
+from nrf.volumes.query import load_nrf, nrf_predictor, predict_points
 
 logger = logging.getLogger(__name__)
 
@@ -51,9 +57,9 @@ def heldout_lattice(coords_mm, in_region, *, spacing_mm: float = 1.0, max_points
                     seed: int = 0) -> np.ndarray:
     """(m, 3) points of a ``spacing_mm`` MNI lattice within one training voxel of a training
     coordinate and where ``in_region(points) -> bool`` holds; a seeded subset of ``max_points``."""
-    shape, affine = V.mni_grid(spacing_mm)
-    mask = V.training_mask(coords_mm, shape, affine)
-    points = V.grid_points(shape, affine, mask)
+    shape, affine = mni_grid(spacing_mm)
+    mask = training_mask(coords_mm, shape, affine)
+    points = grid_points(shape, affine, mask)
     points = points[in_region(points)]
     if len(points) > max_points:
         points = points[np.sort(np.random.default_rng(seed).choice(len(points), max_points, replace=False))]
@@ -67,13 +73,13 @@ def interpolate_voxels(values, voxel_ijk, grid_affine, points, method: str) -> n
     none falls back to nearest). Returns (n_img, m) float32."""
     values = np.asarray(values, np.float32)
     ijk = np.asarray(voxel_ijk, int)
-    centres = V.nib.affines.apply_affine(grid_affine, ijk)
+    centres = nib.affines.apply_affine(grid_affine, ijk)
     nearest = values[:, cKDTree(centres).query(points)[1]]
     if method == "nearest":
         return nearest
     if method != "trilinear":
         raise ValueError(f"method must be 'nearest' or 'trilinear', got {method!r}")
-    frac = V.nib.affines.apply_affine(np.linalg.inv(grid_affine), points).T  # (3, m)
+    frac = nib.affines.apply_affine(np.linalg.inv(grid_affine), points).T  # (3, m)
     shape = tuple(ijk.max(0) + 2)
     weight = np.zeros(shape, np.float32)
     weight[tuple(ijk.T)] = 1.0
@@ -122,10 +128,6 @@ def run_resolution(*, subject, nrf_checkpoint, predictions: dict, prepared, feat
     predictions : {model label: predictions file at the training voxels}, e.g. {"Linear": ..., "NRF": ...}
     simulation, subjects, seed : the simulator's parameters (config), to rebuild its ground truth
     """
-    from nrf.data.prepared import load_prepared
-    from nrf.data.simulate import SimulatedBrain, SimulationParams
-    from nrf.data.predictions import read_predictions
-    from nrf.features.cache import read_features
 
     log = log or logger
     brain = SimulatedBrain(SimulationParams(subjects=subjects, seed=seed, **simulation))
@@ -150,9 +152,9 @@ def run_resolution(*, subject, nrf_checkpoint, predictions: dict, prepared, feat
         f.attrs["lattice_mm"] = spacing_mm
         f.attrs["description"] = "noiseless simulator responses at held-out MNI coordinates (mm)"
 
-    model, _ = V.load_nrf(nrf_checkpoint, device)
+    model, _ = load_nrf(nrf_checkpoint, device)
     feats = read_features(features, test_ids)
-    nrf_heldout = V.predict_points(V.nrf_predictor(model, feats, device), points, chunk_points=chunk_points)
+    nrf_heldout = predict_points(nrf_predictor(model, feats, device), points, chunk_points=chunk_points)
     voxel_preds = {}
     for label, path in predictions.items():
         pred, ids = read_predictions(path)

@@ -2,13 +2,13 @@
 
     run_shuffle_cell   Fig. 4a: NRF scratch on N images of one subject with
                        coordinates intact, shuffled globally, shuffled within
-                       ROIs (nrf.probes)
+                       ROIs (nrf.perturbations)
     run_transfer_cell  Fig. 4b/c: a base subject's full-data NRF finetuned on a
                        target's ROI-only voxels (EBA, V1) with aligned or
                        shifted coordinates
 
-A cell is one (N, draw) of nrf.adaptation.Cell; the schedule is
-nrf.adaptation.schedule (paper: validate on the test images every epoch,
+A cell is one (N, draw) of nrf.experiments.adaptation.Cell; the schedule is
+nrf.experiments.adaptation.schedule (paper: validate on the test images every epoch,
 patience 5, capped at the step budget; clean: the fixed step budget). Rows:
 panel, subject, condition, n_train, draw, pearson, mse, steps, n_voxels.
 """
@@ -20,17 +20,25 @@ import logging
 import numpy as np
 import pandas as pd
 
-from nrf.adaptation import Cell, schedule, score
 from nrf.atomic import atomic_output
 from nrf.data.prepared import load_prepared
 from nrf.devices import resolve_device
-from nrf.encoding import load_encoder
-from nrf.models.registry import get_kind
-from nrf.probes import (
-    ALIGNED, GLOBAL, INTACT, ROWS, SHIFTED, WITHIN_ROI, roi_groups, roi_mask, shift_inside, shuffle_global,
+from nrf.experiments.cell import Cell, finetune, schedule, score
+from nrf.perturbations import (
+    ALIGNED,
+    GLOBAL,
+    INTACT,
+    ROWS,
+    SHIFTED,
+    WITHIN_ROI,
+    roi_groups,
+    roi_mask,
+    shift_inside,
+    shuffle_global,
     shuffle_within_rois,
 )
-from nrf.training import EncodingSplit, TrainConfig, predict
+from nrf.training.loop import EncodingSplit, TrainConfig, predict
+from nrf.training.registry import get_kind
 
 logger = logging.getLogger(__name__)
 
@@ -39,15 +47,6 @@ def _subset(split: EncodingSplit | None, columns: np.ndarray) -> EncodingSplit |
     if split is None:
         return None
     return EncodingSplit(split.features, split.responses[:, columns])
-
-
-def finetune_on(base_checkpoint, train: EncodingSplit, val, coords, config: TrainConfig, log, source: str):
-    """A base NRF finetuned on (train, val) at ``coords`` (nrf.adaptation.finetune with
-    the coordinates and voxel columns chosen by the probe)."""
-    model, ckpt = load_encoder(base_checkpoint, config.device)
-    if ckpt["kind"] != "nrf":
-        raise ValueError(f"{base_checkpoint}: a {ckpt['kind']} checkpoint, the probes finetune NRFs")
-    return get_kind("nrf").fit(train, val, coords, config, model_options={}, model=model, log=log, source=source)
 
 
 def _scored(model, cell: Cell, coords, columns, history, device) -> dict:
@@ -121,7 +120,7 @@ def run_transfer_cell(
         log.info("%s: %d voxels, shift %s mm (|%.1f| mm)", name, len(columns), np.round(vector, 1), shift_mm)
         train, val = _subset(cell.train, columns), _subset(cell.val, columns)
         for condition, coords in ((ALIGNED, aligned), (SHIFTED, shifted)):
-            model, history = finetune_on(base_checkpoint, train, val, coords, config, log,
+            model, history = finetune(base_checkpoint, train, val, coords, config, log,
                                          f"{cell.subject} {name} {condition}")
             out = _scored(model, cell, coords, columns, history, device)
             rows.append({"panel": name, "subject": cell.subject, "condition": condition, "n_train": n_train,

@@ -1,10 +1,10 @@
 """File-level glue for the encoder rules: train, and predict the test images.
 
 Each function reads the pipeline's files (docs/CONTRACTS.md), calls the
-array-level code in :mod:`nrf.training`, and writes one
+array-level code in :mod:`nrf.training.loop`, and writes one
 output atomically (nrf.atomic.atomic_output).
 
-Model kinds are dispatched through one registry (nrf.models.registry).
+Model kinds are dispatched through one registry (nrf.training.registry).
 
 Checkpoint (``.pt``, written by :func:`train_encoder`, read by
 :func:`load_encoder`): a dict with
@@ -12,14 +12,14 @@ Checkpoint (``.pt``, written by :func:`train_encoder`, read by
     model_config    : the model's config.to_dict()
     train_config    : TrainConfig.to_dict()
     state_dict      : the model's weights (CPU tensors; NRF's B included)
-    history         : list of dicts, one per evaluation (see nrf.training)
+    history         : list of dicts, one per evaluation (see nrf.training.loop)
     train_image_ids : (n_train,) int64 ids of the images trained on
     n_voxels        : number of voxels (columns of the prepared responses)
     subject, prepared, features, n_train, seed, init_checkpoint : provenance
 
 Predictions: nrf.data.predictions.
 
-Scores (``results/{dataset}/scores/{model}/{subject}.csv``): nrf.scoring.
+Scores (``results/{dataset}/scores/{model}/{subject}.csv``): nrf.experiments.scoring.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from nrf.data.predictions import write_predictions
 from nrf.data.prepared import load_prepared
 from nrf.devices import resolve_device
 from nrf.features.cache import read_features
-from nrf.models.registry import get_kind
-from nrf.training import EncodingSplit, TrainConfig, predict
+from nrf.training.loop import EncodingSplit, TrainConfig, predict
+from nrf.training.registry import get_kind
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def train_encoder(
 ) -> dict:
     """Train an encoder on a prepared subject and write its checkpoint.
 
-    kind            : a registered encoder kind (nrf.models.registry)
+    kind            : a registered encoder kind (nrf.training.registry)
     model_options   : the model's config fields other than those the data
                       fix (must be empty with ``init_checkpoint``)
     train_options   : TrainConfig fields (seed and device come from the

@@ -1,0 +1,1 @@
+"""The paper's experiments: the few-image cell and everything built on it."""

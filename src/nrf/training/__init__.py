@@ -1,0 +1,1 @@
+"""Training: the one loop, the encoder registry, and the Universal encoder's training."""
