@@ -1,11 +1,12 @@
 from nrf.runlog import start
 
 log = start(snakemake)
+from nrf.experiments.transfer import embeddings_of  # noqa: E402
 from nrf.reporting.universal import clusters_figure  # noqa: E402
 
 i, p = snakemake.input, snakemake.params
 clusters_figure(
-    i.checkpoint,
+    embeddings_of(i.checkpoint, p.subjects),
     p.subjects,
     list(i.prepared),
     list(i.voxels),

@@ -2,7 +2,7 @@ from nrf.runlog import start
 
 log = start(snakemake)
 from nrf.data.prepared import load_prepared  # noqa: E402
-from nrf.volumes import export_images, select_images  # noqa: E402
+from nrf.volumes.images import export_images, select_images  # noqa: E402
 
 p = snakemake.params
 imageset = snakemake.wildcards.imageset

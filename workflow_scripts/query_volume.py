@@ -1,7 +1,7 @@
 from nrf.runlog import start
 
 log = start(snakemake)
-from nrf.volumes import query_volume  # noqa: E402
+from nrf.volumes.query import query_volume  # noqa: E402
 
 p = snakemake.params
 query_volume(

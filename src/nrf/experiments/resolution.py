@@ -35,22 +35,12 @@ from nrf.data.prepared import load_prepared
 from nrf.data.simulate import SimulatedBrain, SimulationParams
 from nrf.features.cache import read_features
 from nrf.metrics import pearson_per_voxel
-from nrf.volumes.grid import grid_points, mni_grid, training_mask
+from nrf.volumes.grid import func_grid_affine, grid_points, mni_grid, training_mask
 from nrf.volumes.query import load_nrf, nrf_predictor, predict_points
 
 logger = logging.getLogger(__name__)
 
 METHODS = ("queried", "nearest", "trilinear")
-
-
-def func_grid_affine(voxel_ijk, coords_mm) -> np.ndarray:
-    """(4, 4) least-squares affine from func-grid indices to MNI mm (exact on the simulator,
-    whose func-to-MNI map is affine; a linearisation of NSD's nonlinear one)."""
-    X = np.column_stack([np.asarray(voxel_ijk, np.float64), np.ones(len(voxel_ijk))])
-    A, *_ = np.linalg.lstsq(X, np.asarray(coords_mm, np.float64), rcond=None)
-    affine = np.eye(4)
-    affine[:3] = A.T
-    return affine
 
 
 def heldout_lattice(coords_mm, in_region, *, spacing_mm: float = 1.0, max_points: int = 4000,

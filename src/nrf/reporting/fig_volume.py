@@ -20,8 +20,7 @@ import numpy as np
 from nrf.atomic import atomic_output
 from nrf.data.prepared import load_prepared
 from nrf.data.simulate import SimulatedBrain, SimulationParams
-from nrf.experiments.resolution import func_grid_affine
-from nrf.volumes.grid import grid_points, mni_grid
+from nrf.volumes.grid import func_grid_affine, grid_points, mni_grid
 
 
 def _zscore(a, mask):

@@ -3,8 +3,9 @@
 * :func:`write_table_universal`: per subject, single-subject vs joint
   Universal vs NRF: median r, % of noise ceiling, top-1/top-5 retrieval.
 * :func:`plot_transfer`: median r against the number of target images, for
-  Universal transfer, NRF scratch and (when its CSV exists) NRF
-  finetune-ensemble.
+  Universal transfer (its own score files) and NRF scratch, NRF finetune
+  ensemble and Linear Regression (the target's adaptation cells: the numbers
+  of Tables 2/7-9 and Figure 2a).
 * :func:`plot_clusters`: k-means clusters of two subjects' voxel embeddings
   drawn in MNI space (nilearn), each cluster's top-activating test images,
   and, on the simulator, the adjusted Rand index against ground-truth regions.
@@ -24,30 +25,25 @@ import pandas as pd  # noqa: E402
 
 from nrf.atomic import atomic_output  # noqa: E402
 from nrf.data.prepared import load_prepared
-from nrf.experiments.transfer import embeddings_of
 from nrf.features.cache import read_stimuli
+from nrf.reporting.adaptation_tables import read_cells  # noqa: E402
 from nrf.reporting.encoders import median_normalised, retrieval_of  # noqa: E402
-from nrf.reporting.tables import subject_summary, to_html  # noqa: E402
+from nrf.reporting.style import FIGURE_METHODS, OKABE_ITO, UNIVERSAL_TRANSFER, save_figure, style  # noqa: E402
+from nrf.reporting.tables import mean_sem, subject_summary, to_html  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
-#: Okabe-Ito, colour-blind safe
-PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
+#: cluster colours (Okabe-Ito, colour-blind safe): clusters are not methods
+PALETTE = tuple(OKABE_ITO[c] for c in ("blue", "orange", "bluish green", "reddish purple", "sky blue",
+                                         "vermillion", "yellow", "black"))
 
-#: the adaptation work's optional curve: CSV with columns n_train, draw, median_r
-FINETUNE_COLUMNS = ("n_train", "draw", "median_r")
+#: the transfer figure's points, one per curve, N and draw (its CSV)
+CURVE_COLUMNS = ("method", "n_train", "draw", "median_r")
 
 
 def _write_text(path, text: str) -> None:
     with atomic_output(path) as tmp:
         Path(tmp).write_text(text)
-
-
-def _save_figure(fig, png, pdf) -> None:
-    for path in (png, pdf):
-        with atomic_output(path) as tmp:
-            fig.savefig(tmp, format=Path(path).suffix[1:], dpi=150, bbox_inches="tight")
-    plt.close(fig)
 
 
 # -- table ---------------------------------------------------------------------------
@@ -92,46 +88,88 @@ def write_table_universal(methods: dict[str, dict[str, list]], subjects: list[st
 
 
 # -- transfer figure -----------------------------------------------------------------
-def curve_from_scores(score_csvs: dict[int, list]) -> pd.DataFrame:
-    """n_train, draw, median_r from {n_train: [scores CSV per draw]}."""
-    rows = [{"n_train": int(n), "draw": d, "median_r": subject_summary(path)["pearson"]}
-            for n, paths in score_csvs.items() for d, path in enumerate(paths)]
-    return pd.DataFrame(rows, columns=list(FINETUNE_COLUMNS))
+def universal_curve(score_csvs, shots, draws: int) -> pd.DataFrame:
+    """Universal transfer's points (CURVE_COLUMNS) from its per-voxel score CSVs,
+    listed shot-major (``shots``), draw-minor (``range(draws)``)."""
+    score_csvs = list(score_csvs)
+    if len(score_csvs) != len(shots) * draws:
+        raise ValueError(f"{len(score_csvs)} Universal transfer score files for {len(shots)} shots x {draws} draws")
+    rows = [{"method": UNIVERSAL_TRANSFER, "n_train": int(n), "draw": d,
+             "median_r": subject_summary(score_csvs[k * draws + d])["pearson"]}
+            for k, n in enumerate(shots) for d in range(draws)]
+    return pd.DataFrame(rows, columns=list(CURVE_COLUMNS))
 
 
-def read_optional_curve(path) -> pd.DataFrame | None:
-    """The adaptation work's finetune-ensemble curve, if its CSV exists
-    (columns n_train, draw, median_r); None when absent."""
-    if path is None or not Path(path).is_file():
-        return None
-    curve = pd.read_csv(path)
-    missing = [c for c in FINETUNE_COLUMNS if c not in curve]
+def cell_curves(cell_csvs, *, target: str, shots, methods=None) -> pd.DataFrame:
+    """The target's adaptation cells as curve points (CURVE_COLUMNS): per method, N and
+    draw the cell's median voxel r, the very numbers Tables 2/7-9 and Figure 2a show.
+    ``methods``: the transfer figure's few-image methods by default."""
+    if methods is None:
+        methods = [m for m in FIGURE_METHODS["fig_universal_transfer"] if m != UNIVERSAL_TRANSFER]
+    cells = read_cells(cell_csvs)
+    others = sorted(set(cells["target"]) - {target})
+    if others:
+        raise ValueError(f"adaptation cells of {others} given for the transfer figure of {target}")
+    missing = sorted({int(n) for n in shots} - set(cells["n_train"].astype(int)))
     if missing:
-        raise ValueError(f"{path}: lacks columns {missing}; expected {FINETUNE_COLUMNS}")
-    return curve[list(FINETUNE_COLUMNS)]
+        raise ValueError(f"no adaptation cells of {target} at N = {missing}")
+    cells = cells[cells["method"].isin(list(methods))]
+    return pd.DataFrame({"method": cells["method"], "n_train": cells["n_train"].astype(int),
+                         "draw": cells["draw"].astype(int), "median_r": cells["pearson"].astype(float)},
+                        columns=list(CURVE_COLUMNS)).reset_index(drop=True)
 
 
-def plot_transfer(curves: dict[str, pd.DataFrame], *, target: str, dataset: str, out_png, out_pdf, out_csv,
-                  log: logging.Logger | None = None) -> pd.DataFrame:
-    """Median r (mean ± SD over draws) against the number of target training images."""
-    log = log or logger
-    frames = [c.assign(method=m) for m, c in curves.items() if c is not None]
-    data = pd.concat(frames, ignore_index=True)
-    _write_text(out_csv, data.to_csv(index=False, float_format="%.6g"))
-    summary = data.groupby(["method", "n_train"])["median_r"].agg(["mean", "std", "count"]).reset_index()
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    for colour, method in zip(PALETTE, data["method"].unique()):  # in the order given
-        group = summary[summary["method"] == method]
-        ax.errorbar(group["n_train"], group["mean"], yerr=group["std"].fillna(0), marker="o", capsize=3,
-                    color=colour, label=method)
+def transfer_summary(points: pd.DataFrame) -> pd.DataFrame:
+    """Per method and N: the mean over draws of the median r, its SEM (NaN under 2 draws), the draw count."""
+    rows = []
+    for (method, n), part in points.groupby(["method", "n_train"], sort=False):
+        mean, sem = mean_sem(part["median_r"])
+        rows.append({"method": method, "n_train": int(n), "mean": mean,
+                     "sem": sem if len(part) >= 2 else np.nan, "n_draws": len(part)})
+    return pd.DataFrame(rows, columns=["method", "n_train", "mean", "sem", "n_draws"])
+
+
+def transfer_figure(points: pd.DataFrame, *, target: str, dataset: str):
+    """One line per method in its style (nrf.reporting.style): the mean over draws, ± SEM bars where >= 2 draws."""
+    summary = transfer_summary(points)
+    fig, ax = plt.subplots(figsize=(5.6, 4.2))
+    order = list(FIGURE_METHODS["fig_universal_transfer"])
+    for method in sorted(dict.fromkeys(summary["method"]), key=lambda m: order.index(m) if m in order else 99):
+        part = summary[summary["method"] == method].sort_values("n_train")
+        look = style(method)
+        yerr = part["sem"] if part["sem"].notna().any() else None
+        ax.errorbar(part["n_train"], part["mean"], yerr=yerr, marker=look.marker, capsize=3, color=look.colour,
+                    label=f"{look.name} ({_draws(part['n_draws'])})")
     ax.set_xscale("log")
-    ax.set_xlabel(f"training images of the target subject ({target}), N")
+    shots = sorted(summary["n_train"].unique())
+    ax.set_xticks(shots, [str(n) for n in shots])
+    ax.minorticks_off()  # only the N trained at: the log axis' own labels ran into one string
+    if len(shots) > 1:
+        ax.set_xlim(shots[0] / 1.4, shots[-1] * 1.4)
+    ax.set_xlabel(f"training images of the held-out subject ({target}), N (log scale)")
     ax.set_ylabel("median voxel Pearson r (test images)")
-    ax.set_title(f"Transfer to a held-out subject ({dataset})")
+    ax.set_title(f"Transfer to a held-out subject ({dataset})", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(frameon=False)
-    _save_figure(fig, out_png, out_pdf)
-    log.info("transfer curves: %s", summary.to_dict("records"))
+    ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _draws(n_draws: pd.Series) -> str:
+    low, high = int(n_draws.min()), int(n_draws.max())
+    if high < 2:
+        return "1 draw, no error bar"
+    return f"mean ± SEM over {low if low == high else f'{low}-{high}'} draws"
+
+
+def plot_transfer(points: pd.DataFrame, *, target: str, dataset: str, out_png, out_pdf, out_csv,
+                  log: logging.Logger | None = None) -> pd.DataFrame:
+    """Write the transfer figure and its points (CURVE_COLUMNS, one row per draw) as CSV; returns the summary."""
+    log = log or logger
+    _write_text(out_csv, points.to_csv(index=False, float_format="%.6g"))
+    save_figure(transfer_figure(points, target=target, dataset=dataset), out_png, out_pdf)
+    summary = transfer_summary(points)
+    log.info("transfer curves (mean, SEM over draws):\n%s", summary.to_string(index=False))
     return summary
 
 
@@ -207,25 +245,27 @@ def plot_clusters(coords: list[np.ndarray], labels: list[np.ndarray], subjects: 
         title += (f"\nARI vs ground-truth regions {agreement['ari']:.2f} "
                   f"(chance {agreement['chance_mean']:.2f}, 95% {agreement['chance_95']:.2f})")
     fig.suptitle(title, fontsize=9)
-    _save_figure(fig, out_png, out_pdf)
+    save_figure(fig, out_png, out_pdf)
 
 
-def clusters_figure(checkpoint, subjects: list[str], prepared: list, voxel_csvs: list, stimuli, *, k: int,
+def clusters_figure(embeddings: dict, subjects: list[str], prepared: list, voxel_csvs: list, stimuli, *, k: int,
                     n_top: int, seed: int, dataset: str, out_png, out_pdf, out_csv,
                     log: logging.Logger | None = None) -> dict:
-    """The cluster figure from a joint Universal checkpoint; writes per-voxel
+    """The cluster figure from a joint Universal checkpoint's voxel embeddings
+    (``{subject: (n_voxels, E)}``, nrf.experiments.transfer.embeddings_of: this
+    module stays torch-free for the table and transfer-figure jobs); writes per-voxel
     labels (subject, voxel, x, y, z, cluster[, region]) to ``out_csv`` and,
     where every voxel table has a ``region`` column, the ARI to the log and
     the figure. Top images are ranked by the measured test responses
     averaged over each cluster's voxels, pooled over the subjects."""
 
     log = log or logger
-    emb = embeddings_of(checkpoint, subjects)
+    emb = {s: embeddings[s] for s in subjects}
     labels = cluster_embeddings([emb[s] for s in subjects], k, seed)
     voxels = [pd.read_csv(v) for v in voxel_csvs]
     for s, v, e in zip(subjects, voxels, emb.values()):
         if len(v) != len(e):
-            raise ValueError(f"{s}: {len(e)} embeddings in {checkpoint}, {len(v)} voxels in its voxel table")
+            raise ValueError(f"{s}: {len(e)} embeddings in the checkpoint, {len(v)} voxels in its voxel table")
     tests = [load_prepared(p, splits=("test",)).test for p in prepared]
     ids = tests[0].image_ids
     if any(not np.array_equal(t.image_ids, ids) for t in tests):

@@ -57,6 +57,16 @@ def _check_inside_box(points, what: str) -> None:
             "is it in MNI space?")
 
 
+def func_grid_affine(voxel_ijk, coords_mm) -> np.ndarray:
+    """(4, 4) least-squares affine from func-grid indices to MNI mm (exact on the simulator,
+    whose func-to-MNI map is affine; a linearisation of NSD's nonlinear one)."""
+    X = np.column_stack([np.asarray(voxel_ijk, np.float64), np.ones(len(voxel_ijk))])
+    A, *_ = np.linalg.lstsq(X, np.asarray(coords_mm, np.float64), rcond=None)
+    affine = np.eye(4)
+    affine[:3] = A.T
+    return affine
+
+
 def training_mask(coords_mm, shape, affine) -> np.ndarray:
     """(X, Y, Z) bool: grid points within one training voxel of a training coordinate.
 
