@@ -7,17 +7,20 @@ before any job starts, with a message naming the key and what it allows.
 from __future__ import annotations
 
 import copy
+import math
 from urllib.parse import urlparse
 
 import jsonschema
 import yaml
 
-from nrf.data.nsd_layout import NSD_SESSIONS
+from nrf.data.nsd_layout import NSD_SESSIONS, NSD_TEST_IMAGES_SEEN_BY_ALL
 
 # Sections a dataset's preset fills and a top-level key overrides.
 MODEL_SECTIONS = ("adaptation", "mem_mb", "features", "nrf", "train", "linear", "fwrf", "ridge", "universal")
 # Training images per subject in real NSD: 10,000 minus the 1,000 shared.
 NSD_TRAIN_IMAGES = 9000
+# Shared images: a subject who completed all 40 sessions saw every one.
+NSD_SHARED_IMAGES = 1000
 
 
 class ConfigError(ValueError):
@@ -111,6 +114,7 @@ def validate_config(config: dict, schema_path) -> dict:
     """
     schema = load_schema(schema_path)
     config = _coerce(copy.deepcopy(dict(config)), schema, schema)
+    _check_finite(config)
     errors = sorted(
         jsonschema.Draft202012Validator(schema).iter_errors(config), key=lambda e: list(e.absolute_path)
     )
@@ -152,6 +156,29 @@ def test_sessions(config: dict) -> int:
     return len(_simulated_sessions(config))
 
 
+def max_test_images(config: dict) -> int:
+    """The most test images a subject can have: the simulation's ``n_test_images``
+    (every subject sees all of them), or NSD's 907 shared images seen by all
+    (1,000 under ``test_images: seen_by_subject``). A ``sessions:`` subset can
+    leave fewer, known only once the preparation rule has read the design."""
+    if config["dataset"] == "simulated":
+        return config["simulation"]["n_test_images"]
+    return NSD_TEST_IMAGES_SEEN_BY_ALL if config["test_images"] == "seen_by_all" else NSD_SHARED_IMAGES
+
+
+def _check_finite(value, key: str = "") -> None:
+    """Stop at any NaN or infinite number anywhere in the config, naming its key:
+    the schema's bounds let NaN through (every comparison with it is false)."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_finite(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_finite(v, f"{key}[{i}]")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"config key '{key}': {value} is not a finite number; allowed values: finite numbers")
+
+
 def _simulated_sessions(config: dict) -> list[int]:
     sim = config["simulation"]
     trials = (sim["n_train_images"] + sim["n_test_images"]) * sim["repeats"]
@@ -173,6 +200,14 @@ def _check_sizes(config: dict) -> None:
     ``shots`` against a ``sessions:`` subset is checked where the trials are
     known: by the preparation rule, before it reads any betas.
     """
+    if config["dataset"] == "simulated":
+        sim = config["simulation"]
+        trials = (sim["n_train_images"] + sim["n_test_images"]) * sim["repeats"]
+        if trials % sim["trials_per_session"]:
+            raise ConfigError(
+                f"config key 'simulation.trials_per_session': {sim['trials_per_session']} does not divide "
+                f"the {trials} simulated trials ((n_train_images + n_test_images) x repeats)"
+            )
     n_train = training_images(config)
     if config["protocol"] == "clean":
         n_train = int(n_train * (1 - config["val_fraction"]))
@@ -183,10 +218,18 @@ def _check_sizes(config: dict) -> None:
             f"({config['dataset']} dataset, {config['protocol']} protocol); allowed values: 1..{n_train}"
         )
     for subject, n in config["sessions"].items():
-        limit = NSD_SESSIONS[subject]
-        if config["dataset"] == "nsd" and n > limit:
+        if config["dataset"] == "nsd" and n > NSD_SESSIONS[subject]:
+            limit = NSD_SESSIONS[subject]
             raise ConfigError(
                 f"config key 'sessions.{subject}': {n} sessions, but NSD released {limit}; allowed values: 1..{limit}"
+            )
+        if config["dataset"] == "simulated" and n > len(_simulated_sessions(config)):
+            sim, limit = config["simulation"], len(_simulated_sessions(config))
+            raise ConfigError(
+                f"config key 'sessions.{subject}': {n} sessions, but the simulation has {limit} "
+                f"((n_train_images {sim['n_train_images']} + n_test_images {sim['n_test_images']}) "
+                f"x repeats {sim['repeats']} / trials_per_session {sim['trials_per_session']}); "
+                f"allowed values: 1..{limit}"
             )
     ignored = sorted(set(config["sessions"]) - set(config["subjects"]))
     if ignored:
@@ -200,17 +243,32 @@ def _check_sizes(config: dict) -> None:
                 f"config key '{section}.min_steps': {config[section]['min_steps']} exceeds "
                 f"'{section}.max_steps' ({config[section]['max_steps']})"
             )
+    _check_test_image_counts(config)
     url = urlparse(config["nsd"]["base_url"])
     if url.scheme not in ("http", "https") or not url.netloc or " " in config["nsd"]["base_url"]:
         raise ConfigError(
             f"config key 'nsd.base_url': {config['nsd']['base_url']!r} is not an http(s) URL "
             "(expected like https://natural-scenes-dataset.s3.amazonaws.com)"
         )
-    if config["dataset"] == "simulated":
-        sim = config["simulation"]
-        trials = (sim["n_train_images"] + sim["n_test_images"]) * sim["repeats"]
-        if trials % sim["trials_per_session"]:
+
+
+def _check_test_image_counts(config: dict) -> None:
+    """Keys that pick test images stay within the test set (max_test_images)."""
+    limit = max_test_images(config)
+    source = (
+        f"the simulation's n_test_images ({limit})"
+        if config["dataset"] == "simulated"
+        else f"NSD's {limit} test images under test_images: {config['test_images']}"
+    )
+    beyond = [i for i in config["decoder"]["figure_images"] if i >= limit]
+    if beyond:
+        raise ConfigError(
+            f"config key 'decoder.figure_images': {beyond} lie beyond {source} "
+            f"(positions among the sorted test images); allowed values: 0..{limit - 1}"
+        )
+    for key in ("test_images", "contrast_images"):
+        n = config["volumes"][key]
+        if n > limit:
             raise ConfigError(
-                f"config key 'simulation.trials_per_session': {sim['trials_per_session']} does not divide "
-                f"the {trials} simulated trials ((n_train_images + n_test_images) x repeats)"
+                f"config key 'volumes.{key}': {n} images, more than {source}; allowed values: 1..{limit}"
             )

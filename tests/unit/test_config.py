@@ -115,3 +115,38 @@ def test_nsd_preset_follows_the_authors_code(default_config):
     paper = validate_config(yaml.safe_load((REPO / "configs/nsd_paper.yaml").read_text()), SCHEMA)
     assert paper["features"]["clip_layers"] == [4, 7] and paper["nrf"]["fourier_seed"] == 42
     assert paper["mem_mb"]["train"] >= 12000  # float16 CLIP tokens of 10,000 images, ~6 GB
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        # the default simulation has (1000 + 100) x 3 / 300 = 11 sessions
+        ({"sessions": {"subj01": 100}}, ["sessions.subj01", "100 sessions", "simulation has 11", "1..11"]),
+        ({"decoder": {"figure_images": [0, 50, 100]}, "simulation": {"n_test_images": 50, "trials_per_session": 150}},
+         ["decoder.figure_images", "[50, 100]", "n_test_images (50)", "0..49"]),
+        ({"decoder": {"figure_images": [907]}, "dataset": "nsd"}, ["decoder.figure_images", "[907]", "0..906"]),
+        ({"volumes": {"test_images": 1000}}, ["volumes.test_images", "1000", "n_test_images (100)", "1..100"]),
+        ({"volumes": {"contrast_images": 101}}, ["volumes.contrast_images", "101", "1..100"]),
+        ({"volumes": {"test_images": 950}, "dataset": "nsd"}, ["volumes.test_images", "907", "seen_by_all"]),
+        ({"nrf": {"fourier_scale": float("nan")}}, ["nrf.fourier_scale", "nan", "finite"]),
+        ({"train": {"lr": float("inf")}}, ["train.lr", "inf", "finite"]),
+        ({"train": {"lr": "-.inf"}}, ["train.lr", "-inf", "finite"]),  # as `--config` hands it over
+        ({"decoder": {"alphas": [1.0, float("nan")]}}, ["decoder.alphas[1]", "finite"]),
+        ({"presets": {"simulated": {"train": {"alpha": float("nan")}}}}, ["presets.simulated.train.alpha"]),
+    ],
+)
+def test_values_beyond_the_data_stop_before_any_job(default_config, change, expected):
+    with pytest.raises(ConfigError) as error:
+        validate_config({**default_config, **change}, SCHEMA)
+    for fragment in expected:
+        assert fragment in str(error.value)
+
+
+def test_limits_that_fit_pass(default_config):
+    sessions = len(sessions_for(validate_config(default_config, SCHEMA), "subj01"))
+    config = validate_config({**default_config, "sessions": {"subj01": sessions},
+                              "decoder": {"figure_images": [0, 99]},
+                              "volumes": {"test_images": 100, "contrast_images": 100}}, SCHEMA)
+    assert config["decoder"]["figure_images"] == [0, 99]
+    nsd = {**default_config, "dataset": "nsd", "test_images": "seen_by_subject", "decoder": {"figure_images": [999]}}
+    assert validate_config(nsd, SCHEMA)["decoder"]["figure_images"] == [999]
