@@ -171,3 +171,15 @@ def test_bad_layers_rejected():
 def test_unknown_extractor_names_the_choices():
     with pytest.raises(ValueError, match="clip_vitb16.*filterbank.*alexnet"):
         get_extractor("vgg16")
+
+
+def test_precision_is_fp32_by_default_and_checked():
+    """The authors run CLIP in fp32; bf16 is opt-in (features.clip_precision)."""
+    from nrf.features.pipeline import extractor_options
+
+    options = extractor_options("clip_vitb16", {"clip_weights": "openai", "clip_layers": [4, 7], "batch_size": 8,
+                                                "clip_precision": "fp32"}, "cpu")
+    assert options["precision"] == "fp32"
+    assert ClipViTB16(None, allow_random=True).precision == "fp32"
+    with pytest.raises(ValueError, match="precision"):
+        ClipViTB16(None, allow_random=True, precision="fp16")

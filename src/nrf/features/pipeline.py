@@ -17,6 +17,7 @@ def extractor_options(name: str, options: dict, device: str) -> dict:
             "layers": tuple(options["clip_layers"]),
             "device": resolve_device(device),
             "batch_size": options["batch_size"],
+            "precision": options["clip_precision"],
         }
     if name == "alexnet":
         return {
