@@ -6,12 +6,18 @@ the voxel embeddings the cluster figure reads.
 Transfer learns only the held-out subject's voxel embeddings from N of its
 images, drawn by :func:`nrf.experiments.cell.draw_rows`: the same images as
 the adaptation cell (subject, N, draw) whose NRF scratch and finetune-ensemble
-numbers the transfer figure draws beside it.
+numbers the transfer figure draws beside it. Under the ``authors`` variant it
+follows ``train_transfer/train_encoder_transfer.py`` of
+WeizmannVision/universal-brain-encoder-code: every shared weight frozen, the
+new embeddings drawn with the initial spread, Adam(amsgrad) at ``lr`` with no
+schedule, ``epochs`` (50) epochs over the N images, and the state with the
+best 75th-percentile voxel r on the subject's validation split kept.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import tempfile
 from pathlib import Path
 
@@ -103,33 +109,62 @@ def predict_joint(checkpoint, prepared_path, features_path, out_hdf5, *, device:
     log.info("%s: predicted %d test images x %d voxels -> %s", prep.subject, *pred.shape, out_hdf5)
 
 
+#: the authors' transfer runs this many epochs over the N images
+AUTHORS_TRANSFER_EPOCHS = 50
+
+
+def transfer_schedule(n_train: int, batch_images: int, epochs: int) -> dict:
+    """TrainConfig fields of the authors' transfer: ``epochs`` epochs of
+    ceil(N / batch) steps, validated after each, no schedule (patience None)."""
+    epoch = max(1, math.ceil(n_train / max(1, min(batch_images, n_train))))
+    return {"max_steps": epochs * epoch, "eval_every": epoch, "min_steps": 0, "patience": None}
+
+
 def transfer_universal(joint_checkpoint, target_prepared, features, n_train: int, draw: int, seed: int, *,
-                       train_options: dict | None = None, device: str = "cpu",
-                       log: logging.Logger | None = None) -> tuple[UniversalEncoder, dict]:
+                       train_options: dict | None = None, transfer_options: dict | None = None,
+                       device: str = "cpu", log: logging.Logger | None = None) -> tuple[UniversalEncoder, dict]:
     """Transfer a jointly trained Universal encoder to a held-out subject:
     only the target's voxel embeddings are learned, from the ``n_train``
     images of adaptation draw ``draw`` (:func:`nrf.experiments.cell.draw_rows`),
-    for ``max_steps`` steps (no early stopping), seeded ``seed + draw`` as the
-    cell's own trainings. ``features`` is the feature cache path.
+    seeded ``seed + draw`` as the cell's own trainings. ``features`` is the
+    feature cache path.
+
+    compact : ``max_steps`` steps, no validation, the final state.
+    authors : ``transfer_options["epochs"]`` (default 50) epochs over the N
+              images (``max_steps`` is ignored); after each the target's
+              validation split (the prepared ``val``: a held-out share of its
+              training images under the clean protocol, its test images under
+              the paper protocol, as every method's selection there) is
+              predicted, and the state with the best 75th-percentile r kept;
+              the final state when the subject has no validation split.
 
     Returns (model selected to the target subject, info: subject,
-    train_image_ids, history).
+    train_image_ids, val_images, history).
     """
     model, ckpt = load_encoder(joint_checkpoint, device)
     if ckpt["kind"] != "universal":
         raise ValueError(f"{joint_checkpoint} holds a {ckpt['kind']} model, not a Universal encoder")
-    prep = load_prepared(target_prepared, splits=("train",))
+    authors = model.config.variant == "authors"
+    prep = load_prepared(target_prepared, splits=("train", "val") if authors else ("train",))
     if prep.subject in model.config.subjects:
         raise ValueError(f"{prep.subject} was among the subjects {joint_checkpoint} was trained on; "
                          f"transfer needs a held-out subject")
     rows = draw_rows(prep.train.n_images, n_train, seed, draw)
     ids = prep.train.image_ids[rows]
-    train = EncodingSplit(read_features(features, ids, model.config.layer_keys), prep.train.responses[rows])
+    keys = model.config.layer_keys
+    train = EncodingSplit(read_features(features, ids, keys), prep.train.responses[rows])
     options = {**(train_options or {}), "patience": None, "seed": seed + draw, "device": device}
+    val = None
+    if authors:
+        epochs = int((transfer_options or {}).get("epochs", AUTHORS_TRANSFER_EPOCHS))
+        options.update(transfer_schedule(n_train, int(options.get("batch_images", 32)), epochs))
+        if prep.val is not None and prep.val.n_images >= 2:
+            val = EncodingSplit(read_features(features, prep.val.image_ids, keys), prep.val.responses)
     model.add_subject(prep.subject, prep.n_voxels, seed=seed + draw)
-    model, history = train_universal([SubjectData(prep.subject, train)], TrainConfig(**options), model=model,
+    model, history = train_universal([SubjectData(prep.subject, train, val)], TrainConfig(**options), model=model,
                                      trainable="embeddings", log=log, source=str(target_prepared))
-    return model, {"subject": prep.subject, "train_image_ids": ids, "history": history}
+    return model, {"subject": prep.subject, "train_image_ids": ids,
+                   "val_images": 0 if val is None else val.n_images, "history": history}
 
 
 def _score_model(model, prepared_path, features_path, out_csv, log) -> dict:
@@ -143,12 +178,16 @@ def _score_model(model, prepared_path, features_path, out_csv, log) -> dict:
 
 
 def transfer_scores(joint_checkpoint, target_prepared, features_path, out_csv, *, n_train: int, draw: int, seed: int,
-                    train_options=None, device: str = "cpu", log: logging.Logger | None = None) -> dict:
+                    train_options=None, transfer_options=None, device: str = "cpu",
+                    log: logging.Logger | None = None) -> dict:
     """Transfer a joint Universal encoder to a held-out subject on ``n_train``
-    of its images (only its embeddings learn) and score its test images."""
+    of its images (only its embeddings learn) and score its test images.
+    ``transfer_options``: the ``universal`` section's ``transfer_*`` keys
+    without the prefix (nrf.models.universal_options; ``epochs`` is read)."""
     log = log or logger
     model, info = transfer_universal(joint_checkpoint, target_prepared, features_path, n_train, draw, seed,
-                                     train_options=train_options, device=resolve_device(device), log=log)
+                                     train_options=train_options, transfer_options=transfer_options,
+                                     device=resolve_device(device), log=log)
     summary = _score_model(model, target_prepared, features_path, out_csv, log)
     log.info("Universal transfer to %s on %d images (draw %d): %s", info["subject"], n_train, draw, summary)
     return summary

@@ -5,9 +5,11 @@ Kept free of torch so that the Snakefile can import it at parse time.
 
 from __future__ import annotations
 
-#: keys of the ``universal`` section that size the model; the rest (but
-#: ``transfer_*`` and ``clusters``) are TrainConfig fields
-UNIVERSAL_MODEL_KEYS = ("channels", "embedding_dim")
+#: keys of the ``universal`` section that build the model; the rest (but
+#: ``transfer_*`` and ``clusters``) are TrainConfig fields. ``variant``
+#: ("authors" | "compact") also picks the training recipe
+#: (nrf.training.universal) and the transfer protocol (nrf.experiments.transfer).
+UNIVERSAL_MODEL_KEYS = ("channels", "embedding_dim", "variant", "dropout")
 #: keys read by the figures, not by training
 UNIVERSAL_FIGURE_KEYS = ("clusters",)
 

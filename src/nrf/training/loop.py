@@ -251,6 +251,7 @@ def fit_steps(
     keep_best: str | None = None,
     lower_is_better: bool = False,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    stop: Callable[[dict], bool] | None = None,
 ) -> list[dict]:
     """Run ``config.max_steps`` gradient steps: ``step_loss(step)`` draws a
     batch and returns its loss, then the loss is checked, back-propagated and
@@ -262,7 +263,10 @@ def fit_steps(
     seconds so far. With ``keep_best`` (a record key) the state at its best
     value is restored at the end (None: the final state is kept); with
     ``config.patience`` as well, training stops after ``patience`` records
-    without a new best once ``min_steps`` have run. The loss is checked for
+    without a new best once ``min_steps`` have run. ``stop(record)``, if
+    given, is asked after each record (and its best-state bookkeeping) and
+    ends training when it returns True (Universal: the authors stop once a
+    plateau scheduler has cut the learning rate below 1e-7). The loss is checked for
     finiteness before the update at every step on the CPU, and at records on
     a GPU (a per-step check would synchronise). However it ends, every
     parameter is left trainable again (callers freeze some to finetune the
@@ -300,9 +304,7 @@ def fit_steps(
             record["seconds"] = time.perf_counter() - t0
             history.append(record)
             log.info("%s step %d: %s", name, step, {k: round(v, 5) for k, v in record.items() if k != "step"})
-            if keep_best is None:
-                continue
-            if sign * record[keep_best] > best:
+            if keep_best is not None and sign * record[keep_best] > best:
                 best, best_state, bad = sign * record[keep_best], _copy_state(model), 0
                 record["best"] = True
             elif config.patience is not None:
@@ -310,6 +312,9 @@ def fit_steps(
                 if bad >= config.patience and step >= config.min_steps:
                     log.info("early stop at step %d: best %s %.4f", step, keep_best, sign * best)
                     break
+            if stop is not None and stop(record):
+                log.info("%s: stopped at step %d", name, step)
+                break
         if best_state is not None:
             model.load_state_dict(best_state)
             log.info("%s: kept the state at the best %s, %.5f", name, keep_best, sign * best)

@@ -2,23 +2,58 @@
 (:func:`train_universal`). The model itself is :mod:`nrf.models.universal`;
 the shared loop is :func:`nrf.training.loop.fit_steps`; the joint checkpoint
 and transfer are :mod:`nrf.experiments.transfer`.
+
+The model's ``variant`` picks the recipe. ``authors`` follows
+``train/train_encoder.py`` and ``utils/train_utils_enc.py`` of
+WeizmannVision/universal-brain-encoder-code: loss MSE - alpha * cos
+(:func:`authors_loss`), Adam with ``amsgrad``, and a ReduceLROnPlateau
+schedule on the validation 75th-percentile voxel r (factor 0.1, ``patience``
+evaluations, an absolute threshold of 0.003), stopping once the rate is below
+1e-7; the state with the best validation 75th-percentile r is kept.
+``compact`` keeps the earlier recipe: nrf_loss ((1 - alpha) * MSE - alpha *
+cos), plain Adam at a constant rate, early stopping on the validation median r.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from nrf.metrics import pearson_per_voxel
 from nrf.models.universal import UniversalConfig, UniversalEncoder
 from nrf.training.loop import EncodingSplit, TrainConfig, fit_steps, nrf_loss, predict
 
 logger = logging.getLogger(__name__)
+
+#: the authors' scheduler: ReduceLROnPlateau(mode='max', factor=0.1,
+#: threshold=0.003, threshold_mode='abs') stepped once per epoch on the
+#: validation 75th-percentile r; their patience (4) is ``patience`` here
+AUTHORS_PLATEAU = {"mode": "max", "factor": 0.1, "threshold": 0.003, "threshold_mode": "abs"}
+#: they stop training once the learning rate falls below this
+AUTHORS_MIN_LR = 1e-7
+#: the percentile of voxel r their validation keeps the best state by
+AUTHORS_VAL_PERCENTILE = 75
+
+
+def authors_loss(pred: torch.Tensor, target: torch.Tensor, alpha: float = 0.1) -> torch.Tensor:
+    """The authors' loss: MSE - alpha * mean over images of the cosine
+    similarity across voxels (``F.mse_loss(p, t) - 0.1 * mean(cos(p, t))``).
+
+    pred, target : (n_img, n_vox)
+    """
+    return F.mse_loss(pred, target) - alpha * F.cosine_similarity(pred, target, dim=1).mean()
+
+
+def universal_loss(variant: str):
+    """The loss of a variant: :func:`authors_loss` or nrf_loss."""
+    return authors_loss if variant == "authors" else nrf_loss
+
 
 # -- one or several subjects --------------------------------------------------------------------
 @dataclass
@@ -30,16 +65,22 @@ class SubjectData:
     val: EncodingSplit | None = None
 
 
-def _validate(model: UniversalEncoder, subjects: Sequence[SubjectData], config: TrainConfig) -> float | None:
-    scores = []
+def _validate(model: UniversalEncoder, subjects: Sequence[SubjectData], config: TrainConfig) -> dict | None:
+    """Mean over subjects (with validation images) of the median and the 75th
+    percentile of the voxels' r (undefined r counted as 0, as the authors)."""
+    medians, p75s = [], []
     for s in subjects:
         if s.val is None:
             continue
         model.select(s.name)
         pred = predict(model, s.val.features, chunk_images=config.eval_chunk_images, device=config.device,
                        precision=config.precision)
-        scores.append(float(np.median(np.nan_to_num(pearson_per_voxel(pred, s.val.responses)))))
-    return float(np.mean(scores)) if scores else None
+        r = np.nan_to_num(pearson_per_voxel(pred, s.val.responses))
+        medians.append(float(np.median(r)))
+        p75s.append(float(np.percentile(r, AUTHORS_VAL_PERCENTILE)))
+    if not medians:
+        return None
+    return {"median_r": float(np.mean(medians)), "r_p75": float(np.mean(p75s))}
 
 
 def train_universal(
@@ -57,12 +98,23 @@ def train_universal(
     Each step draws ``config.batch_images`` (subject, image) pairs uniformly
     over all subjects' training images and, per pair,
     min(``config.batch_voxels``, fewest voxels of any subject) of that
-    subject's voxels; Adam at ``config.lr``; loss nrf_loss(alpha). Every
-    ``eval_every`` steps the mean over subjects of the validation median r is
-    recorded; with ``patience`` the best state is kept (early stopping),
-    otherwise ``max_steps`` run. ``trainable="embeddings"`` updates only the
-    voxel embeddings (transfer). A new model needs ``model_options`` (channels,
-    embedding_dim, layer_keys).
+    subject's voxels. Every ``eval_every`` steps the mean over subjects of the
+    validation median r and 75th-percentile r are recorded.
+
+    compact : Adam at ``config.lr``; loss nrf_loss(alpha); with ``patience``
+              early stopping on the median r, the best state kept; otherwise
+              ``max_steps`` run and the final state is kept.
+    authors : Adam(amsgrad) from ``config.lr``; loss :func:`authors_loss`;
+              with validation images the state at the best 75th-percentile
+              r is kept, and with ``patience`` the learning rate is cut
+              tenfold after ``patience`` + 1 evaluations without a gain of
+              0.003 (their ReduceLROnPlateau) and training stops once it is
+              below 1e-7 (or after ``max_steps``). ``patience=None``: a
+              constant rate (their transfer).
+
+    ``trainable="embeddings"`` updates only the voxel embeddings (transfer).
+    A new model needs ``model_options`` (channels, embedding_dim, variant,
+    dropout, layer_keys).
     Returns (model selected to the first subject, history).
     """
     log = log or logger
@@ -92,7 +144,12 @@ def train_universal(
     trained = {id(p) for p in params}
     for p in model.parameters():  # frozen weights need no gradients
         p.requires_grad_(id(p) in trained)
-    opt = torch.optim.Adam(params, lr=config.lr)
+    authors = model.config.variant == "authors"
+    opt = torch.optim.Adam(params, lr=config.lr, amsgrad=authors)
+    loss_fn = universal_loss(model.config.variant)
+    plateau = None
+    if authors and config.patience is not None:
+        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, patience=config.patience, **AUTHORS_PLATEAU)
 
     # every subject's training images as one table of (subject, row) pairs
     keys = model.config.layer_keys
@@ -104,8 +161,8 @@ def train_universal(
     n_img = min(config.batch_images, n_pairs)
     n_vox = min([config.batch_voxels] + [r.shape[1] for r in responses])
     gen = torch.Generator().manual_seed(config.seed)
-    log.info("Universal: subjects %s, %d training images, %d steps max, batch %d x %d, trainable=%s",
-             names, n_pairs, config.max_steps, n_img, n_vox, trainable)
+    log.info("Universal (%s): subjects %s, %d training images, %d steps max, batch %d x %d, trainable=%s",
+             model.config.variant, names, n_pairs, config.max_steps, n_img, n_vox, trainable)
 
     def step_loss(step: int) -> torch.Tensor:
         pairs = torch.randperm(n_pairs, generator=gen)[:n_img]
@@ -118,13 +175,25 @@ def train_universal(
         tables = [model.embeddings[n] for n in names]
         emb = torch.stack([tables[s][cols.to(device)] for s, cols in emb_rows])  # (n, k, E)
         values, keys_ = model.image_code({k: v[pairs].to(device) for k, v in feats.items()})
-        return nrf_loss(model.respond(values, keys_, emb), torch.stack(targets).to(device), config.alpha)
+        return loss_fn(model.respond(values, keys_, emb), torch.stack(targets).to(device), config.alpha)
 
     def validate() -> dict | None:
-        r = _validate(model, subjects, config) if has_val else None
-        return None if r is None else {"median_r": r}  # mean over subjects of the val median r
+        scores = _validate(model, subjects, config) if has_val else None
+        if scores is not None and plateau is not None:
+            plateau.step(scores["r_p75"])  # after each epoch's validation, as theirs
+        return scores  # means over subjects of the val median r and 75th-percentile r
 
-    history = fit_steps(model, step_loss, opt, validate, config, steps_per_epoch=math.ceil(n_pairs / n_img),
-                        name="Universal", log=log, source=source,
-                        keep_best=None if config.patience is None else "val_median_r")
+    def below_min_lr(record: dict) -> bool:
+        record["lr"] = opt.param_groups[0]["lr"]
+        return record["lr"] < AUTHORS_MIN_LR
+
+    if authors:
+        history = fit_steps(model, step_loss, opt, validate, replace(config, patience=None),
+                            steps_per_epoch=math.ceil(n_pairs / n_img), name="Universal", log=log, source=source,
+                            keep_best="val_r_p75" if has_val else None,
+                            stop=below_min_lr if plateau is not None else None)
+    else:
+        history = fit_steps(model, step_loss, opt, validate, config, steps_per_epoch=math.ceil(n_pairs / n_img),
+                            name="Universal", log=log, source=source,
+                            keep_best=None if config.patience is None else "val_median_r")
     return model.select(names[0]).eval(), history
