@@ -220,7 +220,10 @@ def test_both_sampling_modes_learn(problem, mode):
     assert history[-1]["val_median_r"] > 0.4, history[-1]
 
 
-def test_non_finite_loss_stops_with_step_and_source(problem):
+@pytest.mark.parametrize("fused", [False, True])
+def test_non_finite_loss_stops_with_step_and_source(problem, fused, monkeypatch):
+    # fused: the sync-free GPU check (a device flag skips the update; read at the record)
+    monkeypatch.setattr("nrf.training.loop.fused_supported", lambda device: fused)
     train, val, coords = problem
     bad = EncodingSplit(train.features, train.responses.copy())
     bad.responses[:, ::2] = np.nan  # every sample of voxels meets one
@@ -229,8 +232,10 @@ def test_non_finite_loss_stops_with_step_and_source(problem):
         train_nrf(bad, val, coords, cfg, model_config=MODEL, source="prepared/subj02.hdf5")
 
 
-def test_non_finite_loss_is_caught_before_the_update(problem):
+@pytest.mark.parametrize("fused", [False, True])
+def test_non_finite_loss_is_caught_before_the_update(problem, fused, monkeypatch):
     # finetuning updates the model in place: a NaN batch must not reach its weights
+    monkeypatch.setattr("nrf.training.loop.fused_supported", lambda device: fused)
     train, val, coords = problem
     bad = EncodingSplit(train.features, np.full_like(train.responses, np.nan))
     model = NRF(MODEL, init_seed=0)
@@ -250,3 +255,177 @@ def test_linear_epochs_reshuffle_and_replay(problem):
     assert [h["epoch"] for h in history] == [1, 2, 3]
     assert [h["step"] for h in history] == [4, 8, 12]  # 110 images in batches of 32
     assert all(torch.equal(a.state_dict()[k], v) for k, v in b.state_dict().items())
+
+
+# -- issue 22: the device-resident data path and the GPU step, checked on the CPU ----------------
+# Tolerance, recorded: 1e-6 on every weight after the run and on the mean training loss. Measured:
+#   data path (TrainingBatches, topk sampling, fit_steps) vs the old host path, 30 steps: weights
+#     identical (the same draws; only voxels whose uniform draws tie may come in another order, which
+#     moves sums by rounding); mean loss 1.9e-7 apart (summed in float32 on the device, not in float64)
+#   fused AdamW vs PyTorch's default AdamW, 30 steps: weights 3.0e-8 apart, losses identical
+#   torch.compile (aot_eager backend) vs eager, 20 steps: identical
+from nrf.training import loop  # noqa: E402
+from nrf.training.loop import TrainingBatches, fit_steps, sample_voxels  # noqa: E402
+
+TOL = 1e-6
+
+
+def _old_host_path(train, coords, cfg, model_config):
+    """train_nrf's step before issue 22, verbatim: sampling and gathering on the host,
+    argsort of uniform noise per image, PyTorch's default AdamW, the loss checked every step."""
+    model = NRF(model_config, init_seed=cfg.seed).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    feats = {k: torch.as_tensor(np.asarray(v)) for k, v in train.features.items()}
+    responses = torch.as_tensor(np.asarray(train.responses, dtype=np.float32))
+    coords_t = torch.from_numpy(coords)
+    n_train, n_vox = responses.shape
+    n_img, k = min(cfg.batch_images, n_train), min(cfg.batch_voxels, n_vox)
+    losses = []
+    for _ in range(cfg.max_steps):
+        rows = torch.randperm(n_train, generator=gen)[:n_img]
+        if cfg.voxel_sampling == "shared":
+            cols = torch.randperm(n_vox, generator=gen)[:k]
+        else:
+            cols = torch.rand(n_img, n_vox, generator=gen).argsort(dim=1)[:, :k]
+        target = torch.gather(responses[rows], 1, cols) if cols.ndim == 2 else responses[rows][:, cols]
+        loss = nrf_loss(model({kk: v[rows] for kk, v in feats.items()}, coords_t[cols]).float(), target, cfg.alpha)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    return model, float(np.mean(losses))
+
+
+def _max_weight_diff(a, b) -> float:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    return max(float((sa[k] - sb[k]).abs().max()) for k in sa)
+
+
+@pytest.mark.parametrize("mode", ["per_image", "shared"])
+def test_device_data_path_gives_the_old_host_paths_weights(problem, mode):
+    train, _, coords = problem
+    cfg = TrainConfig(**FAST, max_steps=30, eval_every=30, patience=None, seed=2, voxel_sampling=mode)
+    new, history = train_nrf(train, None, coords, cfg, model_config=MODEL)
+    old, old_loss = _old_host_path(train, coords, cfg, MODEL)
+    assert _max_weight_diff(new, old) <= TOL
+    assert history[-1]["train_loss"] == pytest.approx(old_loss, abs=TOL)
+
+
+def test_topk_draws_every_voxel_subset_equally_often_as_numpy_choice():
+    # the authors' np.random.choice(n, k, replace=False) per image: each k-subset has probability
+    # 1 / C(n, k), the images of a step independently; 6 voxels, 2 per image: 15 subsets
+    from itertools import combinations
+    from scipy.stats import chisquare
+
+    n, k, n_img, steps = 6, 2, 8, 1500
+    gen = torch.Generator().manual_seed(1)
+    sets = torch.cat([sample_voxels(n, k, n_img, "per_image", gen) for _ in range(steps)])
+    assert sets.shape == (steps * n_img, k)
+    keys = {c: i for i, c in enumerate(combinations(range(n), k))}
+    counts = np.bincount([keys[tuple(sorted(r))] for r in sets.tolist()], minlength=len(keys))
+    assert chisquare(counts).pvalue > 1e-3
+    # the same for numpy's choice, as a calibration of the test
+    rng = np.random.default_rng(1)
+    ref = np.bincount([keys[tuple(sorted(rng.choice(n, k, replace=False)))] for _ in range(steps * n_img)],
+                      minlength=len(keys))
+    assert chisquare(ref).pvalue > 1e-3
+    assert chisquare(counts, ref * counts.sum() / ref.sum()).pvalue > 1e-3
+    # images of one step are independent: the pair (image 0's set, image 1's set) is uniform over 15 x 15
+    per_step = sets.view(steps, n_img, k)
+    pairs = [keys[tuple(sorted(a))] * 15 + keys[tuple(sorted(b))] for a, b in
+             zip(per_step[:, 0].tolist(), per_step[:, 1].tolist())]
+    assert chisquare(np.bincount(pairs, minlength=225)).pvalue > 1e-3
+    # at the paper's shape each voxel is drawn with probability 2000 / 15724
+    many = torch.cat([sample_voxels(15724, 2000, 32, "per_image", gen) for _ in range(20)])
+    hits = np.bincount(many.flatten().numpy(), minlength=15724)
+    assert hits.sum() == 640 * 2000 and all(len(set(r)) == 2000 for r in many[:4].tolist())
+    assert abs(hits.mean() - 640 * 2000 / 15724) < 1e-9 and hits.std() < 1.2 * np.sqrt(640 * 0.127 * 0.873)
+
+
+@pytest.mark.parametrize("mode", ["per_image", "shared"])
+def test_pinned_fallback_draws_the_batches_the_resident_split_draws(problem, mode):
+    train, _, coords = problem
+    kw = dict(n_images=16, n_voxels=40, mode=mode, device="cpu", seed=5)
+    resident = TrainingBatches(train.features, train.responses, coords, resident=True, **kw)
+    host = TrainingBatches(train.features, train.responses, coords, resident=False, **kw)
+    assert resident.resident and not host.resident
+    for _ in range(3):  # both staging buffers, then the first again
+        (fa, ca, ta), (fb, cb, tb) = resident.draw(), host.draw()
+        assert fa.keys() == fb.keys() and all(torch.equal(fa[k], fb[k]) for k in fa)
+        assert torch.equal(ca, cb) and torch.equal(ta, tb)
+        assert ca.shape == ((16, 40, 3) if mode == "per_image" else (40, 3)) and ta.shape == (16, 40)
+        assert fa["tokens_deep"].dtype == torch.float16  # tokens stay as cached
+    # the batch is the responses at the coordinates' voxels
+    rows = {tuple(r): i for i, r in enumerate(train.features["embedding"].tolist())}
+    image = [rows[tuple(r)] for r in fa["embedding"].tolist()]
+    voxel = [np.flatnonzero((coords == c).all(axis=1))[0] for c in ca.reshape(-1, 3).numpy()]
+    expected = train.responses[np.repeat(image, 40), voxel] if mode == "per_image" else \
+        train.responses[np.ix_(image, voxel)].ravel()
+    np.testing.assert_array_equal(ta.numpy().ravel(), expected)
+
+
+def test_fused_adamw_matches_the_default_to_float_tolerance(problem, monkeypatch):
+    train, _, coords = problem
+    cfg = TrainConfig(**FAST, max_steps=30, eval_every=10, patience=None, seed=1)
+    default, h0 = train_nrf(train, None, coords, cfg, model_config=MODEL)
+    monkeypatch.setattr(loop, "fused_supported", lambda device: True)  # as on CUDA
+    fused, h1 = train_nrf(train, None, coords, cfg, model_config=MODEL)
+    assert _max_weight_diff(default, fused) <= TOL
+    assert [h["train_loss"] for h in h1] == pytest.approx([h["train_loss"] for h in h0], abs=TOL)
+
+
+def _tiny_fit(model, losses, max_steps, fused=True):
+    """fit_steps over a fixed list of step losses of one model (None: a NaN loss)."""
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2, fused=fused)
+    x = torch.randn(8, 3, generator=torch.Generator().manual_seed(0))
+
+    def step_loss(step):
+        out = model(x).square().mean()
+        return out * float("nan") if losses[step - 1] is None else out
+
+    cfg = TrainConfig(max_steps=max_steps, eval_every=max_steps, patience=None)
+    fit_steps(model, step_loss, opt, lambda: None, cfg, steps_per_epoch=1, name="t", log=loop.logger, source="x")
+    return opt
+
+
+def test_fused_step_skips_a_non_finite_loss_on_the_device_and_raises_at_the_record():
+    # the GPU path, on the CPU: the flag, not a read of the loss, keeps the NaN update out
+    make = lambda: torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))  # noqa: E731
+    torch.manual_seed(0)
+    ref = make()
+    start = {k: v.clone() for k, v in ref.state_dict().items()}
+    _tiny_fit(ref, [1, 1], 2)  # two clean steps
+    model = make()
+    model.load_state_dict(start)
+    with pytest.raises(FloatingPointError, match=r"loss is nan at step 3 on x"):
+        _tiny_fit(model, [1, 1, None, 1, 1], 5)  # NaN at step 3; steps 4-5 clean but after it
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in ref.state_dict().items())
+    # the optimizer is left without the flag
+    opt = _tiny_fit(make(), [1, 1], 2)
+    assert not hasattr(opt, "found_inf") and all(int(s["step"]) == 2 for s in opt.state.values())
+
+
+def test_compile_option_matches_eager(problem, monkeypatch):
+    train, _, coords = problem
+    cfg = TrainConfig(**FAST, max_steps=20, eval_every=20, patience=None, seed=4)
+    eager, h0 = train_nrf(train, None, coords, cfg, model_config=MODEL)
+    # inductor compiles C++ for minutes on this CPU; aot_eager runs the same captured graphs
+    monkeypatch.setattr(loop, "COMPILE_OPTIONS", {"backend": "aot_eager"})
+    compiled, h1 = train_nrf(train, None, coords, TrainConfig(**{**cfg.to_dict(), "compile": True}),
+                             model_config=MODEL)
+    assert type(compiled) is NRF and not any(k.startswith("_orig_mod") for k in compiled.state_dict())
+    assert _max_weight_diff(eager, compiled) <= TOL
+    assert h1[-1]["train_loss"] == pytest.approx(h0[-1]["train_loss"], abs=TOL)
+
+
+def test_tf32_only_on_cuda_and_restored():
+    matmul = torch.backends.cuda.matmul
+    before = matmul.fp32_precision
+    with loop.tf32_matmuls("cpu"):
+        assert matmul.fp32_precision == before
+    with loop.tf32_matmuls("cuda"):  # the flag alone; no GPU needed to set it
+        assert matmul.fp32_precision == "tf32"
+    assert matmul.fp32_precision == before
+    assert torch.backends.mkldnn.matmul.fp32_precision != "tf32"  # CPU matmuls untouched

@@ -183,6 +183,11 @@ class NRF(nn.Module):
             self.fourier = FourierFeatures(c.fourier_features, c.fourier_scale, c.fourier_seed)
             dims = [c.image_dim + c.coord_dim] + [c.width] * (c.depth - 1) + [1]
             self.predictor = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        # the MNI box on the model's device, so normalising needs no host-to-device copy (which
+        # would wait for the GPU at every step); not saved: it is config.coord_box
+        lower, extent = (torch.tensor(part, dtype=torch.float32) for part in c.coord_box)
+        self.register_buffer("box_lower", lower, persistent=False)
+        self.register_buffer("box_extent", extent, persistent=False)
 
     # -- parameter groups (for finetuning strategies) -------------------------
     def image_block_parameters(self):
@@ -211,7 +216,7 @@ class NRF(nn.Module):
         """
         coords = torch.as_tensor(coords_mm, dtype=torch.float32, device=self.fourier.B.device)
         with _full_precision(coords):
-            return self.fourier(normalise_coords(coords, self.config.coord_box))
+            return self.fourier((coords - self.box_lower) / self.box_extent)  # normalise_coords
 
     # -- split first layer -----------------------------------------------------
     def _first_weights(self):
@@ -241,9 +246,19 @@ class NRF(nn.Module):
 
     def forward_codes(self, image_code: torch.Tensor, coord_code: torch.Tensor) -> torch.Tensor:
         """Responses from precomputed codes: image (n_img, width) and coordinate
-        (n_vox, width) shared by all images, or (n_img, n_vox, width) per image."""
+        (n_vox, width) shared by all images, or (n_img, n_vox, width) per image.
+
+        Under autocast the sum and the first ReLU run in the autocast dtype: the
+        float32 coordinate code is rounded to it before the add (its inputs, the
+        phases, were float32), so the step's largest activation, (n_img, n_vox,
+        width), is never materialised in float32. Without autocast nothing changes.
+        """
         if coord_code.ndim == 2:
             coord_code = coord_code[None, :, :]
+        kind = image_code.device.type
+        if torch.is_autocast_enabled(kind):
+            dtype = torch.get_autocast_dtype(kind)
+            image_code, coord_code = image_code.to(dtype), coord_code.to(dtype)
         return self.head(image_code[:, None, :] + coord_code)
 
     def forward(self, features: Mapping[str, torch.Tensor], coords_mm: torch.Tensor) -> torch.Tensor:

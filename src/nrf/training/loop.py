@@ -18,14 +18,24 @@ Linear baseline: AdamW for ``epochs`` epochs over shuffled minibatches of
 linearly from ``lr`` to 0; the state with the lowest validation MSE is kept.
 
 With ``precision: bf16``, bf16 autocast is used on CUDA only (the Fourier
-features and the coordinate half of the first layer stay float32); ``fp32``
-is what the authors trained with. On CPU everything runs in float32 and the
-same seed on the same data gives identical weights. A non-finite loss stops
-training with the step and the data named.
+features and the coordinate half of the first layer stay float32; their sum
+with the image half and the first ReLU run in bf16); ``fp32`` is what the
+authors trained with, on CUDA with TF32 matmuls. On CPU everything runs in
+float32 and the same seed on the same data gives identical weights. A
+non-finite loss stops training with the step and the data named, before its
+update reaches the weights.
+
+The GPU step (issue 22): the training split (responses, coordinates, cached
+features) moves to the device once (:class:`TrainingBatches`; pinned host
+memory and non-blocking copies when it does not fit), images and voxels are
+drawn there, AdamW is fused on CUDA, and the loss is read back only at
+records, so a step never waits for the device. ``compile: true`` runs the
+NRF's training forward through ``torch.compile``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -62,7 +72,8 @@ class TrainConfig:
     a step, as the authors; "shared": one set for the whole step).
     Both: seed (initial weights and sampling), device, precision ("bf16":
     bf16 autocast on CUDA; "fp32"), eval_chunk_images x eval_chunk_voxels
-    (prediction chunk).
+    (prediction chunk). NRF: compile (run the training forward through
+    ``torch.compile``; off by default, a one-off compile costs minutes).
     """
 
     batch_images: int = 32
@@ -82,6 +93,7 @@ class TrainConfig:
     precision: str = "bf16"
     eval_chunk_images: int = 64
     eval_chunk_voxels: int = 4096
+    compile: bool = False
 
     def __post_init__(self):
         if self.voxel_sampling not in VOXEL_SAMPLING:
@@ -119,21 +131,164 @@ class EncodingSplit:
         return len(self.responses)
 
 
-def sample_voxels(n_vox: int, k: int, n_img: int, mode: str, gen: torch.Generator) -> torch.Tensor:
+def sample_voxels(n_vox: int, k: int, n_img: int, mode: str, gen: torch.Generator,
+                  device: torch.device | str | None = None) -> torch.Tensor:
     """Voxel columns of one step: (k,) shared by all images, or (n_img, k) one
-    set per image (``per_image``); each set is drawn without replacement."""
+    set per image (``per_image``); each set is drawn without replacement, on
+    ``device`` (default: the generator's).
+
+    Per image, the k smallest of n_vox uniform draws (``topk``): every k-subset
+    is equally likely, the distribution of the authors' ``np.random.choice(n,
+    k, replace=False)``. On the CPU the draws and the set are those of the
+    earlier ``rand(...).argsort()[:, :k]`` (the order of tied draws aside), in
+    a fifth of its time, and on a GPU nothing reaches the host.
+    """
+    device = torch.device(device) if device is not None else gen.device
     if mode == "shared":
-        return torch.randperm(n_vox, generator=gen)[:k]
-    return torch.rand(n_img, n_vox, generator=gen).argsort(dim=1)[:, :k]
+        return torch.randperm(n_vox, generator=gen, device=device)[:k]
+    noise = torch.rand(n_img, n_vox, generator=gen, device=device)
+    return noise.topk(k, dim=1, largest=False, sorted=True).indices
+
+
+def _non_finite(value: float, step: int, source: str) -> FloatingPointError:
+    return FloatingPointError(
+        f"training loss is {value} at step {step} on {source}: the inputs hold non-finite values "
+        f"or training diverged (lower lr?) — no checkpoint was written"
+    )
 
 
 def _check_loss(loss, step: int, source: str) -> None:
     value = float(loss)
     if not math.isfinite(value):
-        raise FloatingPointError(
-            f"training loss is {value} at step {step} on {source}: the inputs hold non-finite values "
-            f"or training diverged (lower lr?) — no checkpoint was written"
-        )
+        raise _non_finite(value, step, source)
+
+
+def fused_supported(device: torch.device | str) -> bool:
+    """Whether the trainers here use AdamW's fused kernel on ``device``: on CUDA.
+    The CPU keeps PyTorch's default implementation (fused exists there too, but
+    would move CPU results by float rounding; the unit tests check it agrees to
+    1e-6). A fused optimizer also lets :func:`fit_steps` skip the update of a
+    non-finite loss on the device, without waiting for it."""
+    return torch.device(device).type == "cuda"
+
+
+def adamw(params, config: "TrainConfig", device: torch.device | str) -> torch.optim.AdamW:
+    """AdamW at ``config.lr`` and ``config.weight_decay``, fused where
+    :func:`fused_supported` says so."""
+    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay,
+                             fused=True if fused_supported(device) else None)
+
+
+@contextlib.contextmanager
+def tf32_matmuls(device: torch.device | str):
+    """TF32 tensor cores for float32 matmuls while the block runs on a CUDA
+    ``device`` (``precision: fp32`` and the float32 coordinate half); the
+    setting is restored after. Elsewhere nothing changes (the CPU has no TF32;
+    ``torch.set_float32_matmul_precision`` would also switch oneDNN's CPU
+    matmuls, so only the CUDA flag is set)."""
+    if torch.device(device).type != "cuda":
+        yield
+        return
+    matmul = torch.backends.cuda.matmul
+    before = matmul.fp32_precision
+    matmul.fp32_precision = "tf32"
+    try:
+        yield
+    finally:
+        matmul.fp32_precision = before
+
+
+#: keyword arguments of ``torch.compile`` under ``compile: true`` (tests pick a quick backend)
+COMPILE_OPTIONS: dict = {}
+
+#: a split moves to the device when it takes at most this share of the free device memory
+#: (the rest is left to the model, its optimiser state and a step's activations)
+RESIDENT_SHARE = 0.5
+
+
+def _nbytes(tensors) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+class TrainingBatches:
+    """The training split on the training device, and the draw of each step's batch.
+
+    At construction the responses (n_train, n_vox) float32, the coordinates
+    (n_vox, 3) and the cached features (float16 tokens stay float16) move to
+    ``device`` once: about 6 GB for a paper subject. When they would take more
+    than ``RESIDENT_SHARE`` of the free device memory (``torch.cuda.mem_get_info``)
+    the features stay in host memory instead: each step gathers its images
+    into one of two pinned buffers and copies them with ``non_blocking``
+    (responses and coordinates still move). ``resident`` forces either.
+
+    :meth:`draw` takes ``n_images`` images uniformly without replacement and,
+    per image (``per_image``) or once for all (``shared``), ``n_voxels`` voxels
+    without replacement (:func:`sample_voxels`), on the device from a generator
+    there seeded by ``seed``; with host features the images are drawn on the
+    CPU. On a CPU device the draws are those of the earlier host path
+    (``randperm`` then ``rand(...)``, one CPU generator). A resident draw
+    never synchronises with the device.
+    """
+
+    def __init__(self, features: Mapping, responses, coords_mm, *, n_images: int, n_voxels: int,
+                 mode: str, device: torch.device | str, seed: int, resident: bool | None = None):
+        self.device = device = torch.device(device)
+        feats = _tensors(features)
+        resp = torch.as_tensor(responses if torch.is_tensor(responses) else np.asarray(responses, dtype=np.float32))
+        coords = torch.as_tensor(coords_mm if torch.is_tensor(coords_mm) else np.asarray(coords_mm, dtype=np.float32))
+        self.n_train, self.n_vox = resp.shape
+        self.n_images, self.n_voxels, self.mode = n_images, n_voxels, mode
+        self.nbytes = _nbytes([resp, coords, *feats.values()])
+        if resident is None:
+            resident = device.type != "cuda" or self.nbytes <= RESIDENT_SHARE * torch.cuda.mem_get_info(device)[0]
+        self.resident = resident
+        self.responses = resp.to(device, dtype=torch.float32)
+        self.coords = coords.to(device, dtype=torch.float32)
+        on_device = device.type not in ("cpu", "meta")  # meta: a benchmark's host-only dispatch
+        self.col_gen = torch.Generator(device=device if on_device else "cpu").manual_seed(seed)
+        if resident:
+            self.features = {k: v.to(device) for k, v in feats.items()}
+            self.row_gen = self.col_gen
+        else:
+            self.features = feats
+            self.row_gen = self.col_gen if not on_device else torch.Generator().manual_seed(seed)
+            pin = device.type == "cuda"
+            self._staging = [
+                {"rows": torch.empty(n_images, dtype=torch.long, pin_memory=pin),
+                 **{k: torch.empty((n_images, *v.shape[1:]), dtype=v.dtype, pin_memory=pin) for k, v in feats.items()}}
+                for _ in range(2)]
+            self._copied = [None, None]  # CUDA event after each buffer's last copy
+            self._slot = 0
+
+    def draw(self) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """(features of the images, coordinates (n_img, k, 3) per image or
+        (k, 3) shared, measured responses (n_img, k)), all on the device."""
+        rows = torch.randperm(self.n_train, generator=self.row_gen, device=self.row_gen.device)[: self.n_images]
+        if self.resident:
+            feats = {k: v.index_select(0, rows) for k, v in self.features.items()}
+        else:
+            feats, rows = self._stage(rows)
+        cols = sample_voxels(self.n_vox, self.n_voxels, len(rows), self.mode, self.col_gen, self.device)
+        if cols.ndim == 2:
+            target = self.responses[rows[:, None], cols]
+        else:
+            target = self.responses.index_select(0, rows).index_select(1, cols)
+        return feats, self.coords[cols], target
+
+    def _stage(self, rows: torch.Tensor):
+        slot, self._slot = self._slot, 1 - self._slot
+        if self._copied[slot] is not None:
+            self._copied[slot].synchronize()  # the copy out of this buffer two steps ago (long done)
+        buf = self._staging[slot]
+        buf["rows"].copy_(rows)
+        for k, v in self.features.items():
+            torch.index_select(v, 0, rows, out=buf[k])
+        moved = {k: t.to(self.device, non_blocking=True) for k, t in buf.items()}
+        if self.device.type == "cuda":
+            self._copied[slot] = torch.cuda.Event()
+            self._copied[slot].record()
+        rows = moved.pop("rows")
+        return moved, rows
 
 
 def nrf_loss(pred: torch.Tensor, target: torch.Tensor, alpha: float = 0.1) -> torch.Tensor:
@@ -266,24 +421,38 @@ def fit_steps(
     without a new best once ``min_steps`` have run. ``stop(record)``, if
     given, is asked after each record (and its best-state bookkeeping) and
     ends training when it returns True (Universal: the authors stop once a
-    plateau scheduler has cut the learning rate below 1e-7). The loss is checked for
-    finiteness before the update at every step on the CPU, and at records on
-    a GPU (a per-step check would synchronise). However it ends, every
+    plateau scheduler has cut the learning rate below 1e-7).
+
+    A non-finite loss never reaches the weights. With a fused optimizer
+    (:func:`adamw` on CUDA) the check stays on the device: a flag set by the
+    first non-finite loss makes the fused kernel skip that update and every
+    later one (its ``found_inf`` input, as ``GradScaler`` uses it), and the
+    next record reads the flag and raises naming that step, so the weights are
+    those before it, as on the CPU, with no synchronisation per step. Any
+    other optimizer has the loss read before every update: free on the CPU, a
+    synchronisation per step on a GPU. On CUDA, float32 matmuls use TF32
+    while the loop runs (:func:`tf32_matmuls`). However it ends, every
     parameter is left trainable again (callers freeze some to finetune the
     rest). Returns the history.
     """
     if config.patience is not None and keep_best is None:
         raise ValueError("early stopping (patience) needs a record key to keep the best state by")
     sign = -1.0 if lower_is_better else 1.0
+    settings = contextlib.ExitStack()
+    masked = bool(getattr(optimizer, "defaults", {}).get("fused"))
     try:
+        settings.enter_context(tf32_matmuls(model_device(model)))
         eval_every = config.eval_every or max(1, steps_per_epoch)
-        check_every_step = model_device(model).type == "cpu"
+        flags = None  # masked: (any loss non-finite yet, the first such loss, steps before it), on the device
         history: list[dict] = []
         best, best_state, bad = -math.inf, None, 0
         running, n_running, t0 = 0.0, 0, time.perf_counter()
         for step in range(1, config.max_steps + 1):
             loss = step_loss(step)
-            if check_every_step:
+            if masked:
+                flags = _flag_non_finite(loss.detach(), flags)
+                optimizer.found_inf = flags[0].float()  # 1.0: the fused kernel leaves weights and state as they are
+            else:
                 _check_loss(loss.detach(), step, source)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -294,6 +463,8 @@ def fit_steps(
             n_running += 1
             if step % eval_every and step != config.max_steps:
                 continue
+            if masked and bool(flags[0]):
+                raise _non_finite(float(flags[1]), int(flags[2]) + 1, source)
             record = {"step": step, "train_loss": float(running) / n_running}
             _check_loss(record["train_loss"], step, source)
             running, n_running = 0.0, 0
@@ -320,8 +491,24 @@ def fit_steps(
             log.info("%s: kept the state at the best %s, %.5f", name, keep_best, sign * best)
         return history
     finally:
+        settings.close()
+        if masked:
+            vars(optimizer).pop("found_inf", None)
         for p in model.parameters():
             p.requires_grad_(True)
+
+
+def _flag_non_finite(loss: torch.Tensor, flags):
+    """Device-side bookkeeping of non-finite losses, no synchronisation: (a
+    non-finite loss has been seen, the first one, the number of steps before
+    it)."""
+    bad = ~torch.isfinite(loss)
+    if flags is None:
+        return bad, loss.clone(), (~bad).long()
+    seen, first, clean = flags
+    first = torch.where(seen, first, loss)
+    seen = seen | bad
+    return seen, first, clean + (~seen).long()
 
 
 # -- NRF ----------------------------------------------------------------------
@@ -372,27 +559,26 @@ def train_nrf(
         model = NRF(model_config, init_seed=config.seed)
     model.to(device).train()
     params = set_trainable(model, config.trainable)
-    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    opt = adamw(params, config, device)
 
-    gen = torch.Generator().manual_seed(config.seed)
-    feats = _tensors(train.features)
-    responses = torch.as_tensor(np.asarray(train.responses, dtype=np.float32))
-    coords_t = torch.from_numpy(coords).to(device)
     n_img_step = min(config.batch_images, n_train)
     n_vox_step = min(config.batch_voxels, n_vox)
+    batches = TrainingBatches(train.features, train.responses, coords, n_images=n_img_step, n_voxels=n_vox_step,
+                              mode=config.voxel_sampling, device=device, seed=config.seed)
+    forward = torch.compile(model, dynamic=False, **COMPILE_OPTIONS) if config.compile else model
 
     log.info(
-        "NRF: %d training images, %d voxels, %d steps max, batch %d x %d (%s voxels), trainable=%s",
+        "NRF: %d training images, %d voxels, %d steps max, batch %d x %d (%s voxels), trainable=%s; "
+        "training split (%.2f GB) %s%s",
         n_train, n_vox, config.max_steps, n_img_step, n_vox_step, config.voxel_sampling, config.trainable,
+        batches.nbytes / 1e9, f"on {device}" if batches.resident else "features in pinned host memory",
+        ", compiled" if config.compile else "",
     )
 
     def step_loss(step: int) -> torch.Tensor:
-        rows = torch.randperm(n_train, generator=gen)[:n_img_step]
-        cols = sample_voxels(n_vox, n_vox_step, len(rows), config.voxel_sampling, gen)
-        target = torch.gather(responses[rows], 1, cols) if cols.ndim == 2 else responses[rows][:, cols]
-        target = target.to(device, non_blocking=True)
+        feats, crd, target = batches.draw()
         with _autocast(device, config.precision):
-            pred = model(_take(feats, rows, device), coords_t[cols.to(device)])
+            pred = forward(feats, crd)
         return nrf_loss(pred.float(), target, config.alpha)
 
     history = fit_steps(model, step_loss, opt, lambda: None if val is None else evaluate(model, val, coords, config),
@@ -430,7 +616,7 @@ def train_linear(
     if model is None:
         model = LinearEncoder(LinearConfig(emb.shape[1], n_vox), init_seed=config.seed)
     model.to(device).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    opt = adamw(model.parameters(), config, device)
     batch = min(config.batch_images, n_train)
     steps_per_epoch = math.ceil(n_train / batch)
     total = config.epochs * steps_per_epoch
