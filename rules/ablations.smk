@@ -1,7 +1,8 @@
 # Ablations (nrf.experiments.ablations): Table 4 finetunes the base subject's NRF on the
 # target with each finetune strategy; Tables 5 and 6 train one NRF per MLP
 # depth or hidden width on a subject's full training set. A depth/width pair
-# shared by both tables (the configured one) is trained once.
+# shared by both tables (the configured one) is trained once. The tables are
+# built by build_table4, build_table5 and build_table6 (rules/report.smk).
 
 
 rule ablation_finetune_strategy:
@@ -21,7 +22,7 @@ rule ablation_finetune_strategy:
     resources:
         mem_mb=config["mem_mb"]["train"],
         runtime=720,
-        gpu=1 if DATASET == "nsd" else 0,
+        gpu=gpus(),
     params:
         n_train=TABLE4_N,
         draws=config["adaptation"]["draws"],
@@ -52,7 +53,7 @@ rule ablation_architecture:
     resources:
         mem_mb=config["mem_mb"]["train"],
         runtime=720,
-        gpu=1 if DATASET == "nsd" else 0,
+        gpu=gpus(),
     params:
         model_options=config["nrf"],
         train_options=config["train"],
@@ -61,105 +62,3 @@ rule ablation_architecture:
         device=config["device"],
     script:
         "../workflow_scripts/ablation_architecture.py"
-
-
-rule build_table4:
-    input:
-        rows="results/{dataset}/ablations/finetune_strategy.csv",
-        paper=PAPER_TABLES,
-    output:
-        csv="results/{dataset}/tables/table4.csv",
-        md="results/{dataset}/tables/table4.md",
-        html=report(
-            "results/{dataset}/tables/table4.html",
-            caption="../report/table4.rst",
-            category="Tables",
-        ),
-    log:
-        "logs/build_table4/{dataset}.log",
-    benchmark:
-        "benchmarks/runs/build_table4/{dataset}.tsv"
-    conda:
-        "../envs/data.yaml"
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    params:
-        base=PROBE_BASE,
-        target=PROBE_TARGET,
-        finetune_steps=config["adaptation"]["finetune_steps"],
-        protocol=config["protocol"],
-        dataset=DATASET,
-        test_images=config["test_images"],
-    script:
-        "../workflow_scripts/table4.py"
-
-
-rule build_table5:
-    input:
-        scores=architecture_scores("depth"),
-        trainings=architecture_scores("depth", "_training.json"),
-        paper=PAPER_TABLES,
-    output:
-        csv="results/{dataset}/tables/table5.csv",
-        md="results/{dataset}/tables/table5.md",
-        html=report(
-            "results/{dataset}/tables/table5.html",
-            caption="../report/table5.rst",
-            category="Tables",
-        ),
-    log:
-        "logs/build_table5/{dataset}.log",
-    benchmark:
-        "benchmarks/runs/build_table5/{dataset}.tsv"
-    conda:
-        "../envs/data.yaml"
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    params:
-        axis="depth",
-        values=config["ablations"]["depths"],
-        fixed={"width": config["nrf"]["width"]},
-        subject=PROBE_SUBJECT,
-        max_steps=ABLATION_MAX_STEPS,
-        protocol=config["protocol"],
-        dataset=DATASET,
-        test_images=config["test_images"],
-    script:
-        "../workflow_scripts/table_architecture.py"
-
-
-rule build_table6:
-    input:
-        scores=architecture_scores("width"),
-        trainings=architecture_scores("width", "_training.json"),
-        paper=PAPER_TABLES,
-    output:
-        csv="results/{dataset}/tables/table6.csv",
-        md="results/{dataset}/tables/table6.md",
-        html=report(
-            "results/{dataset}/tables/table6.html",
-            caption="../report/table6.rst",
-            category="Tables",
-        ),
-    log:
-        "logs/build_table6/{dataset}.log",
-    benchmark:
-        "benchmarks/runs/build_table6/{dataset}.tsv"
-    conda:
-        "../envs/data.yaml"
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    params:
-        axis="width",
-        values=config["ablations"]["widths"],
-        fixed={"depth": config["nrf"]["depth"]},
-        subject=PROBE_SUBJECT,
-        max_steps=ABLATION_MAX_STEPS,
-        protocol=config["protocol"],
-        dataset=DATASET,
-        test_images=config["test_images"],
-    script:
-        "../workflow_scripts/table_architecture.py"

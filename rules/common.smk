@@ -1,6 +1,10 @@
-# Config validation, wildcard constraints and the small get_* helpers the
-# rules share. Validation runs at start-up, before any job.
+# What every stage shares: config validation (at start-up, before any job),
+# every wildcard constraint, the get_* helpers the rules call, and targets(),
+# the one list of what the named targets build.
+import hashlib
+import shutil
 import sys
+from collections import namedtuple
 from pathlib import Path
 
 # Every job imports the library next to this Snakefile, whatever copy of nrf
@@ -34,14 +38,30 @@ try:
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
 
-# Shipped with the workflow, so found from any working directory.
-PAPER_TABLES = str(Path(workflow.basedir) / "reference" / "nrf_paper_tables.csv")
 DATASET = config["dataset"]
 SUBJECTS = config["subjects"]
 EXTRACTOR = config["features"]["extractor"]
-# Encoders trained per subject by rules/encoders.smk, and the joint Universal
-# encoder (one checkpoint for every subject; rules/encoders_extra.smk).
-MODELS = ["linear", "nrf", "fwrf", "ridge", "universal", "universal_joint"]
+SHOTS = config["shots"]
+ADAPTATION = config["adaptation"]
+DRAWS = list(range(ADAPTATION["draws"]))
+# Encoders trained once per subject (rules/encoders.smk), and every model
+# whose predictions are scored: those plus the joint Universal encoder, one
+# checkpoint for every subject (rules/universal.smk).
+ENCODERS = ["linear", "nrf", "fwrf", "ridge", "universal"]
+MODELS = ENCODERS + ["universal_joint"]
+# Decoding (rules/decoding.smk): the backend, and every source decoded per
+# subject, "measured" (the Measured fMRI row) and each model's predictions.
+DECODING = config["decoding"]
+DECODER = config["decoder"]
+MEASURED = "measured"
+DECODE_SOURCES = [MEASURED] + MODELS
+# The paper's reference numbers ship with the workflow; the tables read a copy
+# inside the run (rule paper_tables), so no rule input is an absolute path and
+# a finished run moved elsewhere plans nothing new. The hash recopies it when
+# the shipped file changes.
+PAPER_SOURCE = Path(workflow.basedir) / "reference" / "nrf_paper_tables.csv"
+PAPER_SHA256 = hashlib.sha256(PAPER_SOURCE.read_bytes()).hexdigest()
+PAPER_TABLES = "resources/reference/nrf_paper_tables.csv"
 
 
 wildcard_constraints:
@@ -49,8 +69,25 @@ wildcard_constraints:
     subject="|".join(SUBJECTS),
     model="|".join(MODELS),
     extractor="|".join(sorted({EXTRACTOR, "alexnet"})),
+    # one spelling everywhere: n{n}_draw{draw}, N one of `shots`
+    n="|".join(str(n) for n in SHOTS),
+    draw=r"\d+",
+    depth=r"\d+",
+    width=r"\d+",
+    source="|".join(DECODE_SOURCES),
+    backend="offline|mindeye2",
+    imageset="test|face|body|place|object",
+    resolution=r"[0-9]+(\.[0-9]+)?",
 
 
+def gpus(always=False):
+    """The GPUs a torch job declares: one on real NSD (the paper's sizes),
+    none on the simulated default, unless ``always`` (CLIP's image block,
+    MindEye2) needs one whatever the dataset."""
+    return 1 if always or DATASET == "nsd" else 0
+
+
+# -- data (rules/data.smk, rules/download.smk) ----------------------------------------
 def tree(key):
     """Path of an NSD-layout key inside this run's dataset tree."""
     return f"resources/{DATASET}/{key}"
@@ -90,6 +127,10 @@ def stimuli_key():
     return nsd_layout.STIMULI
 
 
+def noiseless(subject):
+    return f"resources/simulated/simulation/{subject}_noiseless.hdf5"
+
+
 def simulated_outputs():
     """Every key the simulator writes for the configured subjects, but the
     expdesign file, which the rule names on its own."""
@@ -97,8 +138,8 @@ def simulated_outputs():
     for subject in SUBJECTS:
         keys += list(subject_volume_keys(subject).values())
         keys += betas_keys(subject)
-    noiseless = [f"simulation/{s}_noiseless.hdf5" for s in SUBJECTS]
-    return [f"resources/simulated/{k}" for k in keys + noiseless]
+    trees = [f"resources/simulated/{k}" for k in keys]
+    return trees + [noiseless(s) for s in SUBJECTS]
 
 
 def get_tree_root(wildcards, input=None, output=None):
@@ -145,6 +186,11 @@ def get_expected_test_images(wildcards):
     return None
 
 
+def session_counts():
+    """{subject: sessions read}, for the rules that index trials."""
+    return {s: len(sessions_for(config, s)) for s in SUBJECTS}
+
+
 def trials_per_session():
     if DATASET == "nsd":
         return config["nsd"]["trials_per_session"]
@@ -155,6 +201,7 @@ def prepared(subject):
     return f"results/{DATASET}/prepared/{subject}.hdf5"
 
 
+# -- features and encoders (rules/features.smk, encoders.smk, universal.smk) ---------
 def features_file():
     return f"results/{DATASET}/features/{EXTRACTOR}.hdf5"
 
@@ -176,10 +223,6 @@ def get_extractor_name(wildcards):
     return wildcards.extractor
 
 
-def scores(model):
-    return [f"results/{DATASET}/scores/{model}/{s}.csv" for s in SUBJECTS]
-
-
 def get_model_options(wildcards):
     if wildcards.model == "universal":
         return universal_options(config["universal"])[0]
@@ -196,19 +239,28 @@ def get_train_options(wildcards):
     return config["train"] if wildcards.model == "nrf" else config["linear"]
 
 
-def table_files(name):
-    """The files one paper table is written to (CSV, Markdown, HTML)."""
-    return [f"results/{DATASET}/tables/{name}.{ext}" for ext in ("csv", "md", "html")]
+def checkpoints(models=ENCODERS, subjects=None):
+    """Per-subject checkpoints of ``models`` (every configured subject by default)."""
+    subjects = SUBJECTS if subjects is None else subjects
+    return [f"results/{DATASET}/models/{m}/{s}.pt" for m in models for s in subjects]
 
 
-# -- issue 9: peers of NRF, transfer, per-voxel tables (rules/encoders_extra.smk)
-def universal_target():
-    """The held-out subject of the transfer figure."""
-    return config["universal"]["transfer_target"] or SUBJECTS[-1]
+def joint_checkpoint():
+    """The Universal encoder trained on every subject at once."""
+    return f"results/{DATASET}/models/universal_joint/all.pt"
 
 
-def noiseless(subject):
-    return f"resources/simulated/simulation/{subject}_noiseless.hdf5"
+def scores(model):
+    return [f"results/{DATASET}/scores/{model}/{s}.csv" for s in SUBJECTS]
+
+
+def retrieval(model):
+    return [f"results/{DATASET}/retrieval/{model}/{s}.csv" for s in SUBJECTS]
+
+
+def voxel_tables(subjects=None):
+    subjects = SUBJECTS if subjects is None else subjects
+    return [f"results/{DATASET}/voxels/{s}.csv" for s in subjects]
 
 
 def get_voxel_table_inputs(wildcards):
@@ -216,6 +268,11 @@ def get_voxel_table_inputs(wildcards):
     if DATASET == "simulated":
         inputs["noiseless"] = noiseless(wildcards.subject)
     return inputs
+
+
+def universal_target():
+    """The held-out subject of the Universal transfer figure."""
+    return config["universal"]["transfer_target"] or SUBJECTS[-1]
 
 
 def get_heldout_prepared(wildcards):
@@ -227,21 +284,13 @@ def get_transfer_options(wildcards):
     return {**train, "max_steps": config["universal"]["transfer_max_steps"]}
 
 
-def transfer_scores_files(model):
-    """Scores of ``model`` trained on N target images, for every shot and draw."""
+def transfer_scores(subject):
+    """Universal transfer's scores on ``subject`` for every N (outer) and draw (inner)."""
     return [
-        f"results/{DATASET}/subset_scores/{model}/{universal_target()}_n{n}_d{d}.csv"
-        for n in config["shots"]
+        f"results/{DATASET}/transfer/universal/{subject}_n{n}_draw{d}.csv"
+        for n in SHOTS
         for d in range(config["universal"]["transfer_draws"])
     ]
-
-
-def voxel_tables():
-    return [f"results/{DATASET}/voxels/{s}.csv" for s in SUBJECTS]
-
-
-def retrieval(model):
-    return [f"results/{DATASET}/retrieval/{model}/{s}.csv" for s in SUBJECTS]
 
 
 def cluster_subjects():
@@ -249,32 +298,14 @@ def cluster_subjects():
     return SUBJECTS[:2]
 
 
-def figure_files(name):
-    """The files one figure is written to (PNG, PDF)."""
-    return [f"results/{DATASET}/figures/{name}.{ext}" for ext in ("png", "pdf")]
-
-
-# Every table and figure the targets in the Snakefile build.
-TABLES = table_files("table1") + table_files("table_universal")
-FIGURES = figure_files("fig_universal_transfer") + figure_files(
-    "fig_universal_clusters"
-)
-
-
-# -- adaptation (rules/adaptation.smk) ------------------------------------------------
-ADAPTATION = config["adaptation"]
-SHOTS = config["shots"]
-DRAWS = list(range(ADAPTATION["draws"]))
-# The paper's adaptation tables and their target subjects (Tables 2, 7, 8, 9).
+# -- adaptation (rules/adaptation.smk) -----------------------------------------------
+# The paper's adaptation tables and their target subjects (Tables 2, 7, 8, 9);
+# Table 3 and Figure 2b look at subj07 too.
 ADAPTATION_TABLES = {
-    name: target
-    for name, target in {
-        "table2": "subj07",
-        "table7": "subj01",
-        "table8": "subj02",
-        "table9": "subj05",
-    }.items()
-    if target in SUBJECTS and len(SUBJECTS) > 1
+    "table2": "subj07",
+    "table7": "subj01",
+    "table8": "subj02",
+    "table9": "subj05",
 }
 
 
@@ -295,6 +326,7 @@ def get_adaptation_bases(wildcards):
 
 
 def adaptation_cells(subject, ext="csv", shots=None):
+    """A target's cells, every N (outer) and draw (inner)."""
     return [
         f"results/{DATASET}/adaptation/{subject}/n{n}_draw{d}.{ext}"
         for n in (SHOTS if shots is None else shots)
@@ -313,44 +345,35 @@ def figure_shots():
     return min(SHOTS, key=lambda n: abs(n - ADAPTATION["figure_shots"]))
 
 
-def get_adaptation_target(wildcards):
-    return ADAPTATION_TABLES[wildcards.table]
+def adaptation_semantic(target):
+    """The decoding scores of a target's cells (offline backend only; [] otherwise)."""
+    if DECODING != "offline":
+        return []
+    return [f"results/{DATASET}/decoding/offline/adaptation/{target}.csv"]
+
+
+def adaptation_table_inputs(name):
+    """Input function of one adaptation table (Table 2, 7, 8 or 9)."""
+
+    def inputs(wildcards):
+        needs(name)
+        target = ADAPTATION_TABLES[name]
+        return {
+            "cells": adaptation_cells(target),
+            "nrf_full": f"results/{DATASET}/scores/nrf/{target}.csv",
+            "linear_full": f"results/{DATASET}/scores/linear/{target}.csv",
+            "semantic": adaptation_semantic(target),
+            "paper": PAPER_TABLES,
+        }
+
+    return inputs
 
 
 def get_adaptation_cell_files(wildcards):
     return adaptation_cells(wildcards.subject, ext="hdf5")
 
 
-def adaptation_semantic(target):
-    """The decoding scores of a target's cells (offline backend only; [] otherwise)."""
-    if config["decoding"] != "offline":
-        return []
-    return [f"results/{DATASET}/decoding/offline/adaptation/{target}.csv"]
-
-
-def get_adaptation_table_inputs(wildcards):
-    target = ADAPTATION_TABLES[wildcards.table]
-    return {
-        "cells": adaptation_cells(target),
-        "nrf_full": f"results/{DATASET}/scores/nrf/{target}.csv",
-        "linear_full": f"results/{DATASET}/scores/linear/{target}.csv",
-        "semantic": adaptation_semantic(target),
-    }
-
-
-if ADAPTATION_TABLES:
-    TABLES += [f for name in ADAPTATION_TABLES for f in table_files(name)]
-if "subj07" in ADAPTATION_TABLES.values():
-    TABLES += table_files("table3")
-FIG2 = []
-if len(SUBJECTS) > 1:
-    FIG2 += [f"results/{DATASET}/figures/fig2a.{ext}" for ext in ("png", "pdf")]
-if "subj07" in SUBJECTS and len(SUBJECTS) > 1:
-    FIG2 += [f"results/{DATASET}/figures/fig2b.{ext}" for ext in ("png", "pdf")]
-FIGURES += FIG2
-
-
-# -- Figure 4's probes and Tables 4-6 (rules/probes.smk, rules/ablations.smk)
+# -- probes and ablations (rules/probes.smk, rules/ablations.smk) --------------------
 def probe_subjects(probes, subjects):
     """(shuffle subject, base, target): the configured ones where they are run,
     else the first subject (shuffle, base) and the last other one (target)."""
@@ -372,35 +395,312 @@ def get_probe_target(wildcards):
     """The target's prepared file; one subject alone has no target to transfer to."""
     if PROBE_TARGET is None:
         raise WorkflowError(
-            "Figure 4b/c and Table 4 finetune one subject's NRF on another, but config key "
-            f"'subjects' names one subject ({SUBJECTS[0]}): give at least two"
+            "fig4 and table4 finetune one subject's NRF on another's data: they need "
+            f"two subjects in `subjects` (configured: {SUBJECTS[0]})"
         )
     return prepared(PROBE_TARGET)
 
 
 # Table 4's N: the paper's 800, or the largest shot when the data are smaller.
 TABLE4_N = min(config["ablations"]["finetune_n"], max(SHOTS))
-ABLATION_MAX_STEPS = config["ablations"].get("max_steps", config["train"]["max_steps"])
+# The step cap Tables 5-6 trained under: ablations.max_steps where it is
+# lower than the pipeline's own (nrf.experiments.ablations.capped).
+ABLATION_MAX_STEPS = min(
+    config["ablations"].get("max_steps") or config["train"]["max_steps"],
+    config["train"]["max_steps"],
+)
 
 
-def architecture_scores(axis, suffix=".csv"):
-    """Per-voxel scores of Table 5's depths (axis "depth") or Table 6's widths,
-    the other size kept at the configured NRF's; suffix "_training.json" names
-    how each of those trainings ended instead."""
+def architecture_files(axis, suffix=".csv", folder="scores"):
+    """Table 5's depths (axis "depth") or Table 6's widths, the other size
+    kept at the configured NRF's: their per-voxel scores, or with suffix
+    "_training.json" how each training ended, or with folder "models" and
+    suffix ".pt" their checkpoints."""
     nrf = config["nrf"]
     values = config["ablations"][f"{axis}s"]
     pairs = [
         (v, nrf["width"]) if axis == "depth" else (nrf["depth"], v) for v in values
     ]
     return [
-        f"results/{DATASET}/ablations/scores/nrf_depth{d}_width{w}{suffix}"
+        f"results/{DATASET}/ablations/{folder}/nrf_depth{d}_width{w}{suffix}"
         for d, w in pairs
     ]
 
 
-# Every table and figure the targets in the Snakefile build. Table 4 and
-# Figure 4b/c transfer between two subjects, so they need two.
-PAIRED = len(SUBJECTS) > 1
-TABLES += table_files("table4") if PAIRED else []
-TABLES += table_files("table5") + table_files("table6")
-FIGURES += figure_files("fig4") if PAIRED else []
+# -- decoding (rules/decoding.smk) ---------------------------------------------------
+def decoding_metrics(source):
+    """Per-subject metric CSVs of one source, in SUBJECTS order ([] if decoding: none)."""
+    if DECODING == "none":
+        return []
+    return [
+        f"results/{DATASET}/decoding/{DECODING}/metrics/{source}/{s}.csv"
+        for s in SUBJECTS
+    ]
+
+
+def all_decoding_metrics():
+    return [path for source in DECODE_SOURCES for path in decoding_metrics(source)]
+
+
+def decoders(subjects=None):
+    """The trained offline decoders ([] unless decoding: offline)."""
+    if DECODING != "offline":
+        return []
+    subjects = SUBJECTS if subjects is None else subjects
+    return [f"results/{DATASET}/decoding/offline/decoders/{s}.hdf5" for s in subjects]
+
+
+def fig3_subject():
+    return SUBJECTS[0]
+
+
+def get_fig3_reconstructions(wildcards):
+    """Reconstructions Figure 3 shows, by source."""
+    needs("fig3")
+    return {
+        source: f"results/{DATASET}/decoding/{DECODING}/{source}/{fig3_subject()}.hdf5"
+        for source in DECODE_SOURCES
+    }
+
+
+def get_decode_inputs(wildcards):
+    """The prepared subject, and the model's predictions unless source is measured."""
+    inputs = {"prepared": prepared(wildcards.subject)}
+    if wildcards.source != MEASURED:
+        inputs["predictions"] = (
+            f"results/{DATASET}/predictions/{wildcards.source}/{wildcards.subject}.hdf5"
+        )
+    return inputs
+
+
+def get_offline_subject_inputs(wildcards):
+    """The subject's decoder and prepared file, and every model's predictions."""
+    inputs = {
+        "decoder": f"results/{DATASET}/decoding/offline/decoders/{wildcards.subject}.hdf5",
+        "prepared": prepared(wildcards.subject),
+    }
+    inputs.update(
+        {
+            f"pred_{model}": f"results/{DATASET}/predictions/{model}/{wildcards.subject}.hdf5"
+            for model in MODELS
+        }
+    )
+    return inputs
+
+
+# -- volumes (rules/volumes.smk) -----------------------------------------------------
+VOLUME_SUBJECT = SUBJECTS[0]
+VOLUME_CONFIG = config["volumes"]
+# fig_volume's grids, named as the resolution wildcard spells them (1.0 -> "1")
+FIGURE_GRIDS_MM = [f"{mm:g}" for mm in VOLUME_CONFIG["figure_resolutions_mm"]]
+# The simulator's parameters rebuild its ground truth (None on real NSD); the
+# training stimuli's side is NSD's 425 px or the simulator's image size.
+VOLUME_SIMULATION = config["simulation"] if DATASET == "simulated" else None
+STIMULUS_SIZE = config["simulation"]["image_size"] if DATASET == "simulated" else 425
+
+
+def volume_files(subject=VOLUME_SUBJECT):
+    """fig_volume's test-image volumes (NIfTI and sidecar) on its two grids."""
+    base = f"results/{DATASET}/volumes/{subject}"
+    return [
+        f"{base}/test_{mm}mm.nii.gz{ext}"
+        for mm in FIGURE_GRIDS_MM
+        for ext in ("", ".json")
+    ]
+
+
+def contrast_files(subject=VOLUME_SUBJECT):
+    base = f"results/{DATASET}/volumes/{subject}/face_vs_place"
+    return [f"{base}_t.nii.gz", f"{base}_difference.nii.gz", f"{base}.json"]
+
+
+# -- targets (the Snakefile's target rules, rules/report.smk) ------------------------
+def table_files(name):
+    """The files one paper table is written to (CSV, Markdown, HTML)."""
+    return [f"results/{DATASET}/tables/{name}.{ext}" for ext in ("csv", "md", "html")]
+
+
+def figure_files(name, csv=False):
+    """The files one figure is written to (PNG, PDF, and its numbers' CSV)."""
+    exts = ("png", "pdf", "csv") if csv else ("png", "pdf")
+    return [f"results/{DATASET}/figures/{name}.{ext}" for ext in exts]
+
+
+# kind, "table" or "figure"; files, what its build_<target> writes; keeps, the
+# models and volumes its jobs leave behind (deliverables: a run that lost one,
+# say a job killed after Snakemake removed its output, rebuilds it).
+Target = namedtuple("Target", "kind files keeps")
+
+
+def targets():
+    """Every named target, in the paper's order then ours: {name: Target}.
+
+    The one list the Snakefile's target rules (table1, ..., all, all_tables,
+    all_figures) read; whether this config can build one is missing(name)."""
+    nrf, linear = ["nrf"], ["linear"]
+    everything = checkpoints() + [joint_checkpoint()]
+    subj07_bases = checkpoints(nrf, adaptation_bases("subj07"))
+    volume = f"results/{DATASET}/volumes/{VOLUME_SUBJECT}"
+    found = {
+        "table1": Target(
+            "table",
+            table_files("table1")
+            + [f"results/{DATASET}/tables/table1_rois.{e}" for e in ("csv", "html")],
+            everything + decoders(),
+        ),
+        "fig2a": Target(
+            "figure", figure_files("fig2a", csv=True), checkpoints(nrf + linear)
+        ),
+        "fig2b": Target("figure", figure_files("fig2b"), subj07_bases),
+        "fig3": Target(
+            "figure",
+            figure_files("fig3"),
+            checkpoints(ENCODERS, [fig3_subject()])
+            + [joint_checkpoint()]
+            + decoders([fig3_subject()]),
+        ),
+        "fig4": Target(
+            "figure", figure_files("fig4", csv=True), checkpoints(nrf, [PROBE_BASE])
+        ),
+        "table3": Target(
+            "table", table_files("table3"), subj07_bases + decoders(["subj07"])
+        ),
+        "table4": Target(
+            "table", table_files("table4"), checkpoints(nrf, [PROBE_BASE])
+        ),
+        "table5": Target(
+            "table", table_files("table5"), architecture_files("depth", ".pt", "models")
+        ),
+        "table6": Target(
+            "table", table_files("table6"), architecture_files("width", ".pt", "models")
+        ),
+    }
+    for name, target in ADAPTATION_TABLES.items():
+        found[name] = Target(
+            "table",
+            table_files(name),
+            checkpoints(nrf) + checkpoints(linear, [target]) + decoders([target]),
+        )
+    found.update(
+        {
+            "table_universal": Target(
+                "table",
+                table_files("table_universal"),
+                checkpoints(["universal", "nrf"]) + [joint_checkpoint()],
+            ),
+            "fig_universal_transfer": Target(
+                "figure",
+                figure_files("fig_universal_transfer", csv=True),
+                [f"results/{DATASET}/models/universal_heldout/{universal_target()}.pt"]
+                + checkpoints(nrf, adaptation_bases(universal_target())),
+            ),
+            "fig_universal_clusters": Target(
+                "figure",
+                figure_files("fig_universal_clusters", csv=True),
+                [joint_checkpoint()],
+            ),
+            "table_resolution": Target(
+                "table",
+                [
+                    f"results/{DATASET}/tables/table_resolution.{e}"
+                    for e in ("csv", "md", "html")
+                ],
+                checkpoints(nrf + linear, [VOLUME_SUBJECT])
+                + [f"{volume}/heldout_truth.hdf5"],
+            ),
+            "fig_volume": Target(
+                "figure",
+                figure_files("fig_volume"),
+                checkpoints(nrf, [VOLUME_SUBJECT]) + volume_files(),
+            ),
+            "fig_contrast": Target(
+                "figure",
+                [f"{volume}/face_vs_place.png"],
+                checkpoints(nrf, [VOLUME_SUBJECT]) + contrast_files(),
+            ),
+        }
+    )
+    order = ["table1", "table2", "table3", "fig2a", "fig2b", "fig3", "table4"]
+    order += ["fig4", "table5", "table6", "table7", "table8", "table9"]
+    return {name: found[name] for name in order + [n for n in found if n not in order]}
+
+
+# Targets that need a given subject (with at least one other, the bases).
+NEEDS_SUBJECT = {**ADAPTATION_TABLES, "table3": "subj07", "fig2b": "subj07"}
+# Targets that finetune or transfer one subject's model onto another's data.
+NEEDS_TWO = {"fig2a", "table4", "fig4", "fig_universal_transfer"}
+# Targets that score against, or are run only on, the simulator's ground
+# truth (fig_volume and fig_contrast also build on real NSD when named).
+SIMULATED_ONLY = {"table_resolution", "fig_volume", "fig_contrast"}
+
+
+def missing(name, named=True):
+    """Why this config cannot build target ``name`` (None if it can). With
+    ``named`` False (all, all_tables, all_figures), targets the simulator
+    alone runs are left out of a real-data run as well."""
+    configured = ", ".join(SUBJECTS)
+    subject = NEEDS_SUBJECT.get(name)
+    if subject is not None and (subject not in SUBJECTS or len(SUBJECTS) < 2):
+        return (
+            f"{name} needs {subject} and at least one other subject in `subjects` "
+            f"(configured: {configured})"
+        )
+    if name in NEEDS_TWO and len(SUBJECTS) < 2:
+        return f"{name} needs two subjects in `subjects` (configured: {configured})"
+    if name == "fig3" and DECODING == "none":
+        return (
+            "fig3 needs `decoding: offline` or `decoding: mindeye2` (configured: none)"
+        )
+    if DATASET != "simulated" and (
+        name == "table_resolution" or (name in SIMULATED_ONLY and not named)
+    ):
+        return f"{name} needs `dataset: simulated`, the simulator's ground truth"
+    return None
+
+
+def needs(name):
+    """Stop before any job, saying why, if this config cannot build ``name``."""
+    reason = missing(name)
+    if reason is not None:
+        raise WorkflowError(reason)
+
+
+def checked(name, files):
+    """Input function of a build rule: ``files``, once needs(name) has passed
+    (so asking for the output file itself stops with the reason too)."""
+
+    def inputs(wildcards):
+        needs(name)
+        return files
+
+    return inputs
+
+
+def target_input(*names):
+    """Input function of a named target's rule: its files and the models and
+    volumes its jobs leave behind; stops, saying why, where the config cannot
+    build one of ``names``."""
+
+    def files(wildcards):
+        found = targets()
+        for name in names:
+            needs(name)
+        return list(
+            dict.fromkeys(f for n in names for f in found[n].files + found[n].keeps)
+        )
+
+    return files
+
+
+def every_target(*kinds):
+    """The files and deliverables of every target of these kinds that this
+    config builds (all: tables and figures; all_tables; all_figures)."""
+    found = targets()
+    return list(
+        dict.fromkeys(
+            f
+            for name, t in found.items()
+            if t.kind in kinds and missing(name, named=False) is None
+            for f in t.files + t.keeps
+        )
+    )

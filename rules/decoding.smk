@@ -1,10 +1,9 @@
 # Semantic level: measured and predicted test responses are decoded to images
 # and scored against the images seen. The config key "decoding" picks the
 # backend (offline, mindeye2) or none. Every source is decoded per subject:
-# "measured" (the Measured fMRI reference row) and each model's predictions.
-
-
-include: "decoding_common.smk"
+# "measured" (the Measured fMRI reference row) and each model's predictions;
+# the adaptation cells' predictions are decoded too (Tables 2, 3, 7-9).
+# Figure 3 is drawn by build_fig3 (rules/report.smk).
 
 
 rule train_decoder:
@@ -105,7 +104,7 @@ rule decode_mindeye2:
     resources:
         mem_mb=64000,
         runtime=240,
-        gpu=1,
+        gpu=gpus(always=True),
     params:
         checkpoint_dir=DECODER["mindeye2"]["checkpoint_dir"],
         device=config["device"],
@@ -134,7 +133,7 @@ rule score_decoding:
     resources:
         mem_mb=16000 if DATASET == "nsd" else 2000,
         runtime=60,
-        gpu=1 if DATASET == "nsd" else 0,
+        gpu=gpus(),
     params:
         device=config["device"],
         download_weights=DECODER["download_weights"],
@@ -142,35 +141,32 @@ rule score_decoding:
         "../workflow_scripts/score_decoding.py"
 
 
-rule figure3:
+rule score_adaptation_decoding:
     input:
-        unpack(figure3_reconstructions),
+        decoder="results/{dataset}/decoding/offline/decoders/{subject}.hdf5",
+        cells=get_adaptation_cell_files,
         stimuli=tree(stimuli_key()),
+        features=features_file(),
     output:
-        png=report(
-            "results/{dataset}/figures/figure3.png",
-            caption="../report/figure3.rst",
-            category="Figures",
-        ),
+        "results/{dataset}/decoding/offline/adaptation/{subject}.csv",
     log:
-        "logs/figure3/{dataset}.log",
+        "logs/score_adaptation_decoding/{dataset}_{subject}.log",
     benchmark:
-        "benchmarks/runs/figure3/{dataset}.tsv"
+        "benchmarks/runs/score_adaptation_decoding/{dataset}_{subject}.tsv"
     conda:
-        "../envs/data.yaml"
+        "../envs/decoding.yaml"
+    threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        # simulated: 1.7-2.2 GB peaks measured (benchmarks/default_run.md)
+        mem_mb=16000 if DATASET == "nsd" else 3000,
+        runtime=60,
+        gpu=gpus(),
     params:
-        sources=DECODE_SOURCES,
-        rows=DECODER["figure_images"],
-        subject=figure3_subject(),
-        backend=DECODING,
+        device=config["device"],
+        download_weights=DECODER["download_weights"],
+        # Table 3 (subj07 at its N) shows every method's semantic columns
+        every_method_at=lambda wildcards: (
+            figure_shots() if wildcards.subject == "subj07" else None
+        ),
     script:
-        "../workflow_scripts/figure3.py"
-
-
-rule all_decoding:
-    input:
-        all_decoding_metrics(),
-        figure3_outputs(),
+        "../workflow_scripts/score_adaptation_decoding.py"

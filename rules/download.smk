@@ -73,7 +73,7 @@ rule download_stimuli_subset:
         nsd_downloads=1,
     params:
         base_url=config["nsd"]["base_url"],
-        sessions={s: len(sessions_for(config, s)) for s in SUBJECTS},
+        sessions=session_counts(),
         trials_per_session=config["nsd"]["trials_per_session"],
         root=get_download_root,
     script:

@@ -1,4 +1,7 @@
-# Encoding models per subject: train, predict the test images, score voxels.
+# Encoding models per subject (linear, NRF, fWRF, ridge, single-subject
+# Universal): train, predict the test images, score each voxel and image
+# retrieval; and the per-voxel table (noise ceiling, ROI labels) Table 1 reads.
+# The joint Universal encoder's checkpoint and predictions: rules/universal.smk.
 
 
 rule train_encoder:
@@ -17,7 +20,7 @@ rule train_encoder:
     resources:
         mem_mb=config["mem_mb"]["train"],
         runtime=720,
-        gpu=1 if DATASET == "nsd" else 0,
+        gpu=gpus(),
     params:
         model_options=get_model_options,
         train_options=get_train_options,
@@ -45,7 +48,7 @@ rule predict_test:
     resources:
         mem_mb=config["mem_mb"]["predict"],
         runtime=60,
-        gpu=1 if DATASET == "nsd" else 0,
+        gpu=gpus(),
     params:
         chunk_voxels=config["predict_chunk_voxels"],
         device=config["device"],
@@ -70,3 +73,42 @@ rule score_predictions:
         runtime=10,
     script:
         "../workflow_scripts/score_predictions.py"
+
+
+rule score_retrieval:
+    input:
+        predictions="results/{dataset}/predictions/{model}/{subject}.hdf5",
+        prepared="results/{dataset}/prepared/{subject}.hdf5",
+    output:
+        "results/{dataset}/retrieval/{model}/{subject}.csv",
+    log:
+        "logs/score_retrieval/{dataset}_{model}_{subject}.log",
+    benchmark:
+        "benchmarks/runs/score_retrieval/{dataset}_{model}_{subject}.tsv"
+    conda:
+        "../envs/data.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    script:
+        "../workflow_scripts/score_retrieval.py"
+
+
+rule voxel_table:
+    input:
+        unpack(get_voxel_table_inputs),
+    output:
+        "results/{dataset}/voxels/{subject}.csv",
+    log:
+        "logs/voxel_table/{dataset}_{subject}.log",
+    benchmark:
+        "benchmarks/runs/voxel_table/{dataset}_{subject}.tsv"
+    conda:
+        "../envs/data.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        repeats=3,
+    script:
+        "../workflow_scripts/voxel_table.py"

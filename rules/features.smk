@@ -19,12 +19,12 @@ rule extract_features:
     resources:
         mem_mb=config["mem_mb"]["features"],
         runtime=240,
-        gpu=1 if EXTRACTOR == "clip_vitb16" or DATASET == "nsd" else 0,
+        gpu=gpus(always=EXTRACTOR == "clip_vitb16"),
     params:
         extractor=get_extractor_name,
         options=config["features"],
         device=config["device"],
-        sessions={s: len(sessions_for(config, s)) for s in SUBJECTS},
+        sessions=session_counts(),
         trials_per_session=trials_per_session(),
     script:
         "../workflow_scripts/extract_features.py"

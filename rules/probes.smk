@@ -2,13 +2,8 @@
 # coordinates (4a) and ROI-only finetuning with aligned or shifted
 # coordinates (4b, 4c). One job per (probe, N) trains every condition and
 # draw of that N, so torch is imported once for several small trainings.
-# Subjects and sizes: the probe helpers in rules/common.smk.
-
-
-wildcard_constraints:
-    n="|".join(str(n) for n in SHOTS),
-    depth=r"\d+",
-    width=r"\d+",
+# Subjects and sizes: the probe helpers in rules/common.smk; Figure 4 itself
+# is drawn by build_fig4 (rules/report.smk).
 
 
 rule probe_shuffle:
@@ -27,7 +22,7 @@ rule probe_shuffle:
     resources:
         mem_mb=config["mem_mb"]["train"],
         runtime=720,
-        gpu=1 if DATASET == "nsd" else 0,
+        gpu=gpus(),
     params:
         draws=config["adaptation"]["draws"],
         scratch_steps=config["adaptation"]["scratch_steps"],
@@ -58,7 +53,7 @@ rule probe_transfer:
     resources:
         mem_mb=config["mem_mb"]["train"],
         runtime=720,
-        gpu=1 if DATASET == "nsd" else 0,
+        gpu=gpus(),
     params:
         draws=config["adaptation"]["draws"],
         finetune_steps=config["adaptation"]["finetune_steps"],
@@ -72,31 +67,3 @@ rule probe_transfer:
         device=config["device"],
     script:
         "../workflow_scripts/probe_transfer.py"
-
-
-rule build_fig4:
-    input:
-        shuffle=expand("results/{{dataset}}/probes/shuffle/n{n}.csv", n=SHOTS),
-        transfer=expand("results/{{dataset}}/probes/transfer/n{n}.csv", n=SHOTS),
-    output:
-        png=report(
-            "results/{dataset}/figures/fig4.png",
-            caption="../report/fig4.rst",
-            category="Figures",
-        ),
-        pdf="results/{dataset}/figures/fig4.pdf",
-        csv="results/{dataset}/figures/fig4.csv",
-    log:
-        "logs/build_fig4/{dataset}.log",
-    benchmark:
-        "benchmarks/runs/build_fig4/{dataset}.tsv"
-    conda:
-        "../envs/data.yaml"
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    params:
-        dataset=DATASET,
-        protocol=config["protocol"],
-    script:
-        "../workflow_scripts/fig4.py"

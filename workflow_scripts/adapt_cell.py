@@ -8,7 +8,7 @@ results, cell = run_cell(
     i.prepared,
     i.features,
     {base: i[base] for base in p.bases},
-    int(w.shots),
+    int(w.n),
     int(w.draw),
     protocol=p.protocol,
     seed=p.seed,

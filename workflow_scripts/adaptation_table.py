@@ -5,7 +5,7 @@ from nrf.reporting.adaptation_tables import write_adaptation_table  # noqa: E402
 
 p, i, o = snakemake.params, snakemake.input, snakemake.output
 table = write_adaptation_table(
-    snakemake.wildcards.table,
+    p.table,
     i.cells,
     target=p.target,
     nrf_full=i.nrf_full,

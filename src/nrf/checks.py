@@ -32,7 +32,7 @@ def open_hdf5(path, mode: str = "r", *, what: str = "HDF5 file"):
         f = h5py.File(path, mode)
     except OSError as error:
         raise OSError(f"{path}: cannot open this {what} ({error}); is it truncated or corrupt? "
-                      "Delete it and rerun the rule that makes it.") from error
+                      f"Rebuild it: snakemake --cores 1 --force {path}") from error
     with f:
         yield f
 
@@ -52,6 +52,8 @@ def require_finite(array, *, name: str, source) -> np.ndarray:
     bad = np.argwhere(~finite)
     raise NonFiniteError(
         f"{source}: {name} has {len(bad):,} non-finite value(s) of {values.size:,} "
-        f"(first at index {tuple(int(i) for i in bad[0])}); the file is corrupt or the "
-        f"stage that wrote it diverged — rerun the rule that makes it"
+        f"(first at index {tuple(int(i) for i in bad[0])}); "
+        + ("the stage computing them diverged" if str(source).endswith("(before writing)") else
+           f"the file is corrupt or the stage that wrote it diverged — rebuild it: "
+           f"snakemake --cores 1 --force {source}")
     )

@@ -79,7 +79,7 @@ def write_retrieval(predictions_hdf5, prepared_path, out_csv, *, log=None) -> di
     order = np.argsort(ids)
     if not np.array_equal(ids[order], test.image_ids) or pred.shape[1] != test.responses.shape[1]:
         raise ValueError(f"{predictions_hdf5}: images or voxels differ from {prepared_path}'s test split "
-                         "— rerun the prediction rule")
+                         f"— rebuild it: snakemake --cores 1 --force {predictions_hdf5}")
     ranks = retrieval_ranks(test.responses, pred[order])
     with atomic_output(out_csv) as tmp:
         pd.DataFrame({"image_id": test.image_ids, "rank": ranks}).to_csv(tmp, index=False)

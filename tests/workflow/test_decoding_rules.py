@@ -55,17 +55,21 @@ def test_measured_responses_decode_above_chance(decoded):
     assert metrics.at["pixcorr", "value"] > 0.1
 
 
-def test_figure3_and_logs(decoded):
-    assert (decoded / "results/simulated/figures/figure3.png").stat().st_size > 10_000
+def test_fig3_and_logs(decoded):
+    assert (decoded / "results/simulated/figures/fig3.png").stat().st_size > 10_000
+    assert (decoded / "results/simulated/figures/fig3.pdf").stat().st_size > 1_000
     logs = {p.parent.name for p in (decoded / "logs").rglob("*.log")}
-    assert {"train_decoder", "decode_offline", "figure3"} <= logs
+    assert {"train_decoder", "decode_offline", "build_fig3"} <= logs
 
 
 def test_decoding_none_leaves_the_dag(decoded):
-    result = snakemake(decoded, "all_decoding", "fig3", "-n", "--config", "decoding=none")
+    result = snakemake(decoded, "all_decoding", "-n", "--config", "decoding=none")
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout + result.stderr
-    assert not {"train_decoder", "decode_offline", "score_decoding", "figure3"} & set(out.split()), out[-2000:]
+    assert not {"train_decoder", "decode_offline", "score_decoding", "build_fig3"} & set(out.split()), out[-2000:]
+    # Figure 3 shows decoded images: asked for without a decoder, it says so before any job
+    result = snakemake(decoded, "fig3", "-n", "--config", "decoding=none")
+    assert result.returncode != 0 and "fig3 needs `decoding: offline`" in result.stdout + result.stderr
 
 
 def test_mindeye2_inputs_stop_at_a_missing_checkpoint_and_assemble_with_one(decoded, tmp_path):

@@ -123,7 +123,8 @@ def test_paper_config_dry_run_lists_the_real_jobs(tmp_path):
     assert counts["download_stimuli_subset"] == "1"
     # every target x shot count x draw of the paper's adaptation experiments
     for rule, n in (("prepare_subject", 4), ("train_encoder", 20), ("build_table1", 1), ("train_universal_joint", 1),
-                    ("adapt_cell", 4 * 3 * 3), ("build_adaptation_table", 4), ("build_table3", 1)):
+                    ("adapt_cell", 4 * 3 * 3), ("build_table2", 1), ("build_table7", 1), ("build_table8", 1),
+                    ("build_table9", 1), ("build_table3", 1)):
         assert counts[rule] == str(n), (rule, counts)
     assert "betas_session40.nsdgeneral.hdf5" in out and "subj07" in out
     assert "nsd_stimuli.subset.hdf5" in out

@@ -62,6 +62,94 @@ def test_rerun_has_nothing_to_do(tiny_run):
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
+def test_finished_run_copied_elsewhere_plans_nothing(tiny_run, tmp_path):
+    # no rule input is an absolute path (the paper's numbers are copied into the run),
+    # so the same files in another folder, metadata and all, are up to date there too
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_run, copy, symlinks=True)  # copy2: modification times kept
+    result = snakemake(copy, "all_tables", "-n")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Nothing to be done" in result.stdout + result.stderr, (result.stdout + result.stderr)[-3000:]
+
+
+def test_lost_checkpoint_is_rebuilt(tiny_run, tmp_path):
+    # a job killed after Snakemake removed its output (a forced retrain, say) leaves
+    # the predictions and tables of the old checkpoint behind: every checkpoint is a
+    # deliverable of all_tables, so the next run trains it again
+    for checkpoint in ("results/simulated/models/fwrf/subj02.pt", "results/simulated/models/universal_joint/all.pt"):
+        path = tiny_run / checkpoint
+        aside = tmp_path / path.name
+        shutil.move(path, aside)  # moved back with its modification time: the run stays finished
+        try:
+            result = snakemake(tiny_run, "all_tables", "-n")
+        finally:
+            shutil.move(aside, path)
+        out = result.stdout + result.stderr
+        assert result.returncode == 0, out[-3000:]
+        rule = "train_encoder" if "fwrf" in checkpoint else "train_universal_joint"
+        assert re.search(rf"rule {rule}:\n(?:    .*\n)*?    output: {re.escape(checkpoint)}\n", out), out[-3000:]
+
+
+def test_embedded_config_is_read_from_the_workflow_folder(tmp_path):
+    # run from another folder with a partial --configfile: the repo's config.yaml is
+    # read first and the partial file merges over it, preset keys included
+    (tmp_path / "partial.yaml").write_text(yaml.safe_dump({
+        "subjects": ["subj01", "subj02"], "shots": [20], "presets": {"simulated": {"nrf": {"depth": 2}}},
+    }))
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+           "--configfile", str(tmp_path / "partial.yaml"), "--cores", "1", "-n", "table1", "table5", "table6"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-3000:]
+    assert f"Config file {REPO / 'config.yaml'} is extended by additional config" in out
+    embedded = yaml.safe_load((REPO / "config.yaml").read_text())["presets"]["simulated"]
+    # features.extractor stays the preset's filterbank (the schema's default is clip_vitb16)
+    assert embedded["features"]["extractor"] == "filterbank"
+    assert "results/simulated/features/filterbank.hdf5" in out and "clip_vitb16" not in out
+    # mem_mb from the preset (the schema's default is 16000): the resources a job declares
+    train = re.search(r"rule train_encoder:\n(?:    .*\n)*?    resources: (.*)\n", out).group(1)
+    assert f"mem_mb={embedded['mem_mb']['train']}," in train, train
+    # presets.simulated.nrf merged key by key: depth from the partial file, width (like
+    # fourier_seed) from the repo's; Tables 5-6 name their depth/width pairs
+    width = embedded["nrf"]["width"]
+    depths = yaml.safe_load((REPO / "config.yaml").read_text())["ablations"]["depths"]
+    for depth in depths:
+        assert f"ablations/scores/nrf_depth{depth}_width{width}.csv" in out, (depth, width)
+    assert "ablations/scores/nrf_depth2_width" in out
+    assert not (tmp_path / "resources").exists()
+
+
+def test_unconfigured_subject_stops_before_any_job(tmp_path):
+    # a target whose subject (or second subject, or dataset) is not configured says so
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(TINY))  # subj01 and subj02
+    expected = {
+        ("table2",): "table2 needs subj07",
+        ("table3",): "table3 needs subj07",
+        ("fig2b",): "fig2b needs subj07",
+        ("fig2",): "fig2b needs subj07",
+        ("table9",): "table9 needs subj05",
+        ("results/simulated/tables/table2.csv",): "table2 needs subj07",
+        ("table4", "--config", "subjects=[subj01]"): "table4 needs two subjects",
+        ("fig4", "--config", "subjects=[subj01]"): "fig4 needs two subjects",
+        ("fig2a", "--config", "subjects=[subj01]"): "fig2a needs two subjects",
+        ("fig_universal_transfer", "--config", "subjects=[subj01]"): "fig_universal_transfer needs two subjects",
+        ("table7", "--config", "subjects=[subj01]"): "table7 needs subj01 and at least one other subject",
+        ("fig3", "--config", "decoding=none"): "fig3 needs `decoding: offline`",
+        ("table_resolution", "--config", "dataset=nsd"): "table_resolution needs `dataset: simulated`",
+    }
+    for args, message in expected.items():
+        result = snakemake(tmp_path, "-n", *args)
+        out = result.stdout + result.stderr
+        assert result.returncode != 0, args
+        assert message in out and "KeyError" not in out, (args, out[-2000:])
+    assert not (tmp_path / "resources").exists()
+    # the whole-run targets leave out what the config cannot build
+    result = snakemake(tmp_path, "all", "-n")
+    jobs = _planned_jobs(result.stdout + result.stderr)
+    assert {"build_table7", "build_table8", "build_fig2a"} <= set(jobs), jobs
+    assert not {"build_table2", "build_table3", "build_table9", "build_fig2b"} & set(jobs), jobs
+
+
 def test_bad_config_stops_before_any_job(tmp_path):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({**TINY, "subjects": ["subj01", "subj11"]}))
     result = snakemake(tmp_path, "all_tables")
@@ -103,7 +191,7 @@ def test_named_table_target_plans_its_subtree(tmp_path):
     assert jobs["table1"] == jobs["build_table1"] == jobs["simulate_dataset"] == jobs["extract_features"] == 1, jobs
     assert jobs["prepare_subject"] == 2 and jobs["train_encoder"] >= 4 and jobs["score_predictions"] >= 4, jobs
     assert jobs.get("decode_offline") == 2, jobs  # every source of each subject in one job
-    assert not {"adapt_cell", "build_fig2a", "figure3"} & set(jobs), jobs  # nothing of other targets
+    assert not {"adapt_cell", "build_fig2a", "build_fig3"} & set(jobs), jobs  # nothing of other targets
 
 
 def test_report_shows_the_table_numbers(tiny_run):
@@ -114,6 +202,10 @@ def test_report_shows_the_table_numbers(tiny_run):
     html = (tiny_run / "results/simulated/tables/table1.html").read_text()
     assert "<table" in html and f"{table['pearson_mean'].iloc[1]:.3f}" in html
     assert "table1.html" in page  # the rendered table is in the report, not only a CSV link
+    # the per-ROI companion and the resolution table too, as pages the report shows inline
+    for name in ("table1_rois", "table_resolution"):
+        assert f"results/simulated/tables/{name}.html" in page, name
+        assert "<table" in (tiny_run / f"results/simulated/tables/{name}.html").read_text()
 
 
 def test_reprepared_subject_reextracts_and_retrains_nothing_else(tiny_run):

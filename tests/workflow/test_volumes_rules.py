@@ -1,5 +1,5 @@
 """The volume rules on the tiny simulated config: NRF volumes on MNI grids, the
-faces-vs-places contrast, table_resolution and fig_volume, with logs and benchmarks."""
+faces-vs-places contrast (fig_contrast), table_resolution and fig_volume, with logs and benchmarks."""
 
 import json
 from pathlib import Path
@@ -15,6 +15,7 @@ VOLUMES = TINY["volumes"]
 
 TARGETS = ["results/simulated/tables/table_resolution.csv", "results/simulated/figures/fig_volume.png",
            "results/simulated/volumes/subj01/face_vs_place.png"]
+RULES = ("volumes", "build_fig_contrast", "build_table_resolution", "build_fig_volume", "query_images")
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +53,7 @@ def test_contrast_and_figures(run):
     assert summary["simulator_region_at_max"] in {"low_level", "face", "body", "place", "object"}
     for png in TARGETS[1:]:
         assert (run / png).stat().st_size > 20_000
-    for rule in ("volumes", "contrast", "table_resolution", "fig_volume", "query_images"):
+    assert (run / "results/simulated/figures/fig_volume.pdf").stat().st_size > 1_000
+    for rule in RULES:
         assert list((run / "logs" / rule).glob("*.log")), rule
         assert list((run / "benchmarks/runs" / rule).glob("*.tsv")), rule

@@ -1,4 +1,10 @@
-"""The tiny simulated config the workflow tests share, and how they run Snakemake."""
+"""The tiny simulated config the workflow tests share, and how they run Snakemake.
+
+The workflow reads its embedded config.yaml from its own folder first and
+--configfile merges over it, key by key: what TINY leaves out comes from the
+repo's config.yaml (its simulated preset: nrf.fourier_seed 0, mem_mb, ...;
+ablations.max_steps, capped by TINY's train.max_steps), not from the schema's
+defaults."""
 
 import subprocess
 import sys

@@ -306,8 +306,8 @@ def session_betas(root, subject: str, session: int, voxel_ijk: np.ndarray, betas
     if stored_ijk.shape != voxel_ijk.shape or not np.array_equal(stored_ijk, voxel_ijk):
         raise ValueError(
             f"{path}: its {len(stored_ijk):,} voxels differ from the {len(voxel_ijk):,} selected by "
-            f"brainmask > 0 & nsdgeneral > 0 — it was made from other masks; delete it and "
-            f"download the session again"
+            f"brainmask > 0 & nsdgeneral > 0 — it was made from other masks; download the session "
+            f"again: snakemake --cores 1 --force {path}"
         )
     if betas.ndim != 2 or betas.shape[1] != len(voxel_ijk):
         raise ValueError(f"{path}: betas must be (n_trials, {len(voxel_ijk)}), got {betas.shape}")

@@ -33,7 +33,7 @@ def score_predictions(predictions_hdf5, prepared_path, out_csv, *, log: logging.
     if not np.array_equal(ids[order], test.image_ids):
         raise ValueError(
             f"{predictions_hdf5}: its {len(ids)} image ids are not {prep.subject}'s "
-            f"{test.n_images} test images — rerun the prediction rule"
+            f"{test.n_images} test images — rebuild it: snakemake --cores 1 --force {predictions_hdf5}"
         )
     pred = pred[order]
     r = pearson_per_voxel(pred, test.responses)

@@ -1,0 +1,110 @@
+# The Universal Brain Encoder beyond one subject: one encoder trained jointly
+# on every subject (shared weights, one embedding per voxel), and transfer to
+# a held-out subject, which learns only its voxel embeddings on N of its
+# images with the adaptation cells' draws. The single-subject Universal
+# encoder trains with the others in rules/encoders.smk.
+
+
+ruleorder: predict_universal_joint > predict_test
+
+
+rule train_universal_joint:
+    input:
+        prepared=[prepared(s) for s in SUBJECTS],
+        features=features_file(),
+    output:
+        "results/{dataset}/models/universal_joint/all.pt",
+    log:
+        "logs/train_universal_joint/{dataset}.log",
+    benchmark:
+        "benchmarks/runs/train_universal_joint/{dataset}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=config["mem_mb"]["train"],
+        runtime=720,
+        gpu=gpus(),
+    params:
+        model_options=universal_options(config["universal"])[0],
+        train_options=universal_options(config["universal"])[1],
+        seed=config["seed"],
+        device=config["device"],
+    script:
+        "../workflow_scripts/train_universal_joint.py"
+
+
+rule train_universal_heldout:
+    input:
+        prepared=get_heldout_prepared,
+        features=features_file(),
+    output:
+        "results/{dataset}/models/universal_heldout/{subject}.pt",
+    log:
+        "logs/train_universal_heldout/{dataset}_{subject}.log",
+    benchmark:
+        "benchmarks/runs/train_universal_heldout/{dataset}_{subject}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=config["mem_mb"]["train"],
+        runtime=720,
+        gpu=gpus(),
+    params:
+        model_options=universal_options(config["universal"])[0],
+        train_options=universal_options(config["universal"])[1],
+        seed=config["seed"],
+        device=config["device"],
+    script:
+        "../workflow_scripts/train_universal_joint.py"
+
+
+rule predict_universal_joint:
+    input:
+        checkpoint="results/{dataset}/models/universal_joint/all.pt",
+        prepared="results/{dataset}/prepared/{subject}.hdf5",
+        features=features_file(),
+    output:
+        "results/{dataset}/predictions/universal_joint/{subject}.hdf5",
+    log:
+        "logs/predict_universal_joint/{dataset}_{subject}.log",
+    benchmark:
+        "benchmarks/runs/predict_universal_joint/{dataset}_{subject}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=config["mem_mb"]["predict"],
+        runtime=60,
+        gpu=gpus(),
+    params:
+        device=config["device"],
+    script:
+        "../workflow_scripts/predict_universal_joint.py"
+
+
+rule transfer_universal:
+    input:
+        checkpoint="results/{dataset}/models/universal_heldout/{subject}.pt",
+        prepared="results/{dataset}/prepared/{subject}.hdf5",
+        features=features_file(),
+    output:
+        "results/{dataset}/transfer/universal/{subject}_n{n}_draw{draw}.csv",
+    log:
+        "logs/transfer_universal/{dataset}_{subject}_n{n}_draw{draw}.log",
+    benchmark:
+        "benchmarks/runs/transfer_universal/{dataset}_{subject}_n{n}_draw{draw}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=config["mem_mb"]["train"],
+        runtime=120,
+        gpu=gpus(),
+    params:
+        train_options=get_transfer_options,
+        seed=config["seed"],
+        device=config["device"],
+    script:
+        "../workflow_scripts/transfer_universal.py"
