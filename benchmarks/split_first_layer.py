@@ -52,8 +52,17 @@ SIZES = {
 PAPER = "paper (CLIP, 8 x 4096)"
 MODES = ("shared", "per_image")
 ROUTES = ("split", "concat")
-# Dense bf16 tensor-core peaks (TFLOP/s, no sparsity) by device-name substring.
-PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0}
+# Dense bf16 tensor-core peaks (TFLOP/s, no sparsity) by device-name substring, the first match counts
+# (H100 PCIe and NVL before the SXM's plain "H100"); TF32 (fp32 precision) is half of each.
+PEAK_BF16 = (("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H200 NVL", 835.0), ("GH200", 989.0), ("H200", 989.0),
+             ("H100", 989.0), ("A100", 312.0), ("L40S", 362.0), ("L40", 181.0), ("A10", 125.0), ("L4", 121.0))
+PEAK_BF16_TFLOPS = dict(PEAK_BF16)
+
+
+def peak_tflops(name: str, precision: str = "bf16") -> float | None:
+    """The device's dense peak for ``precision`` (bf16, or fp32 as TF32), from its name; None if unknown."""
+    peak = next((v for k, v in PEAK_BF16 if k in name), None)
+    return None if peak is None else peak if precision == "bf16" else peak / 2
 # The paper's subject: 9,000 training images in batches of 32, one validation
 # pass per epoch over ~1,000 images at ~15,724 voxels (subj01), then the test set.
 TRAIN_IMAGES, BATCH_IMAGES, VAL_IMAGES, N_VOXELS = 9_000, 32, 1_000, 15_724
@@ -85,9 +94,9 @@ def forward(model: NRF, features, coords, mode: str, route: str) -> torch.Tensor
         return model(features, coords) if route == "split" else model.forward_concat(features, coords)
     n_img, n_vox = coords.shape[:2]
     flat = coords.reshape(-1, 3)
-    if route == "split":  # image part once per image, coordinate part once per pair
+    if route == "split":  # image part once per image, coordinate part once per pair (as NRF.forward)
         crd = model.coord_code(flat).view(n_img, n_vox, -1)
-        return model.head(model.image_code(features)[:, None, :] + crd)
+        return model.forward_codes(model.image_code(features), crd)
     g = model.image_embedding(features)
     c = model.coord_features(flat).view(n_img, n_vox, -1)
     pairs = torch.cat([g[:, None, :].expand(n_img, n_vox, -1), c.to(g.dtype)], dim=-1)
@@ -158,8 +167,7 @@ def make_batch(size, mode, device, seed=0):
 def device_info(device) -> tuple[str, float | None]:
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
-        peak = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
-        return name, peak
+        return name, peak_tflops(name)
     return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)", None
 
 
@@ -209,7 +217,7 @@ def main(argv=None):
     device = torch.device(args.device)
     precisions = args.precisions or (["bf16"] if device.type == "cuda" else ["fp32"])
     if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True  # fp32 rows use TF32 tensor cores, as training does
+        torch.backends.cuda.matmul.fp32_precision = "tf32"  # fp32 rows use TF32 tensor cores, as training does
     name, peak = device_info(device)
     peak = args.peak_tflops or peak
     result = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "device": name,

@@ -2,10 +2,12 @@
 
 import importlib.util
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 
@@ -64,3 +66,84 @@ def test_default_run_summary_orders_rules_by_time(tmp_path):
     assert list(table["rule"]) == ["train_encoder", "prepare_subject"]
     assert table.iloc[0]["total_s"] == 50.0 and table.iloc[0]["max_rss_mb"] == 900
     assert isinstance(table, pd.DataFrame)
+
+
+def test_peak_lookup_tells_h100_variants_apart():
+    split = _load("split_first_layer")
+    assert split.peak_tflops("NVIDIA H100 80GB HBM3") == 989.0
+    assert split.peak_tflops("NVIDIA H100 PCIe") == 756.0
+    assert split.peak_tflops("NVIDIA H100 NVL", "fp32") == 835.0 / 2  # TF32
+    assert split.peak_tflops("NVIDIA H200") == 989.0 and split.peak_tflops("CPU") is None
+
+
+def test_gpu_script_records_every_stage_in_a_tiny_cpu_run(tmp_path):
+    # issue 22 item 3: the GPU call's script, end to end at tiny sizes on the CPU; every stage appends
+    # its result as it is measured, the build time apart from the step time
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    env = {**os.environ, "SIZE": "tiny", "DEVICE": "cpu", "EXTRAS": "0", "STEPS": "2", "OUT": str(out),
+           "PYTHON": sys.executable, "OMP_NUM_THREADS": "1", "BUDGET_S": "400"}
+    done = subprocess.run(["bash", str(BENCH / "gpu_paper_scale.sh")], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    records = [json.loads(line) for line in (out / "gpu_paper_scale.jsonl").read_text().splitlines()]
+    stages = [r["stage"] for r in records]
+    assert stages[:4] == ["train", "sync", "val", "estimate"] and "clip" in stages
+    assert not any("failed" in r or r.get("skipped") == "budget spent" for r in records), records
+    trains = [r for r in records if r["stage"] == "train"]
+    assert [t["precision"] for t in trains] == ["bf16"]  # fp32, split/concat and compile: EXTRAS=0
+    for t in trains:
+        assert t["build_s"] > 0 and t["step_ms"] > 0 and t["first_steps"] == t["timed_steps"] == 2
+        assert t["tflop_per_step"] > 0 and "on cpu" in t["log"][0]
+    assert records[1]["skipped"] == "CUDA only"
+    estimate = records[3]
+    assert isinstance(estimate["epochs_in_15_min"], int) and estimate["epoch_s"] > estimate["val_s"]
+    clip = next(r for r in records if r["stage"] == "clip")
+    assert clip.get("images_per_s", 0) > 0 or "open_clip" in clip["skipped"]
+    md = (out / "gpu_paper_scale.md").read_text()
+    assert "model build" in md and "ms per step" in md and "epochs fit in 15 minutes" in md
+    assert (out / "host_step_cpu.json").is_file() and "Done (EXTRAS=0)" in md
+
+
+def test_host_step_reports_old_and_new_paths_in_one_run(tmp_path):
+    host = _load("host_step")
+    result = host.main(["--shape", "tiny", "--steps", "2", "--rounds", "2", "--json", str(tmp_path / "h.json")])
+    paths = [r["path"] for r in result["rows"]]
+    assert paths[0].startswith("old") and len(paths) == 4
+    assert result["rows"][0]["old_over_this"] == 1.0 and all(r["ms_per_step"] > 0 for r in result["rows"])
+    assert result["aten_ops_per_draw"] >= 8  # draws, gathers: each one kernel launch on a GPU
+    # the old path draws what train_nrf drew before issue 22: the new CPU path draws the same batch
+    f, r, c = host.synthetic(host.TINY)
+    kw = dict(n_images=8, n_voxels=50, seed=3)
+    (fo, co, to), (fn, cn, tn) = host.OldHostPath(f, r, c, device="cpu", **kw).draw(), \
+        host.TrainingBatches(f, r, c, mode="per_image", device="cpu", **kw).draw()
+    assert all(torch.equal(fo[k], fn[k]) for k in fo)
+    assert torch.equal(to.sort(dim=1).values, tn.sort(dim=1).values)  # tied draws may swap voxel order
+    assert co.shape == cn.shape
+
+
+def test_gpu_hours_arithmetic_per_job():
+    hours = _load("gpu_hours")
+    text = ("rule train_encoder:\n    wildcards: dataset=nsd, model=nrf, subject=subj01\n"
+            "rule adapt_cell:\n    wildcards: dataset=nsd, subject=subj07, n=20, draw=0\n"
+            "localrule all_tables:\n    input: x\n")
+    jobs = hours.read_jobs(text)
+    assert jobs == [("train_encoder", {"dataset": "nsd", "model": "nrf", "subject": "subj01"}),
+                    ("adapt_cell", {"dataset": "nsd", "subject": "subj07", "n": "20", "draw": "0"}),
+                    ("all_tables", {})]
+    cfg = hours.load_config(hours.REPO)
+    rows = hours.job_costs(jobs, cfg, best_epochs=20)
+    paper = hours.nrf_config(cfg["nrf"])
+    step, val = hours.nrf_step(paper, 32, 2000), hours.nrf_pass(paper, 907, 15724)
+    # 20 epochs to the best + patience 5 = 25 epochs of 282 steps, a validation pass after each
+    assert rows[0]["steps"] == 25 * 282 and rows[0]["pflop"] == pytest.approx((7050 * step + 25 * val) / 1e15)
+    assert step / 1e12 == pytest.approx(38.77, abs=0.01) and val / 1e15 == pytest.approx(2.88, abs=0.01)
+    # N = 20: one step of 20 images an epoch; 3 finetunes + scratch, each 25 steps and 25 validations
+    cell = rows[1]
+    assert cell["steps"] == 4 * 25 and cell["evals"] == 4 * 25 + 4
+    assert len(rows) == 2  # tables cost no GPU
+    capped = hours.job_costs(jobs[:1], cfg, best_epochs=None)[0]
+    assert capped["steps"] == 100_000 and capped["evals"] == math.ceil(100_000 / 282)

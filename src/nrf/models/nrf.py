@@ -146,7 +146,10 @@ class TokenMerger(nn.Module):
 
 
 def _full_precision(like: torch.Tensor):
-    """Switch autocast off on ``like``'s device (float32 math inside)."""
+    """Switch autocast off on ``like``'s device (float32 math inside); the meta
+    device (FLOP counting, shapes) has no autocast."""
+    if like.device.type == "meta":
+        return contextlib.nullcontext()
     return torch.autocast(device_type=like.device.type, enabled=False)
 
 
@@ -256,7 +259,7 @@ class NRF(nn.Module):
         if coord_code.ndim == 2:
             coord_code = coord_code[None, :, :]
         kind = image_code.device.type
-        if torch.is_autocast_enabled(kind):
+        if kind != "meta" and torch.is_autocast_enabled(kind):
             dtype = torch.get_autocast_dtype(kind)
             image_code, coord_code = image_code.to(dtype), coord_code.to(dtype)
         return self.head(image_code[:, None, :] + coord_code)
