@@ -5,7 +5,8 @@ from nrf.reporting.fig_volume import fig_volume  # noqa: E402
 
 p = snakemake.params
 info = fig_volume(
-    snakemake.output[0],
+    snakemake.output.png,
+    snakemake.output.pdf,
     volumes={p.resolutions[0]: snakemake.input.coarse, p.resolutions[1]: snakemake.input.fine},
     prepared=snakemake.input.prepared,
     simulation=p.simulation,

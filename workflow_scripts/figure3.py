@@ -8,8 +8,9 @@ write_figure3(
     {source: snakemake.input[source] for source in p.sources},
     snakemake.input.stimuli,
     snakemake.output.png,
+    snakemake.output.pdf,
     rows=p.rows,
     subject=p.subject,
     backend=p.backend,
 )
-log.info("wrote %s", snakemake.output.png)
+log.info("wrote %s and %s", snakemake.output.png, snakemake.output.pdf)

@@ -1,14 +1,16 @@
 """Figure fig_volume: the measured response on a subject's voxels beside NRF queried on finer grids.
 
-For a few test images, one row each, on the same axial slice (MNI z):
-the measured response (trial-averaged, the prepared test split) on the
-subject's own voxels; NRF's prediction at the coarse resolution (NSD's
+For a few test images, one row each, on the same axial slice (MNI z), drawn
+with nilearn's plot_stat_map over the MNI152 template (L/R marked, bundled
+and offline): the measured response (trial-averaged, the prepared test split)
+on the subject's own voxels; NRF's prediction at the coarse resolution (NSD's
 1.8 mm by default) and at the fine one (1 mm by default; config
 ``volumes.figure_resolutions_mm``); and, on the simulator, the noiseless
-truth on the fine grid. The last row shows the first image's fine-grid
-prediction on fsaverage5's
-inflated surface (nilearn, offline). Each map is z-scored over its own
-in-mask points, so maps on different scales share one colour scale.
+truth on the fine grid. Each map is z-scored over its own in-mask points, so
+maps on different scales share one colour scale, and drawn voxel by voxel
+(nearest), so each grid's resolution shows. The last row shows the first
+image's fine-grid prediction on fsaverage5's inflated ventral surface over
+its sulcal depth, with its own colour bar.
 """
 
 from __future__ import annotations
@@ -17,23 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
-from nrf.atomic import atomic_output
 from nrf.data.prepared import load_prepared
 from nrf.data.simulate import SimulatedBrain, SimulationParams
+from nrf.reporting.style import save_figure
 from nrf.volumes.grid import func_grid_affine, grid_points, mni_grid
 
 
 def _zscore(a, mask):
     a = np.where(mask, a, np.nan)
     return (a - np.nanmean(a)) / (np.nanstd(a) + 1e-12)
-
-
-def _slice_at(img_data, affine, z_mm):
-    """(X, Y) slice of a 3-D volume nearest MNI z, and its imshow extent (x0, x1, y0, y1) mm."""
-    k = int(np.clip(np.rint((z_mm - affine[2, 3]) / affine[2, 2]), 0, img_data.shape[2] - 1))
-    r = affine[0, 0]
-    x0, y0 = affine[0, 3] - r / 2, affine[1, 3] - r / 2
-    return img_data[:, :, k], (x0, x0 + r * img_data.shape[0], y0, y0 + r * img_data.shape[1])
 
 
 def measured_volume(responses, voxel_ijk, grid_affine, shape, affine) -> np.ndarray:
@@ -51,72 +45,83 @@ def measured_volume(responses, voxel_ijk, grid_affine, shape, affine) -> np.ndar
     return out.reshape(shape)
 
 
-def plot_fig_volume(out_png, *, columns: list[tuple[str, np.ndarray, np.ndarray]], image_names: list[str],
-                    z_mm: float, surface_img=None, subject: str = "") -> None:
+def plot_fig_volume(out_png, out_pdf=None, *, columns: list[tuple[str, np.ndarray, np.ndarray]],
+                    image_names: list[str], z_mm: float, surface_img=None, subject: str = "") -> None:
     """columns : [(title, volume (X, Y, Z, n_img) with NaN outside the map, affine)], same images.
-    surface_img : a 3-D NIfTI drawn on fsaverage5 (optional)."""
+    surface_img : a 3-D NIfTI drawn on fsaverage5 (optional).
+
+    Each slice is nilearn's plot_stat_map on the MNI152 template (L/R marked), the map
+    z-scored over its own points, drawn voxel by voxel (nearest) so each grid's
+    resolution shows; the surface row samples ``surface_img`` onto fsaverage5's
+    inflated ventral surface over its sulcal depth."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import nibabel as nib
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+    from nilearn import datasets, plotting
 
     n_img, n_col = len(image_names), len(columns)
     extra = 1 if surface_img is not None else 0
-    fig = plt.figure(figsize=(3.0 * n_col + 1.0, 1.9 * n_img + 3.2 * extra + 0.6))
+    panel = 2.3  # inches per slice panel
+    surface_row = 0.9 * panel  # a ventral hemisphere is 2.4 times wider than high
+    fig = plt.figure(figsize=(panel * n_col + 0.9, 1.15 * panel * n_img + 1.35 * surface_row * extra + 0.6))
     grid = fig.add_gridspec(n_img + extra, n_col + 1, width_ratios=[1] * n_col + [0.06],
-                            height_ratios=[1] * n_img + [1.9] * extra, hspace=0.5, wspace=0.25)
-    cmap = plt.get_cmap("RdBu_r").copy()
-    cmap.set_bad("0.85")
-    # one field of view for every panel: the finest column's in-slice extent, plus a margin
-    _, vol, affine = columns[-1]
-    sl, extent = _slice_at(np.isfinite(vol[..., 0]).astype(float), affine, z_mm)
-    inside = np.argwhere(sl > 0)
-    res = affine[0, 0]
-    if len(inside):
-        lo, hi = inside.min(0), inside.max(0)
-        xlim = (extent[0] + res * lo[0] - 5, extent[0] + res * (hi[0] + 1) + 5)
-        ylim = (extent[2] + res * lo[1] - 5, extent[2] + res * (hi[1] + 1) + 5)
-    else:
-        xlim, ylim = extent[:2], extent[2:]
-    im = None
+                            height_ratios=[1.15 * panel] * n_img + [1.1 * surface_row] * extra, hspace=0.25,
+                            wspace=0.04, left=0.04, right=0.93, top=1 - 0.5 / fig.get_figheight(), bottom=0.02)
+    template = datasets.load_mni152_template(resolution=1)
+    cmap, zmax = "RdBu_r", 2.5
     for c, (title, vol, affine) in enumerate(columns):
         for r in range(n_img):
             ax = fig.add_subplot(grid[r, c])
             data = vol[..., r]
-            z = _zscore(data, np.isfinite(data))
-            sl, extent = _slice_at(z, affine, z_mm)
-            im = ax.imshow(sl.T, origin="lower", extent=extent, cmap=cmap, vmin=-2.5, vmax=2.5,
-                           interpolation="nearest")
-            ax.set_xlim(*xlim)
-            ax.set_ylim(*ylim)
+            z = np.nan_to_num(_zscore(data, np.isfinite(data)))  # 0 outside the map: not drawn
+            plotting.plot_stat_map(
+                nib.Nifti1Image(z.astype(np.float32), affine), bg_img=template, display_mode="z",
+                cut_coords=[z_mm], axes=ax, figure=fig, colorbar=False, cmap=cmap, vmin=-zmax, vmax=zmax,
+                symmetric_cbar=True, threshold=1e-3, annotate=True, draw_cross=False, black_bg=False,
+                resampling_interpolation="nearest",
+            )
             if r == 0:
                 ax.set_title(title, fontsize=9)
             if c == 0:
-                ax.set_ylabel(f"{image_names[r]}\nMNI y (mm)", fontsize=8)
-            if r == n_img - 1:
-                ax.set_xlabel("MNI x (mm)", fontsize=8)
-            ax.tick_params(labelsize=7)
+                ax.text(-0.03, 0.5, image_names[r], transform=ax.transAxes, rotation=90, va="center",
+                        ha="right", fontsize=9)
+    scale = ScalarMappable(norm=Normalize(-zmax, zmax), cmap=cmap)
     cax = fig.add_subplot(grid[:n_img, n_col])
-    fig.colorbar(im, cax=cax, label="response (z over the map's points)")
+    fig.colorbar(scale, cax=cax).set_label("response (z over the map's points)", fontsize=8)
+    cax.tick_params(labelsize=7)
     if surface_img is not None:
-        import nibabel as nib
-        from nilearn import datasets, plotting, surface
+        from nilearn import surface
+
+        from nrf.reporting.brain_maps import SURFACE_ZOOM, surface_axes
 
         surface_mm = float(nib.affines.voxel_sizes(surface_img.affine)[0])  # the grid it was queried on
         fsavg = datasets.load_fsaverage("fsaverage5")
-        for i, hemi in enumerate(("left", "right")):
-            ax = fig.add_subplot(grid[n_img, i * max(1, n_col // 2): (i + 1) * max(1, n_col // 2)], projection="3d")
+        sulc = datasets.load_fsaverage_data(mesh="fsaverage5", data_type="sulcal")
+        halves = grid[n_img, :n_col].subgridspec(1, 2, wspace=0.02)
+        for hemi, cell in zip(("left", "right"), halves):
+            ax = surface_axes(fig, cell, "ventral")
             texture = surface.vol_to_surf(surface_img, fsavg["pial"].parts[hemi], interpolation="linear",
                                           radius=3.0)
             plotting.plot_surf_stat_map(fsavg["inflated"].parts[hemi], texture, hemi=hemi, view="ventral", axes=ax,
-                                        colorbar=False, cmap="RdBu_r", figure=fig,
-                                        title=f"NRF {surface_mm:g} mm, {image_names[0]}, {hemi} ventral (fsaverage5)")
-            ax.set_box_aspect(None, zoom=1.7)  # the ventral view fills its panel instead of a third of it
-    fig.suptitle(f"{subject}: measured on the subject's voxels vs NRF queried on MNI grids, axial z = {z_mm:g} mm",
-                 fontsize=10, y=0.995)
-    with atomic_output(out_png) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+                                        bg_map=sulc.data.parts[hemi], colorbar=False, cmap=cmap, vmin=-zmax,
+                                        vmax=zmax, symmetric_cbar=True, threshold=1e-3, figure=fig)
+            ax.set_box_aspect(None, zoom=SURFACE_ZOOM["ventral"])
+            box = cell.get_position(fig)
+            fig.text((box.x0 + box.x1) / 2, box.y1, f"{hemi} hemisphere", ha="center", va="bottom", fontsize=8)
+        box = grid[n_img, :n_col].get_position(fig)
+        fig.text((box.x0 + box.x1) / 2, box.y1 + 0.22 / fig.get_figheight(),
+                 f"NRF queried at {surface_mm:g} mm, {image_names[0]}, on fsaverage5's inflated surface, "
+                 "ventral view (grey: sulcal depth)", ha="center", va="bottom", fontsize=9)
+        cax = fig.add_subplot(grid[n_img, n_col])
+        fig.colorbar(scale, cax=cax).set_label("response (z over the map's points)", fontsize=8)
+        cax.tick_params(labelsize=7)
+    fig.suptitle(f"{subject}: measured on the subject's voxels vs NRF queried on MNI grids, axial z = {z_mm:g} mm "
+                 "(MNI152 template)", fontsize=10, y=1 - 0.12 / fig.get_figheight())
+    save_figure(fig, out_png, out_pdf)
 
 
 def image_ids_of(sidecar: dict) -> np.ndarray:
@@ -124,8 +129,8 @@ def image_ids_of(sidecar: dict) -> np.ndarray:
     return np.array([int(Path(i["file"]).stem) for i in sidecar["images"]], dtype=np.int64)
 
 
-def fig_volume(out_png, *, volumes: dict, prepared, simulation: dict | None = None, subjects=None, seed: int = 0,
-               n_images: int = 3, z_mm: float | None = None) -> dict:
+def fig_volume(out_png, out_pdf=None, *, volumes: dict, prepared, simulation: dict | None = None, subjects=None,
+               seed: int = 0, n_images: int = 3, z_mm: float | None = None) -> dict:
     """Build fig_volume from NRF volumes ({resolution mm: NIfTI written by query_volume}) of a
     subject's test images exported as ``{id:06d}.png`` (see module docstring)."""
     import json
@@ -169,6 +174,6 @@ def fig_volume(out_png, *, volumes: dict, prepared, simulation: dict | None = No
         truth = np.full(vol.shape, np.nan, np.float32)
         truth[mask] = brain.responses(ids, grid_points(mask.shape, affine, mask), prep.subject).T
         columns.append((f"simulator truth at {affine[0, 0]:g} mm", truth, affine))
-    plot_fig_volume(out_png, columns=columns, image_names=[f"image {i}" for i in ids], z_mm=z_mm,
+    plot_fig_volume(out_png, out_pdf, columns=columns, image_names=[f"image {i}" for i in ids], z_mm=z_mm,
                     surface_img=surface_img, subject=prep.subject)
     return {"z_mm": z_mm, "image_ids": ids.tolist(), "resolutions": sorted(volumes)}

@@ -12,20 +12,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from nrf.atomic import atomic_output
 from nrf.data.prepared import load_prepared  # noqa: E402
-from nrf.experiments.methods import AVERAGE, ENSEMBLE, LINEAR, SCRATCH  # noqa: E402
+from nrf.experiments.methods import LINEAR, SCRATCH  # noqa: E402
 from nrf.reporting.adaptation_tables import read_cells  # noqa: E402
 from nrf.reporting.brain_maps import coords_to_volume, plot_surface_panels  # noqa: E402
+from nrf.reporting.style import FIGURE_METHODS, display_name, style  # noqa: E402
 from nrf.reporting.tables import mean_sem, subject_summary  # noqa: E402
-
-#: one colour per method throughout the report (Okabe–Ito, colour-blind safe)
-METHOD_COLOURS = {
-    SCRATCH: "#0072B2",
-    LINEAR: "#E69F00",
-    ENSEMBLE: "#009E73",
-    AVERAGE: "#CC79A7",
-}
 
 
 def fig2a_table(cell_csvs, full_scores: dict[str, list], subjects) -> pd.DataFrame:
@@ -49,12 +41,13 @@ def fig2a_table(cell_csvs, full_scores: dict[str, list], subjects) -> pd.DataFra
 def figure2a(table: pd.DataFrame, *, n_full: int, dataset: str, protocol: str):
     """Median test r against training images (log axis), NRF scratch vs linear, ± SEM over subjects."""
     fig, ax = plt.subplots(figsize=(5.2, 3.8), dpi=150)
-    for method in (SCRATCH, LINEAR):
+    for method in FIGURE_METHODS["fig2a"]:
         sub = table[table["method"] == method].copy()
         sub["x"] = [n_full if n == "full" else int(n) for n in sub["n_train"]]
         sub = sub.sort_values("x")
-        ax.errorbar(sub["x"], sub["mean"], yerr=sub["sem"].fillna(0), marker="o", capsize=3,
-                    color=METHOD_COLOURS[method], label=method if method != SCRATCH else "NRF (from scratch)")
+        look = style(method)
+        ax.errorbar(sub["x"], sub["mean"], yerr=sub["sem"].fillna(0), marker=look.marker, capsize=3,
+                    color=look.colour, label=look.name)
     ax.set_xscale("log")
     ticks = sorted({int(n) for n in table["n_train"] if n != "full"} | {n_full})
     ax.set_xticks(ticks)
@@ -98,27 +91,26 @@ def voxel_r_by_method(cell_hdf5s, methods) -> dict[str, np.ndarray]:
 def figure2b(cell_hdf5s, prepared_path, *, n_train: int, dataset: str, protocol: str):
     """Per-voxel r of the finetune ensemble, NRF scratch and linear for one target, on fsaverage5."""
     prep = load_prepared(prepared_path, splits=())
-    methods = (ENSEMBLE, SCRATCH, LINEAR)
-    r = voxel_r_by_method(cell_hdf5s, methods)
+    r = voxel_r_by_method(cell_hdf5s, FIGURE_METHODS["fig2b"])
+    return surface_figure(r, prep.coords, subject=prep.subject, n_train=n_train, n_draws=len(cell_hdf5s),
+                          dataset=dataset, protocol=protocol)
+
+
+def surface_figure(r: dict[str, np.ndarray], coords, *, subject: str, n_train: int, n_draws: int, dataset: str,
+                   protocol: str):
+    """Figure 2b from per-voxel r per method ({method: (n_voxels,)}) at the voxels' MNI ``coords``."""
     vmax = float(np.percentile(np.concatenate(list(r.values())), 99))
-    volumes = {f"{m}\nmedian r = {np.median(v):.3f}": coords_to_volume(prep.coords, np.clip(v, 0, None))
-               for m, v in r.items()}
-    fig = plt.figure(figsize=(3.2 * len(volumes), 5.0), dpi=150)
-    plot_surface_panels(fig, volumes, vmax=vmax)
-    sm = plt.cm.ScalarMappable(cmap="inferno", norm=plt.Normalize(0, vmax))
-    cax = fig.add_axes([0.25, 0.11, 0.5, 0.025])
-    fig.colorbar(sm, cax=cax, orientation="horizontal", label="voxel Pearson r (test images; negative shown as 0)")
-    fig.suptitle(f"{prep.subject}, N = {n_train} training images, mean over draws ({dataset}, {protocol})",
-                 fontsize=10)
-    fig.subplots_adjust(left=0.04, right=0.99, top=0.86, bottom=0.17, wspace=0.02, hspace=0.0)
+    vmax = vmax if vmax > 0 else 1.0
+    volumes, colours = {}, {}
+    for method, values in r.items():
+        title = f"{display_name(method)}\nmedian r = {np.median(values):.3f}"
+        volumes[title] = coords_to_volume(coords, np.clip(values, 0, None))
+        colours[title] = style(method).colour
+    fig = plt.figure(figsize=(2.9 * len(volumes) + 0.9, 4.6))
+    grid = fig.add_gridspec(1, 1, left=0.05, right=0.93, top=0.84, bottom=0.02)[0]
+    plot_surface_panels(fig, volumes, vmax=vmax, title_colours=colours, grid=grid,
+                        colorbar_label="voxel Pearson r (test images)")
+    fig.suptitle(f"Figure 2b: {subject}, N = {n_train} training images, r averaged over {n_draws} draws\n"
+                 f"({dataset}, {protocol} protocol; grey: sulcal depth, not coloured where r ≤ 0 or no voxel)",
+                 fontsize=9)
     return fig
-
-
-def save(fig, png, pdf) -> None:
-    """PNG and PDF at fixed size and dpi, so a rerun writes the same image."""
-
-    with atomic_output(png) as tmp:
-        fig.savefig(tmp, format="png", metadata={"Software": None})
-    with atomic_output(pdf) as tmp:
-        fig.savefig(tmp, format="pdf", metadata={"CreationDate": None, "Producer": None, "Creator": None})
-    plt.close(fig)

@@ -13,12 +13,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from nrf.atomic import atomic_output  # noqa: E402
 from nrf.decoding.reconstructions import read_reconstructions  # noqa: E402
 from nrf.features.cache import read_stimuli  # noqa: E402
-
-#: How the paper names each response source.
-SOURCE_TITLES = {"measured": "Measured fMRI", "nrf": "NRF", "linear": "Linear Regression", "fwrf": "fWRF"}
+from nrf.reporting.style import save_figure, style  # noqa: E402
 
 
 def figure3(recon_paths: dict[str, str], stimuli_path, *, rows, subject: str, backend: str):
@@ -35,18 +32,21 @@ def figure3(recon_paths: dict[str, str], stimuli_path, *, rows, subject: str, ba
     if not rows:
         raise ValueError(f"none of the figure rows fall among the {len(ids)} test images")
     seen = read_stimuli(stimuli_path, ids[rows])
-    columns = [("GT (seen)", seen)] + [
-        (SOURCE_TITLES.get(source, source), recon.images[rows]) for source, recon in recons.items()
+    columns = [("GT (seen)", "0.6", seen)] + [
+        (style(source).name, style(source).colour, recon.images[rows]) for source, recon in recons.items()
     ]
     fig, axes = plt.subplots(len(rows), len(columns), figsize=(1.6 * len(columns), 1.6 * len(rows) + 0.6),
                              squeeze=False)
-    for c, (title, images) in enumerate(columns):
-        axes[0, c].set_title(title, fontsize=9)
+    for c, (title, colour, images) in enumerate(columns):
+        axes[0, c].set_title(title.replace(" (", "\n(") if len(title) > 18 else title, fontsize=8)
         for r, image in enumerate(images):
             ax = axes[r, c]
             ax.imshow(image, interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
+            for spine in ax.spines.values():  # each source framed in its colour (nrf.reporting.style)
+                spine.set_edgecolor(colour)
+                spine.set_linewidth(2.5)
             if c == 0:
                 ax.set_ylabel(f"image {ids[rows[r]]}", fontsize=8)
     fig.suptitle(f"Figure 3: reconstructions, {subject}, {backend} decoder", fontsize=10)
@@ -54,8 +54,7 @@ def figure3(recon_paths: dict[str, str], stimuli_path, *, rows, subject: str, ba
     return fig
 
 
-def write_figure3(recon_paths: dict[str, str], stimuli_path, out_png, *, rows, subject: str, backend: str) -> None:
+def write_figure3(recon_paths: dict[str, str], stimuli_path, out_png, out_pdf=None, *, rows, subject: str,
+                  backend: str) -> None:
     fig = figure3(recon_paths, stimuli_path, rows=rows, subject=subject, backend=backend)
-    with atomic_output(out_png) as tmp:
-        fig.savefig(tmp, dpi=150, format="png")
-    plt.close(fig)
+    save_figure(fig, out_png, out_pdf)

@@ -17,13 +17,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from nrf.atomic import atomic_output  # noqa: E402
-from nrf.perturbations import ALIGNED, GLOBAL, INTACT, ROWS, SHIFTED, WITHIN_ROI  # noqa: E402
-
-#: Okabe–Ito colours (colour-blind safe), one per condition, with a marker each
-STYLE = {
-    INTACT: ("#0072B2", "o"), GLOBAL: ("#D55E00", "s"), WITHIN_ROI: ("#E69F00", "^"),
-    ALIGNED: ("#0072B2", "o"), SHIFTED: ("#D55E00", "s"),
-}
+from nrf.perturbations import ALIGNED, INTACT, ROWS  # noqa: E402
+from nrf.reporting.style import FIGURE_METHODS, save_figure, style  # noqa: E402
 
 
 def read_rows(csvs) -> pd.DataFrame:
@@ -70,11 +65,13 @@ def figure4(rows: pd.DataFrame, *, dataset: str, protocol: str):
     for ax, panel, letter in zip(axes[0], panels, "abcdefgh"):
         part = summ[summ["panel"] == panel]
         subject = ", ".join(sorted(rows.loc[rows["panel"] == panel, "subject"].unique()))
-        for condition in [c for c in STYLE if c in set(part["condition"])]:
+        for condition in [c for c in FIGURE_METHODS["fig4"] if c in set(part["condition"])]:
             line = part[part["condition"] == condition].sort_values("n_train")
-            colour, marker = STYLE[condition]
-            ax.errorbar(line["n_train"], line["pearson_mean"], yerr=line["pearson_sem"].fillna(0.0),
-                        color=colour, marker=marker, capsize=3, label=condition)
+            look = style(condition)
+            # ± SEM only where a point has >= 2 draws (its SEM is NaN otherwise): no bar, not a zero bar
+            yerr = line["pearson_sem"] if line["pearson_sem"].notna().any() else None
+            ax.errorbar(line["n_train"], line["pearson_mean"], yerr=yerr, color=look.colour, marker=look.marker,
+                        capsize=3, label=look.name)
         title = "NRF scratch, coordinate shuffles" if panel == "a" else f"{panel} only: finetune, aligned vs shifted"
         ax.set_title(f"({letter}) {title}\n{subject}", fontsize=9)
         ax.set_xscale("log")
@@ -86,8 +83,8 @@ def figure4(rows: pd.DataFrame, *, dataset: str, protocol: str):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     n_draws = int(summ["n_draws"].max()) if len(summ) else 0
-    fig.suptitle(f"Figure 4 — probes ({dataset}, {protocol} protocol; mean ± SEM over {n_draws} draws)",
-                 fontsize=10)
+    bars = f"mean ± SEM over {n_draws} draws" if n_draws >= 2 else "one draw per point, no error bars"
+    fig.suptitle(f"Figure 4 — probes ({dataset}, {protocol} protocol; {bars})", fontsize=10)
     lines = findings(summ)
     fig.text(0.01, 0.01, "This run, median r gaps: " + "; ".join(lines), fontsize=7, wrap=True, va="bottom")
     fig.tight_layout(rect=(0, 0.03 * (1 + len(lines) // 2), 1, 1))
@@ -98,11 +95,7 @@ def write_figure4(csvs, *, dataset: str, protocol: str, out_png, out_pdf, out_cs
     """Figure 4 as PNG and PDF, and its numbers (mean ± SEM per point) as CSV."""
     rows = read_rows(csvs)
     fig = figure4(rows, dataset=dataset, protocol=protocol)
-    with atomic_output(out_png) as tmp:
-        fig.savefig(tmp, dpi=150, format="png")
-    with atomic_output(out_pdf) as tmp:
-        fig.savefig(tmp, format="pdf")
-    plt.close(fig)
+    save_figure(fig, out_png, out_pdf)
     summ = summary(rows)
     with atomic_output(out_csv) as tmp:
         summ.to_csv(tmp, index=False, float_format="%.6g")

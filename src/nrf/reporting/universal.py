@@ -132,25 +132,29 @@ def transfer_summary(points: pd.DataFrame) -> pd.DataFrame:
 def transfer_figure(points: pd.DataFrame, *, target: str, dataset: str):
     """One line per method in its style (nrf.reporting.style): the mean over draws, ± SEM bars where >= 2 draws."""
     summary = transfer_summary(points)
-    fig, ax = plt.subplots(figsize=(5.6, 4.2))
+    fig, ax = plt.subplots(figsize=(5.6, 5.2))
     order = list(FIGURE_METHODS["fig_universal_transfer"])
-    for method in sorted(dict.fromkeys(summary["method"]), key=lambda m: order.index(m) if m in order else 99):
+    methods = sorted(dict.fromkeys(summary["method"]), key=lambda m: order.index(m) if m in order else 99)
+    for i, method in enumerate(methods):
         part = summary[summary["method"] == method].sort_values("n_train")
         look = style(method)
         yerr = part["sem"] if part["sem"].notna().any() else None
-        ax.errorbar(part["n_train"], part["mean"], yerr=yerr, marker=look.marker, capsize=3, color=look.colour,
+        dodge = np.exp(0.035 * (i - (len(methods) - 1) / 2))  # side by side at each N, so no bar hides another
+        ax.errorbar(part["n_train"] * dodge, part["mean"], yerr=yerr, marker=look.marker, capsize=3, color=look.colour,
                     label=f"{look.name} ({_draws(part['n_draws'])})")
     ax.set_xscale("log")
     shots = sorted(summary["n_train"].unique())
-    ax.set_xticks(shots, [str(n) for n in shots])
-    ax.minorticks_off()  # only the N trained at: the log axis' own labels ran into one string
-    if len(shots) > 1:
-        ax.set_xlim(shots[0] / 1.4, shots[-1] * 1.4)
+    # ticks only at the N trained at (the log axis' own labels ran into one string), slanted
+    # where two N sit close on the log axis
+    close = len(shots) > 1 and min(b / a for a, b in zip(shots, shots[1:])) < 1.8
+    ax.set_xticks(shots, [str(n) for n in shots], rotation=40 if close else 0, ha="right" if close else "center")
+    ax.minorticks_off()
+    ax.set_xlim(shots[0] / 1.5, shots[-1] * 1.5)
     ax.set_xlabel(f"training images of the held-out subject ({target}), N (log scale)")
     ax.set_ylabel("median voxel Pearson r (test images)")
     ax.set_title(f"Transfer to a held-out subject ({dataset})", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(frameon=False, fontsize=8)
+    ax.legend(frameon=False, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.17), ncol=1)
     fig.tight_layout()
     return fig
 
@@ -218,7 +222,8 @@ def plot_clusters(coords: list[np.ndarray], labels: list[np.ndarray], subjects: 
 
     n_top = max((len(v) for v in top.values()), default=0)
     fig = plt.figure(figsize=(4 + 1.2 * n_top, 2.6 * len(subjects) + 1.3 * k))
-    grid = fig.add_gridspec(len(subjects) + k, max(n_top, 1), height_ratios=[2.6] * len(subjects) + [1.3] * k)
+    grid = fig.add_gridspec(len(subjects) + k, max(n_top, 1), height_ratios=[2.6] * len(subjects) + [1.3] * k,
+                            left=0.05, right=0.98, top=1 - 0.55 / fig.get_figheight(), bottom=0.01, hspace=0.15)
     cmap = ListedColormap(PALETTE[:k])
     for i, (subject, xyz, lab) in enumerate(zip(subjects, coords, labels)):
         ax = fig.add_subplot(grid[i, :])
