@@ -17,13 +17,14 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from nrf.atomic import atomic_output  # noqa: E402
+from nrf.frames import read_frame  # noqa: E402
 from nrf.perturbations import ALIGNED, INTACT, ROWS  # noqa: E402
-from nrf.reporting.style import FIGURE_METHODS, save_figure, style  # noqa: E402
+from nrf.reporting.style import FIGURE_METHODS, log_count_axis, save_figure, style  # noqa: E402
 
 
 def read_rows(csvs) -> pd.DataFrame:
     """The probe CSVs (nrf.perturbations.ROWS columns) as one table."""
-    frames = [pd.read_csv(p) for p in csvs]
+    frames = [read_frame(p, "probe_rows") for p in csvs]
     table = pd.concat(frames, ignore_index=True)
     missing = [c for c in ROWS if c not in table.columns]
     if missing:
@@ -65,19 +66,18 @@ def figure4(rows: pd.DataFrame, *, dataset: str, protocol: str):
     for ax, panel, letter in zip(axes[0], panels, "abcdefgh"):
         part = summ[summ["panel"] == panel]
         subject = ", ".join(sorted(rows.loc[rows["panel"] == panel, "subject"].unique()))
-        for condition in [c for c in FIGURE_METHODS["fig4"] if c in set(part["condition"])]:
+        conditions = [c for c in FIGURE_METHODS["fig4"] if c in set(part["condition"])]
+        for i, condition in enumerate(conditions):
             line = part[part["condition"] == condition].sort_values("n_train")
             look = style(condition)
             # ± SEM only where a point has >= 2 draws (its SEM is NaN otherwise): no bar, not a zero bar
             yerr = line["pearson_sem"] if line["pearson_sem"].notna().any() else None
-            ax.errorbar(line["n_train"], line["pearson_mean"], yerr=yerr, color=look.colour, marker=look.marker,
-                        capsize=3, label=look.name)
+            dodge = np.exp(0.04 * (i - (len(conditions) - 1) / 2))  # side by side at each N: no bar hides another
+            ax.errorbar(line["n_train"] * dodge, line["pearson_mean"], yerr=yerr, color=look.colour,
+                        marker=look.marker, capsize=3, label=look.name)
         title = "NRF scratch, coordinate shuffles" if panel == "a" else f"{panel} only: finetune, aligned vs shifted"
         ax.set_title(f"({letter}) {title}\n{subject}", fontsize=9)
-        ax.set_xscale("log")
-        ticks = sorted(part["n_train"].unique())
-        ax.set_xticks(ticks, [str(t) for t in ticks])
-        ax.minorticks_off()
+        log_count_axis(ax, part["n_train"])
         ax.set_xlabel("training images (count, log scale)")
         ax.set_ylabel("median test Pearson r (voxels)")
         ax.grid(alpha=0.3)

@@ -114,6 +114,19 @@ def colour(key: str) -> str:
     return style(key).colour
 
 
+def log_count_axis(ax, counts) -> None:
+    """A log x axis with a tick at each of ``counts`` (image counts) labelled as a plain number
+    and no minor labels (the log axis' own labels ran into one string), slanted where two
+    counts sit close, with half a step of margin at both ends."""
+    counts = sorted({int(n) for n in counts})
+    ax.set_xscale("log")
+    close = len(counts) > 1 and min(b / a for a, b in zip(counts, counts[1:])) < 1.8
+    ax.set_xticks(counts, [str(n) for n in counts], rotation=40 if close else 0, ha="right" if close else "center")
+    ax.minorticks_off()
+    if counts:
+        ax.set_xlim(counts[0] / 1.5, counts[-1] * 1.5)
+
+
 def save_figure(fig, png, pdf=None) -> None:
     """Write ``fig`` as PNG (and PDF when ``pdf`` is given) at :data:`DPI`, atomically, then close it.
 

@@ -26,9 +26,17 @@ import pandas as pd  # noqa: E402
 from nrf.atomic import atomic_output  # noqa: E402
 from nrf.data.prepared import load_prepared
 from nrf.features.cache import read_stimuli
+from nrf.frames import read_frame  # noqa: E402
 from nrf.reporting.adaptation_tables import read_cells  # noqa: E402
 from nrf.reporting.encoders import median_normalised, retrieval_of  # noqa: E402
-from nrf.reporting.style import FIGURE_METHODS, OKABE_ITO, UNIVERSAL_TRANSFER, save_figure, style  # noqa: E402
+from nrf.reporting.style import (  # noqa: E402
+    FIGURE_METHODS,
+    OKABE_ITO,
+    UNIVERSAL_TRANSFER,
+    log_count_axis,
+    save_figure,
+    style,
+)
 from nrf.reporting.tables import mean_sem, subject_summary, to_html  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -142,14 +150,7 @@ def transfer_figure(points: pd.DataFrame, *, target: str, dataset: str):
         dodge = np.exp(0.035 * (i - (len(methods) - 1) / 2))  # side by side at each N, so no bar hides another
         ax.errorbar(part["n_train"] * dodge, part["mean"], yerr=yerr, marker=look.marker, capsize=3, color=look.colour,
                     label=f"{look.name} ({_draws(part['n_draws'])})")
-    ax.set_xscale("log")
-    shots = sorted(summary["n_train"].unique())
-    # ticks only at the N trained at (the log axis' own labels ran into one string), slanted
-    # where two N sit close on the log axis
-    close = len(shots) > 1 and min(b / a for a, b in zip(shots, shots[1:])) < 1.8
-    ax.set_xticks(shots, [str(n) for n in shots], rotation=40 if close else 0, ha="right" if close else "center")
-    ax.minorticks_off()
-    ax.set_xlim(shots[0] / 1.5, shots[-1] * 1.5)
+    log_count_axis(ax, summary["n_train"])  # ticks at the N trained at, plain numbers
     ax.set_xlabel(f"training images of the held-out subject ({target}), N (log scale)")
     ax.set_ylabel("median voxel Pearson r (test images)")
     ax.set_title(f"Transfer to a held-out subject ({dataset})", fontsize=10)
@@ -267,7 +268,7 @@ def clusters_figure(embeddings: dict, subjects: list[str], prepared: list, voxel
     log = log or logger
     emb = {s: embeddings[s] for s in subjects}
     labels = cluster_embeddings([emb[s] for s in subjects], k, seed)
-    voxels = [pd.read_csv(v) for v in voxel_csvs]
+    voxels = [read_frame(v, "voxels") for v in voxel_csvs]
     for s, v, e in zip(subjects, voxels, emb.values()):
         if len(v) != len(e):
             raise ValueError(f"{s}: {len(e)} embeddings in the checkpoint, {len(v)} voxels in its voxel table")
