@@ -248,6 +248,11 @@ def main(argv=None) -> dict:
         text, source = dry_run(tree), f"dry run of {args.git_rev}'s tree"
     else:
         text = dry_run(REPO)
+        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--short", "--", "rules", "Snakefile"],
+                               capture_output=True, text=True).stdout.split("\n")
+        source = f"dry run of the working tree at {head.stdout.strip()}" + (
+            f" with {sum(1 for line in dirty if line.strip())} rule files edited" if any(dirty) else "")
     jobs = read_jobs(text)
     cfg = load_config(REPO)
     rate = args.share * args.peak * 1e12

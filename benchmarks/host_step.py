@@ -189,7 +189,10 @@ def render(result: dict) -> str:
                      f"{r['old_over_this']:.1f}x |")
     lines += ["", f"The new path issues {result['aten_ops_per_draw']} tensor operations per draw "
               f"({', '.join(result['aten_ops'])}); on a GPU each is one asynchronous kernel launch "
-              "(a few microseconds of host time) and none waits for the device."]
+              "(a few microseconds of host time) and none waits for the device. The 'host only' row issues "
+              "them on the meta device (shapes, no data): PyTorch computes meta shapes for index_select, "
+              "gather and topk in Python (~0.1 ms each), so it overstates the host time of the same "
+              "operations dispatched to CUDA; `gpu_paper_scale.sh` times them on the GPU itself."]
     return "\n".join(lines)
 
 
