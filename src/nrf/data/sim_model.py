@@ -12,14 +12,19 @@ What it embodies (DESIGN.md §2, notes/simulation-findings.md):
   (``nrf.data.sim_images``; rank 8: the four category indicators sum to
   one), ``r_v = w(a_v) · z``, with a weight field ``w`` over MNI space that is
   smooth (a sum of Gaussian bumps, 12 mm), shared across subjects, plus a
-  subject-specific part at 0.3x. Posterior points weigh the low-level
+  subject-specific part at 0.3x. Optionally (``fine_scale_mm``, off by
+  default) a shared fine-scale part with a length scale below the voxel size
+  (a Gaussian random field of squared-exponential covariance, drawn as random
+  Fourier components), so the field holds structure no single func grid
+  resolves. Posterior points weigh the low-level
   latents, anterior ventral ones the category latents; face-, body- and
   place-selective ROIs prefer their category. Each point's weights are
   scaled so that its noiseless response has unit variance over the latents.
 - **Anatomy**: a template brain (two hemisphere ellipsoids, cortex = a 6 mm
   shell) defines brainmask, nsdgeneral and the ROI atlases in MNI space.
 - **Subjects**: each has its own func grid (voxel size 4.0-4.6 mm, a small
-  rotation, scale and shift from native to MNI) and a smooth registration
+  rotation, scale and shift from native to MNI, so subjects' voxel centres
+  sit at different sub-voxel offsets in MNI) and a smooth registration
   error of ~3 mm: a point's reported MNI coordinate is ``m``, its anatomy and
   response are the template's at ``a = m + e_s(m)``.
 
@@ -50,6 +55,8 @@ REGIONS = ("low_level",) + CATEGORIES
 
 # Named random streams: np.random.default_rng([seed, STREAM, ...]).
 _FIELD, _IMAGES, _DESIGN, _SUBJECT = 1, 2, 3, 4
+_FINE = 5  # the fine-scale field's own stream: switching it on moves no other draw
+_FINE_COMPONENTS = 512  # random Fourier components of the fine-scale field
 
 # ---------------------------------------------------------------------------
 # Template anatomy in MNI millimetres
@@ -109,6 +116,14 @@ class SimulationParams:
     trial_noise_sd : scales the trial noise; 1 keeps ncsnr's meaning (0 is for tests).
     image_distractor, image_clutter : nuisance in the images (a distractor
         grating's maximum relative contrast; the SD of background blobs).
+    fine_scale_mm : None (off, the default) or the length scale (mm) of a shared
+        fine-scale part of the weight field (squared-exponential correlation
+        ``exp(-d^2 / 2 l^2)``); below the voxel size (e.g. 2-3 mm against
+        4.0-4.6 mm voxels) it is structure no single subject's grid resolves.
+        Shared across subjects in template space, like the smooth part.
+    fine_amplitude : RMS of the fine part relative to the smooth shared part's
+        (over nsdgeneral), before each point's weights are scaled to unit
+        response variance.
     """
 
     subjects: tuple[str, ...] | list[str] | str = ("subj01", "subj02", "subj05", "subj07")
@@ -134,6 +149,8 @@ class SimulationParams:
     trial_noise_sd: float = 1.0
     image_distractor: float = 0.6
     image_clutter: float = 0.12
+    fine_scale_mm: float | None = None
+    fine_amplitude: float = 1.0
 
     def __post_init__(self):
         self.subjects = _check_subjects(self.subjects)
@@ -147,6 +164,10 @@ class SimulationParams:
                 f"{self.n_trials} trials ({self.images_per_subject} images x {self.repeats} repeats) do not "
                 f"split into sessions of {self.trials_per_session}; choose trials_per_session dividing "
                 f"{self.n_trials}")
+        if self.fine_scale_mm is not None and not (np.isfinite(self.fine_scale_mm) and self.fine_scale_mm > 0):
+            raise ValueError(f"fine_scale_mm must be None (off) or a positive length in mm, got {self.fine_scale_mm}")
+        if not (np.isfinite(self.fine_amplitude) and self.fine_amplitude >= 0):
+            raise ValueError(f"fine_amplitude must be a finite number >= 0, got {self.fine_amplitude}")
 
     @classmethod
     def from_keywords(cls, **kw) -> SimulationParams:
@@ -175,10 +196,15 @@ class SimulationParams:
         return self.n_test_images + len(self.subjects) * self.n_train_images
 
     def as_json(self) -> dict:
-        """The parameters as JSON values (lists for tuples), for ``parameters.json``."""
+        """The parameters as JSON values (lists for tuples), for ``parameters.json``.
+
+        The fine-scale keys appear only when the fine part is on, so a default
+        dataset's ``parameters.json`` keeps the bytes it had before they existed."""
         out = dataclasses.asdict(self)
         out["subjects"] = list(self.subjects)
         out["voxel_size_range"] = list(self.voxel_size_range)
+        if self.fine_scale_mm is None:
+            del out["fine_scale_mm"], out["fine_amplitude"]
         return out
 
 
@@ -325,6 +351,36 @@ class BumpField:
         return np.exp(-0.5 * d2 / self.length_scale[None] ** 2) @ self.weights
 
 
+class FourierField:
+    """A stationary Gaussian random field of vector weights with squared-exponential
+    correlation ``exp(-d^2 / 2 l^2)`` over space (random Fourier features):
+    ``f(x) = scale * sqrt(2 / M) * sum_j a_j cos(omega_j . x + b_j)``, with
+    ``omega_j ~ N(0, I / l^2)`` (rad/mm), ``b_j ~ U(0, 2 pi)``, ``a_j ~ N(0, I)``.
+    Each output has variance ``scale^2`` everywhere; defined at any point, cheap
+    at any length scale (a bump field this fine would need tens of thousands of bumps)."""
+
+    def __init__(self, rng, n_components, length_scale, n_out, scale=1.0):
+        self.length_scale = float(length_scale)
+        self.omega = rng.normal(0.0, 1.0 / self.length_scale, size=(3, n_components))
+        self.phase = rng.uniform(0.0, 2.0 * np.pi, size=n_components)
+        self.weights = rng.standard_normal((n_components, n_out)) * np.sqrt(2.0 / n_components)
+        self.scale = float(scale)
+
+    def __call__(self, points):
+        points = np.asarray(points, dtype=np.float64)
+        return self.scale * (np.cos(points @ self.omega + self.phase) @ self.weights)
+
+
+def _fine_field(seed, length_scale, amplitude, shared):
+    """The shared fine-scale part: a :class:`FourierField` whose RMS is ``amplitude``
+    times the smooth shared field's RMS over nsdgeneral (its own stream of ``seed``)."""
+    frng = rng(seed, _FINE)
+    field = FourierField(frng, _FINE_COMPONENTS, length_scale, len(LATENTS))
+    ref = shared(sample_in_nsdgeneral(rng(seed, _FINE, 1), 2000, margin=0.0))
+    field.scale = amplitude * float(np.sqrt((ref ** 2).mean()))
+    return field
+
+
 def _random_field(rng, n_bumps, length_scale):
     centres = sample_in_nsdgeneral(rng, n_bumps)
     weights = rng.standard_normal((n_bumps, len(LATENTS)))
@@ -353,9 +409,13 @@ def _gated(field, points):
     return w
 
 
-def voxel_weights(points, shared, individual, roi, *, individual_scale):
-    """(n, 9) latent weights at anatomical points, scaled to unit response variance."""
+def voxel_weights(points, shared, individual, roi, *, individual_scale, fine=None):
+    """(n, 9) latent weights at anatomical points, scaled to unit response variance.
+
+    ``fine`` (optional) is the shared fine-scale field, gated like the smooth one."""
     w = _gated(shared, points) + individual_scale * _gated(individual, points) + roi(points)
+    if fine is not None:
+        w = w + _gated(fine, points)
     var = np.einsum("vk,kl,vl->v", w, latent_covariance(), w)
     return w / np.sqrt(np.maximum(var, 1e-12))[:, None]
 
@@ -457,6 +517,8 @@ class SimulatedBrain:
                                      frng.standard_normal((p.n_bumps, 1)), 2 * p.length_scale_mm)
         self.ncsnr_ref = self.ncsnr_field(sample_in_nsdgeneral(frng, 2000, margin=0.0))[:, 0].std()
         self.roi = _roi_field(p.roi_amplitude)
+        self.fine = (None if p.fine_scale_mm is None
+                     else _fine_field(p.seed, p.fine_scale_mm, p.fine_amplitude, self.shared))
         self._individual: dict[str, BumpField] = {}
         self._registration: dict[str, RegistrationError] = {}
 
@@ -512,9 +574,9 @@ class SimulatedBrain:
     def weights_at_template(self, points, subject=None) -> np.ndarray:
         """(n, 9) unit-variance latent weights at template positions (n, 3)."""
         if subject is None:
-            return voxel_weights(points, self.shared, self.shared, self.roi, individual_scale=0.0)
+            return voxel_weights(points, self.shared, self.shared, self.roi, individual_scale=0.0, fine=self.fine)
         return voxel_weights(points, self.shared, self.individual(subject), self.roi,
-                             individual_scale=self.params.individual_scale)
+                             individual_scale=self.params.individual_scale, fine=self.fine)
 
     def weights(self, mni, subject=None) -> np.ndarray:
         """(n, 9) latent weights at reported MNI points (n, 3) mm."""

@@ -1,0 +1,47 @@
+"""The continuous-space experiment (issue 23): NRF between the voxels against the
+simulator's truth, one subject and pooled subjects, over fields of finer and finer
+structure. It simulates, prepares and trains its own small datasets in a scratch folder
+(nrf.experiments.continuous says why) and writes the tidy CSV, a Markdown table and a figure."""
+
+from nrf.runlog import start
+
+log = start(snakemake)
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from nrf.devices import resolve_device  # noqa: E402
+from nrf.experiments.continuous import run_continuous, write_outputs  # noqa: E402
+
+p, o = snakemake.params, snakemake.output
+if p.simulation is None:
+    raise ValueError("continuous_space needs the simulator's ground truth: run it on dataset=simulated")
+device = resolve_device(p.device)
+train = dict(p.train_options, device=device)
+scratch = Path(tempfile.mkdtemp(prefix="continuous_", dir=Path(o.csv).parent))
+try:
+    table = run_continuous(
+        simulation=p.simulation,
+        subjects=p.subjects,
+        target=p.target,
+        seeds=p.seeds,
+        fine_scales=p.fine_scales,
+        fine_amplitude=p.fine_amplitude,
+        nrf_options=p.nrf_options,
+        train_options=train,
+        linear_options=dict(p.linear_options, device=device),
+        pooled_options=dict(train, max_steps=p.pooled_steps),
+        finetune_options=dict(train, max_steps=p.finetune_steps),
+        features_options=p.features_options,
+        extractor=p.extractor,
+        val_fraction=p.val_fraction,
+        spacing_mm=p.lattice_mm,
+        max_points=p.max_points,
+        min_distance_mm=p.min_distance_mm,
+        workdir=scratch,
+        log=log,
+    )
+finally:
+    shutil.rmtree(scratch, ignore_errors=True)
+write_outputs(table, out_csv=o.csv, out_md=o.md, out_png=o.png, out_pdf=o.pdf)
+log.info("\n%s", table.to_string())
