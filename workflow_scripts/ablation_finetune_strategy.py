@@ -1,8 +1,7 @@
 from nrf.runlog import start
 
 log = start(snakemake)
-from nrf.experiments.ablations import run_finetune_strategies  # noqa: E402
-from nrf.experiments.probes import write_rows  # noqa: E402
+from nrf.experiments.ablations import run_finetune_strategies, write_strategy_rows  # noqa: E402
 
 p = snakemake.params
 rows = run_finetune_strategies(
@@ -10,4 +9,4 @@ rows = run_finetune_strategies(
     protocol=p.protocol, seed=p.seed, train_options=p.train_options, finetune_steps=p.finetune_steps,
     device=p.device, log=log,
 )
-write_rows(rows, snakemake.output[0])
+write_strategy_rows(rows, snakemake.output[0])

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from nrf.atomic import atomic_output
 from nrf.data.predictions import read_predictions
 from nrf.data.prepared import load_prepared
+from nrf.frames import write_frame
 
 
 def _zscore_rows(x: np.ndarray) -> np.ndarray:
@@ -81,8 +81,7 @@ def write_retrieval(predictions_hdf5, prepared_path, out_csv, *, log=None) -> di
         raise ValueError(f"{predictions_hdf5}: images or voxels differ from {prepared_path}'s test split "
                          f"— rebuild it: snakemake --cores 1 --force {predictions_hdf5}")
     ranks = retrieval_ranks(test.responses, pred[order])
-    with atomic_output(out_csv) as tmp:
-        pd.DataFrame({"image_id": test.image_ids, "rank": ranks}).to_csv(tmp, index=False)
+    write_frame(pd.DataFrame({"image_id": test.image_ids, "rank": ranks}), out_csv, "retrieval")
     summary = retrieval_summary(ranks)
     log.info("retrieval: %s", summary)
     return summary

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from nrf.experiments.scoring import score_predictions
+from nrf.frames import read_frame
 from nrf.metrics import pearson_per_voxel
 from nrf.training.encoders import predict_test, train_encoder
 
@@ -33,7 +34,7 @@ def low_data_run(simulated_subject):
                       train_options=options, n_train=N_TRAIN, seed=0, device="cpu")
         predict_test(ckpt, prepared, features, preds, device="cpu")
         score_predictions(preds, prepared, scores)
-        medians[kind] = float(np.nanmedian(pd.read_csv(scores)["pearson"]))
+        medians[kind] = float(np.nanmedian(read_frame(scores, "scores")["pearson"]))
     print(f"N={N_TRAIN} test median r:", {k: round(v, 3) for k, v in medians.items()})
     return root, prepared, medians
 

@@ -19,6 +19,7 @@ from nrf.data.predictions import write_predictions
 from nrf.experiments.scoring import score_predictions
 from nrf.experiments.transfer import predict_joint, train_joint
 from nrf.experiments.voxels import write_voxel_table
+from nrf.frames import read_frame
 from nrf.models.universal_options import universal_options
 from nrf.reporting.encoders import median_normalised
 from nrf.training.encoders import predict_test, train_encoder
@@ -66,4 +67,4 @@ def test_noiseless_responses_score_100_percent_of_the_ceiling(simulated):
     write_predictions(tmp / "noiseless.hdf5", truth, test_ids)
     score_predictions(tmp / "noiseless.hdf5", prepared[TARGET], tmp / "noiseless.csv")
     assert median_normalised(tmp / "noiseless.csv", tmp / "voxels.csv") == pytest.approx(100.0, abs=1e-3)
-    assert pd.read_csv(tmp / "voxels.csv")["noise_ceiling"].between(0, 100).all()
+    assert read_frame(tmp / "voxels.csv", "voxels")["noise_ceiling"].between(0, 100).all()

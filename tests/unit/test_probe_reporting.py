@@ -7,7 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nrf.experiments.ablations import training_summary
+from nrf.experiments.ablations import training_summary, write_strategy_rows
+from nrf.experiments.probes import write_rows
+from nrf.frames import read_frame, write_frame
 from nrf.reporting.ablation_tables import (
     paper_rows_for,
     write_architecture_table,
@@ -35,8 +37,8 @@ def test_figure4_points_are_mean_and_sem_over_draws(tmp_path, rng):
     shuffle = _probe_rows(rng, "a", ["coordinates intact", "shuffled globally", "shuffled within ROI"], "subj01")
     transfer = pd.concat([_probe_rows(rng, roi, ["aligned", "shifted"], "subj07") for roi in ("EBA", "V1")])
     paths = [tmp_path / "s.csv", tmp_path / "t.csv"]
-    shuffle.to_csv(paths[0], index=False)
-    transfer.to_csv(paths[1], index=False)
+    write_rows(shuffle, paths[0])
+    write_rows(transfer, paths[1])
     out = {k: tmp_path / f"fig4.{k}" for k in ("png", "pdf", "csv")}
     summ = write_figure4(paths, dataset="simulated", protocol="paper", out_png=out["png"], out_pdf=out["pdf"],
                          out_csv=out["csv"])
@@ -56,7 +58,7 @@ def test_table4_rows_are_the_papers_labels_with_its_values(tmp_path, rng):
         for d in range(2)
         for m, r in (("finetune both", 0.4), ("finetune image block only", 0.2), ("finetune MLP only", 0.38))
     ])
-    rows.to_csv(tmp_path / "rows.csv", index=False)
+    write_strategy_rows(rows, tmp_path / "rows.csv")
     out = {k: tmp_path / f"t4.{k}" for k in ("csv", "md", "html")}
     table = write_table4(tmp_path / "rows.csv", paper_csv=PAPER, base="subj01", target="subj07", protocol="clean",
                          dataset="simulated", test_images="seen_by_all", finetune_steps=200, out_csv=out["csv"],
@@ -71,7 +73,7 @@ def test_table4_rows_are_the_papers_labels_with_its_values(tmp_path, rng):
 
 
 def _scores(path, r):
-    pd.DataFrame({"voxel": np.arange(len(r)), "pearson": r, "mse": 0.5 - r / 2}).to_csv(path, index=False)
+    write_frame(pd.DataFrame({"voxel": np.arange(len(r)), "pearson": r, "mse": 0.5 - r / 2}), path, "scores")
     return path
 
 
@@ -101,5 +103,5 @@ def test_width_table_sets_scaled_widths_beside_the_papers_by_rank(tmp_path, rng)
     assert "600 (600) still rising" in out["md"].read_text()
     assert list(table["method"]) == ["NRF width 64", "NRF width 128", "NRF width 256"]
     assert table["pearson_paper"].tolist() == pytest.approx([0.358, 0.36, 0.353])
-    assert table["pearson_mean"].iloc[0] == pytest.approx(np.median(pd.read_csv(scores[0])["pearson"]))
+    assert table["pearson_mean"].iloc[0] == pytest.approx(np.median(read_frame(scores[0], "scores")["pearson"]))
     assert "scaled down" in out["md"].read_text() and "This run" in out["md"].read_text()

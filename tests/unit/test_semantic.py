@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from nrf.decoding.image_metrics import METRICS
+from nrf.frames import write_frame
 from nrf.reporting.semantic import (
     semantic_columns,
     semantic_markdown_columns,
@@ -20,7 +21,7 @@ def write_csv(path, values, notes=None, backend="offline"):
              "source": "nrf", "subject": "s"} for m in METRICS]
     rows.append({"metric": "feature_2way", "value": 0.7, "note": "extra", "backend": backend, "source": "nrf",
                  "subject": "s"})
-    pd.DataFrame(rows).to_csv(path, index=False)
+    write_frame(pd.DataFrame(rows), path, "decoding_metrics")
     return path
 
 
@@ -58,7 +59,8 @@ def test_one_subject_na_makes_the_method_na(tmp_path):
 
 def test_missing_metric_or_subject_is_an_error(tmp_path):
     bad = tmp_path / "bad.csv"
-    pd.DataFrame({"metric": ["pixcorr"], "value": [0.1], "note": [""], "backend": ["offline"]}).to_csv(bad, index=False)
+    write_frame(pd.DataFrame({"metric": ["pixcorr"], "value": [0.1], "note": [""], "backend": ["offline"],
+                              "source": ["nrf"], "subject": ["s"]}), bad, "decoding_metrics")
     with pytest.raises(ValueError, match="bad.csv.*missing"):
         semantic_columns({"NRF": [bad]}, ["subj01"])
     with pytest.raises(ValueError, match="1 metric files for 3 subjects"):

@@ -4,11 +4,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from nrf.frames import FrameError, write_frame
 from nrf.reporting.tables import mean_sem, paper_values, write_table1
 
 
 def _scores(path, pearson, mse):
-    pd.DataFrame({"voxel": np.arange(len(pearson)), "pearson": pearson, "mse": mse}).to_csv(path, index=False)
+    write_frame(pd.DataFrame({"voxel": np.arange(len(pearson)), "pearson": pearson, "mse": mse}), path, "scores")
     return path
 
 
@@ -61,13 +62,24 @@ def test_table1_cells(tmp_path, rng, paper_csv):
 
 
 def test_undefined_r_counts_as_zero_and_corrupt_mse_stops(tmp_path, paper_csv):
-    from nrf.checks import NonFiniteError
+    import hashlib
+
+    from nrf.checks import CorruptFileError
     from nrf.reporting.tables import subject_summary
 
     path = _scores(tmp_path / "a.csv", [np.nan, np.nan, 0.5], [1.0, 1.0, 1.0])
     assert subject_summary(path)["pearson"] == 0.0  # nanmedian would give 0.5
-    bad = _scores(tmp_path / "b.csv", [0.1, 0.2, 0.3], [1.0, np.nan, 1.0])
-    with pytest.raises(NonFiniteError, match="b.csv"):
+    with pytest.raises(FrameError, match=r"b.csv \(before writing\).*'mse' has 1 empty or NaN"):
+        _scores(tmp_path / "b.csv", [0.1, 0.2, 0.3], [1.0, np.nan, 1.0])
+    # a NaN written into a file after the fact breaks its checksum
+    bad = _scores(tmp_path / "b.csv", [0.1, 0.2, 0.3], [1.0, 1.0, 1.0])
+    bad.write_text(bad.read_text().replace("1,0.2,1\n", "1,0.2,\n"))
+    with pytest.raises(CorruptFileError, match="b.csv: this scores CSV is corrupt"):
+        subject_summary(bad)
+    # a NaN mse under a valid checksum (a writer bug) still stops, with the file named
+    body = b"voxel,pearson,mse\n0,0.1,1\n1,0.2,\n"
+    bad.write_bytes(body + b"# sha256=" + hashlib.sha256(body).hexdigest().encode() + b"\n")
+    with pytest.raises(FrameError, match="b.csv: this scores CSV column 'mse' has 1 empty or NaN"):
         subject_summary(bad)
 
 

@@ -11,12 +11,12 @@ import h5py
 import nibabel as nib
 import numpy as np
 import pytest
-import torch
 
 from nrf.data.nsd_layout import ROI_ATLASES
 from nrf.data.prepared import PreparedSubject, Split, write_prepared
 from nrf.features import get_extractor
 from nrf.models.nrf import NRF, NRFConfig
+from nrf.training.encoders import save_checkpoint
 from nrf.training.loop import predict
 from nrf.volumes.cli import main
 from nrf.volumes.grid import (
@@ -58,8 +58,8 @@ def setup(tmp_path_factory):
         f.attrs["extractor"] = "filterbank"
         f.attrs["layers"] = np.array([1, 2])
     ckpt = d / "nrf.pt"
-    torch.save({"kind": "nrf", "model_config": config.to_dict(), "state_dict": model.state_dict(),
-                "subject": "subj01", "prepared": str(prepared), "features": str(features), "n_voxels": n}, ckpt)
+    save_checkpoint({"kind": "nrf", "model_config": config.to_dict(), "state_dict": model.state_dict(),
+                     "subject": "subj01", "prepared": str(prepared), "features": str(features), "n_voxels": n}, ckpt)
     images = d / "images"
     images.mkdir()
     rng = np.random.default_rng(0)
@@ -235,7 +235,7 @@ def test_bad_input_is_named_and_leaves_nothing(setup, tmp_path):
             query_volume(ckpt, images, out, resolution=r, **kw)
     # a checkpoint that is not an NRF
     linear = tmp_path / "linear.pt"
-    torch.save({"kind": "linear", "model_config": {"embedding_dim": 3, "n_voxels": 2}, "state_dict": {}}, linear)
+    save_checkpoint({"kind": "linear", "model_config": {"embedding_dim": 3, "n_voxels": 2}, "state_dict": {}}, linear)
     with pytest.raises(VolumeError, match="linear.pt.*not an NRF"):
         query_volume(linear, images, out, resolution=2.0, **kw)
     junk = tmp_path / "junk.pt"

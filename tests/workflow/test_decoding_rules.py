@@ -5,13 +5,13 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 from tiny_workflow import run_snakemake as snakemake
 
 from nrf.decoding import mindeye2
 from nrf.decoding.image_metrics import METRICS
+from nrf.frames import read_frame
 
 pytestmark = pytest.mark.workflow
 
@@ -30,7 +30,7 @@ def test_every_source_is_decoded_and_scored(decoded):
         with h5py.File(decoded / f"{RESULTS}/offline/{source}/subj01.hdf5") as f:
             assert f["images"].shape == (20, 16, 16, 3) and f["images"].dtype == np.uint8
             np.testing.assert_array_equal(f["image_ids"][()], test_ids)
-        metrics = pd.read_csv(decoded / f"{RESULTS}/offline/metrics/{source}/subj01.csv").set_index("metric")
+        metrics = read_frame(decoded / f"{RESULTS}/offline/metrics/{source}/subj01.csv", "decoding_metrics").set_index("metric")
         assert list(metrics.index[:8]) == list(METRICS)
         assert np.isfinite(metrics.loc[["pixcorr", "ssim", "feature_2way"], "value"]).all()
         # a paper column is a number exactly when its network was available, else n/a with the reason
@@ -43,14 +43,14 @@ def test_adaptation_cells_decode_the_papers_rows(decoded):
     semantic rows); TINY has no subj07, so no cell decodes every method."""
     from nrf.experiments.methods import ENSEMBLE, SCRATCH
 
-    scores = pd.read_csv(decoded / f"{RESULTS}/offline/adaptation/subj01.csv")
+    scores = read_frame(decoded / f"{RESULTS}/offline/adaptation/subj01.csv", "adaptation_decoding")
     assert set(scores["method"]) == {SCRATCH, ENSEMBLE}
     assert set(scores["draw"]) == {0, 1} and np.isfinite(scores.query("metric == 'pixcorr'")["value"]).all()
 
 
 
 def test_measured_responses_decode_above_chance(decoded):
-    metrics = pd.read_csv(decoded / f"{RESULTS}/offline/metrics/measured/subj01.csv").set_index("metric")
+    metrics = read_frame(decoded / f"{RESULTS}/offline/metrics/measured/subj01.csv", "decoding_metrics").set_index("metric")
     assert metrics.at["feature_2way", "value"] > 0.6  # chance 0.5
     assert metrics.at["pixcorr", "value"] > 0.1
 

@@ -12,6 +12,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from nrf.frames import read_frame
+
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.workflow
 
@@ -46,7 +48,7 @@ def test_prepared_and_predictions_agree_in_shape(tiny_run):
         assert f["test/responses"].shape == (20, n_voxels)
     with h5py.File(tiny_run / "results/simulated/predictions/nrf/subj01.hdf5") as f:
         assert f["predictions"].shape == (20, n_voxels)
-    scores = pd.read_csv(tiny_run / "results/simulated/scores/nrf/subj01.csv")
+    scores = read_frame(tiny_run / "results/simulated/scores/nrf/subj01.csv", "scores")
     assert len(scores) == n_voxels
 
 

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from nrf.atomic import atomic_output
+from nrf.checks import add_dataset, new_hdf5, open_hdf5
 
 SUFFIX = ".nsdgeneral.hdf5"
 
@@ -41,14 +41,14 @@ def write_compact_betas(path, betas, voxel_ijk, *, source_key: str, grid_shape) 
         raise ValueError(
             f"{path}: betas must be (n_trials, {len(voxel_ijk)}) int16, got {betas.shape} {betas.dtype}"
         )
-    with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
-        f.create_dataset("betas", data=betas)
-        f.create_dataset("voxel_ijk", data=voxel_ijk)
+    with atomic_output(path) as tmp, new_hdf5(tmp) as f:
+        add_dataset(f, "betas", betas)
+        add_dataset(f, "voxel_ijk", voxel_ijk)
         f.attrs["source_key"] = source_key
         f.attrs["grid_shape"] = np.asarray(grid_shape, dtype=np.int32)
 
 
 def read_compact_betas(path) -> tuple[np.ndarray, np.ndarray]:
     """Return ``betas`` (n_trials, n_voxels) int16 and ``voxel_ijk`` (n_voxels, 3)."""
-    with h5py.File(path, "r") as f:
+    with open_hdf5(path, what="compact betas file") as f:
         return f["betas"][()], f["voxel_ijk"][()]

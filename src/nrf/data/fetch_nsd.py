@@ -24,6 +24,7 @@ import h5py
 import numpy as np
 
 from nrf.atomic import atomic_output
+from nrf.checks import add_dataset, new_hdf5
 from nrf.data import compact_betas, nsd_layout, nsd_tree
 from nrf.data.http import HttpClient, download, key_url, open_remote
 
@@ -353,9 +354,9 @@ def _open_part(part: Path, ids: np.ndarray, image_shape) -> int:
             pass
         part.unlink()
     part.parent.mkdir(parents=True, exist_ok=True)
-    with h5py.File(part, "w") as f:
-        f.create_dataset("imgBrick", shape=(len(ids), *image_shape), dtype=np.uint8, chunks=(1, *image_shape))
-        f.create_dataset("image_ids", data=ids)
+    with new_hdf5(part) as f:
+        add_dataset(f, "imgBrick", shape=(len(ids), *image_shape), dtype=np.uint8, chunks=(1, *image_shape))
+        add_dataset(f, "image_ids", ids)
         f.attrs["rows_done"] = 0
         f.attrs["source_key"] = nsd_layout.STIMULI
     return 0

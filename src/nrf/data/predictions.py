@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from nrf.atomic import atomic_output
-from nrf.checks import open_hdf5, require_finite
+from nrf.checks import add_dataset, new_hdf5, open_hdf5, require_finite
 
 
 def write_predictions(path, predictions, image_ids) -> None:
@@ -26,9 +25,9 @@ def write_predictions(path, predictions, image_ids) -> None:
     if predictions.ndim != 2 or len(predictions) != len(image_ids):
         raise ValueError(f"predictions {predictions.shape} must be (len(image_ids)={len(image_ids)}, n_voxels)")
     require_finite(predictions, name="predictions", source=f"{path} (before writing)")
-    with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
-        f.create_dataset("predictions", data=predictions)
-        f.create_dataset("image_ids", data=image_ids)
+    with atomic_output(path) as tmp, new_hdf5(tmp) as f:
+        add_dataset(f, "predictions", predictions)
+        add_dataset(f, "image_ids", image_ids)
 
 
 def read_predictions(path) -> tuple[np.ndarray, np.ndarray]:

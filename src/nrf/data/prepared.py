@@ -47,11 +47,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from nrf.atomic import atomic_output
-from nrf.checks import open_hdf5, require_finite
+from nrf.checks import add_dataset, new_hdf5, open_hdf5, require_finite
 from nrf.data import nsd_layout
 
 SPLITS = ("train", "val", "test")
@@ -161,20 +160,20 @@ def write_prepared(path, prepared: PreparedSubject) -> None:
     for name, split in splits.items():
         require_finite(split.responses, name=f"{name}/responses", source=f"{path} (before writing)")
 
-    with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
-        f.create_dataset("coords", data=coords)
-        f.create_dataset("voxel_ijk", data=voxel_ijk)
-        f.create_dataset("ncsnr", data=ncsnr)
+    with atomic_output(path) as tmp, new_hdf5(tmp) as f:
+        add_dataset(f, "coords", coords)
+        add_dataset(f, "voxel_ijk", voxel_ijk)
+        add_dataset(f, "ncsnr", ncsnr)
         g = f.create_group("roi")
         for atlas in nsd_layout.ROI_ATLASES:
             labels = np.asarray(prepared.rois[atlas])
             if labels.shape != (n_voxels,):
                 raise ValueError(f"roi/{atlas}: must be ({n_voxels},), got {labels.shape}")
-            g.create_dataset(atlas, data=labels.astype(np.int16))
+            add_dataset(g, atlas, labels.astype(np.int16))
         for name, split in splits.items():
             g = f.create_group(name)
-            g.create_dataset("responses", data=np.asarray(split.responses, dtype=np.float32))
-            g.create_dataset("image_ids", data=np.asarray(split.image_ids, dtype=np.int64))
+            add_dataset(g, "responses", np.asarray(split.responses, dtype=np.float32))
+            add_dataset(g, "image_ids", np.asarray(split.image_ids, dtype=np.int64))
         if val_is_test:
             f["val"] = f["test"]  # hard link: the same data under both names
         f.attrs["subject"] = attrs["subject"]

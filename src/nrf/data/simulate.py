@@ -42,6 +42,7 @@ import numpy as np
 import scipy.io
 
 from nrf.atomic import atomic_output
+from nrf.checks import add_dataset
 from nrf.data import nsd_layout
 from nrf.data.sim_images import (
     CATEGORIES,
@@ -223,15 +224,15 @@ def _write_subject(root, brain: SimulatedBrain, s, subject_ids, masterordering):
     order = np.argsort(subject_ids)
     ijk = np.stack(np.unravel_index(bidx[in_ng], shape), axis=1)
     with _H5Writer(root / "simulation" / f"{s}_noiseless.hdf5") as f:
-        _dataset(f, "image_ids", subject_ids[order].astype(np.int64))
-        _dataset(f, "responses", resp[order][:, in_ng])
-        _dataset(f, "voxel_ijk", ijk.astype(np.int32))
-        _dataset(f, "mni", mni[bidx[in_ng]].astype(np.float32))
-        _dataset(f, "anat", anat_pts[bidx[in_ng]].astype(np.float32))
-        _dataset(f, "weights", w[in_ng].astype(np.float32))
-        _dataset(f, "ncsnr", ncsnr[in_ng].astype(np.float32))
-        _dataset(f, "amplitude", amp[in_ng].astype(np.float32))
-        _dataset(f, "regions", tuning_regions(w[in_ng]))
+        _checked(f, "image_ids", subject_ids[order].astype(np.int64))
+        _checked(f, "responses", resp[order][:, in_ng])
+        _checked(f, "voxel_ijk", ijk.astype(np.int32))
+        _checked(f, "mni", mni[bidx[in_ng]].astype(np.float32))
+        _checked(f, "anat", anat_pts[bidx[in_ng]].astype(np.float32))
+        _checked(f, "weights", w[in_ng].astype(np.float32))
+        _checked(f, "ncsnr", ncsnr[in_ng].astype(np.float32))
+        _checked(f, "amplitude", amp[in_ng].astype(np.float32))
+        _checked(f, "regions", tuning_regions(w[in_ng]))
         f.attrs["subject"] = s
         f.attrs["latent_names"] = np.array(LATENTS, dtype="S")
         f.attrs["region_names"] = np.array(REGIONS, dtype="S")
@@ -323,3 +324,9 @@ def _H5Writer(path: Path):
 
 def _dataset(f, name, data, **kw):
     return f.create_dataset(name, data=data, track_times=False, **kw)
+
+
+def _checked(f, name, data):
+    """A dataset with a Fletcher-32 checksum per chunk (nrf.checks.add_dataset): for the
+    noiseless responses, which the pipeline's own rules read (not an NSD stand-in)."""
+    return add_dataset(f, name, data, track_times=False)

@@ -20,12 +20,13 @@ import logging
 import h5py
 import pandas as pd
 
-from nrf.atomic import atomic_output
+from nrf.checks import open_hdf5
 from nrf.decoding.offline import read_decoder
 from nrf.decoding.reconstructions import to_uint8, to_unit
 from nrf.decoding.scoring import evaluate_decoded
 from nrf.experiments.methods import ENSEMBLE, SCRATCH
 from nrf.features.cache import read_features, read_stimuli
+from nrf.frames import write_frame
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ def score_cells(decoder_path, cell_hdf5s, stimuli_path, features_path, out_csv, 
     decoder = read_decoder(decoder_path)
     rows, seen_cache = [], {}
     for path in cell_hdf5s:
-        with h5py.File(path, "r") as f:
+        with open_hdf5(path, what="adaptation cell file") as f:
             ids = f["image_ids"][()]
             key = ids.tobytes()
             if key not in seen_cache:
@@ -70,6 +71,5 @@ def score_cells(decoder_path, cell_hdf5s, stimuli_path, features_path, out_csv, 
                                  "value": r["value"], "note": r["note"], "backend": "offline"})
         log.info("%s: decoded and scored (%d rows so far)", path, len(rows))
     table = pd.DataFrame(rows)
-    with atomic_output(out_csv) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.6g")
+    write_frame(table, out_csv, "adaptation_decoding")
     return table

@@ -41,10 +41,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from nrf.atomic import atomic_output
+from nrf.checks import add_dataset, new_hdf5, open_hdf5
 from nrf.data.predictions import read_predictions
 from nrf.data.prepared import load_prepared
 from nrf.decoding import MEASURED
@@ -148,11 +148,17 @@ def assemble_inputs(responses, voxel_ijk, grid_shape, n_checkpoint_voxels: int, 
 
 def write_inputs(path, voxels: np.ndarray, image_ids: np.ndarray, **attrs) -> None:
     """The assembled input: ``voxels`` (n, 1, n_voxels) float32, ``image_ids`` (n,) int64."""
-    with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
-        f.create_dataset("voxels", data=np.asarray(voxels, dtype=np.float32))
-        f.create_dataset("image_ids", data=np.asarray(image_ids, dtype=np.int64))
+    with atomic_output(path) as tmp, new_hdf5(tmp) as f:
+        add_dataset(f, "voxels", np.asarray(voxels, dtype=np.float32))
+        add_dataset(f, "image_ids", np.asarray(image_ids, dtype=np.int64))
         for key, value in attrs.items():
             f.attrs[key] = value
+
+
+def read_inputs(path) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(voxels, image_ids, attrs) of an input file written by :func:`write_inputs`."""
+    with open_hdf5(path, what="MindEye2 input file") as f:
+        return f["voxels"][()], f["image_ids"][()], dict(f.attrs)
 
 
 def prepare_mindeye2_inputs(responses, image_ids, voxel_ijk, grid_shape, *, checkpoint_dir, subject: str,

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from nrf.decoding.image_metrics import resize
-from nrf.decoding.mindeye2 import ENHANCED_WEIGHT, check_checkpoint_dir
+from nrf.decoding.mindeye2 import ENHANCED_WEIGHT, check_checkpoint_dir, read_inputs
 from nrf.decoding.reconstructions import (
     Reconstructions,
     to_uint8,
@@ -292,12 +292,8 @@ def run_mindeye2(voxels: np.ndarray, files: dict, *, device: str = "cuda", seed:
 def reconstruct(inputs_path, checkpoint_dir, subject: str, out_path, *, device: str = "cuda", seed: int = 42,
                 log: logging.Logger = logger) -> None:
     """The rule's entry: read the assembled inputs, run MindEye2, write the reconstructions file."""
-    import h5py
-
-
     files = check_checkpoint_dir(checkpoint_dir, subject)  # before the GPU: names every missing file
-    with h5py.File(inputs_path, "r") as f:
-        voxels, image_ids, attrs = f["voxels"][()], f["image_ids"][()], dict(f.attrs)
+    voxels, image_ids, attrs = read_inputs(inputs_path)
     result = run_mindeye2(voxels, files, device=device, seed=seed, log=log)
     write_reconstructions(out_path, Reconstructions(
         images=to_uint8(result["images"]), image_ids=image_ids,

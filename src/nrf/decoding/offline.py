@@ -31,12 +31,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import h5py
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from nrf.atomic import atomic_output
+from nrf.checks import add_dataset, new_hdf5, open_hdf5
 from nrf.data.predictions import read_predictions
 from nrf.data.prepared import load_prepared
 from nrf.decoding import MEASURED
@@ -125,10 +125,10 @@ def fit_decoder(responses, images, embedding, *, alphas, cv: int = 5) -> RidgeDe
 
 
 def write_decoder(path, decoder: RidgeDecoder, **attrs) -> None:
-    with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
-        f.create_dataset("coef", data=decoder.coef)
-        f.create_dataset("intercept", data=decoder.intercept)
-        f.create_dataset("alphas", data=decoder.alphas)
+    with atomic_output(path) as tmp, new_hdf5(tmp) as f:
+        add_dataset(f, "coef", decoder.coef)
+        add_dataset(f, "intercept", decoder.intercept)
+        add_dataset(f, "alphas", decoder.alphas)
         f.attrs["image_size"] = decoder.image_size
         f.attrs["embedding_dim"] = decoder.embedding_dim
         f.attrs["n_voxels"] = decoder.n_voxels
@@ -137,7 +137,7 @@ def write_decoder(path, decoder: RidgeDecoder, **attrs) -> None:
 
 
 def read_decoder(path) -> RidgeDecoder:
-    with h5py.File(path, "r") as f:
+    with open_hdf5(path, what="decoder") as f:
         return RidgeDecoder(
             coef=f["coef"][()],
             intercept=f["intercept"][()],

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import h5py
 import numpy as np
 
 from nrf.atomic import atomic_output
+from nrf.checks import add_dataset, new_hdf5, open_hdf5
 
 
 @dataclass
@@ -51,20 +51,20 @@ def write_reconstructions(path, recon: Reconstructions) -> None:
         raise ValueError(f"images must be (len(image_ids)={len(ids)}, H, W, 3) uint8, got {images.shape} {images.dtype}")
     if len(ids) > 1 and np.any(np.diff(ids) <= 0):
         raise ValueError("image_ids must be sorted ascending and unique")
-    with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
-        f.create_dataset("images", data=images)
-        f.create_dataset("image_ids", data=ids)
+    with atomic_output(path) as tmp, new_hdf5(tmp) as f:
+        add_dataset(f, "images", images)
+        add_dataset(f, "image_ids", ids)
         if recon.embedding is not None:
             embedding = np.asarray(recon.embedding, dtype=np.float32)
             if embedding.ndim != 2 or len(embedding) != len(ids):
                 raise ValueError(f"embedding must be ({len(ids)}, D), got {embedding.shape}")
-            f.create_dataset("embedding", data=embedding)
+            add_dataset(f, "embedding", embedding)
         for key, value in recon.attrs.items():
             f.attrs[key] = value
 
 
 def read_reconstructions(path) -> Reconstructions:
-    with h5py.File(path, "r") as f:
+    with open_hdf5(path, what="reconstructions file") as f:
         for key in ("images", "image_ids"):
             if key not in f:
                 raise KeyError(f"{path}: no {key!r} dataset; is this a reconstruction file?")

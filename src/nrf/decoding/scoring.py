@@ -16,10 +16,10 @@ import logging
 import numpy as np
 import pandas as pd
 
-from nrf.atomic import atomic_output
 from nrf.decoding import image_metrics
 from nrf.decoding.reconstructions import read_reconstructions, to_unit
 from nrf.features.cache import read_features, read_stimuli
+from nrf.frames import write_frame
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +64,5 @@ def score_reconstructions(recon_path, stimuli_path, features_path, out_csv, *, d
     for row in rows:
         shown = row["note"] if np.isnan(row["value"]) else f"{row['value']:.4f} ({row['note']})"
         log.info("%s: %s", row["metric"], shown)
-    with atomic_output(out_csv) as tmp:
-        table.to_csv(tmp, index=False)
+    write_frame(table, out_csv, "decoding_metrics")
     return table

@@ -25,6 +25,7 @@ from nrf.atomic import atomic_output
 from nrf.devices import resolve_device
 from nrf.experiments.cell import Cell, finetune, schedule, score
 from nrf.experiments.scoring import score_predictions
+from nrf.frames import write_frame
 from nrf.training.encoders import predict_test, train_encoder
 from nrf.training.loop import TrainConfig, predict
 
@@ -60,6 +61,11 @@ def run_finetune_strategies(
             log.info("%s N=%d draw %d %s: r=%.4f after %d steps", cell.subject, n_train, draw, method,
                      out["pearson"], steps)
     return pd.DataFrame(rows)
+
+
+def write_strategy_rows(rows: pd.DataFrame, out_csv) -> None:
+    """Write :func:`run_finetune_strategies`' rows (read by nrf.reporting.ablation_tables.write_table4)."""
+    write_frame(rows, out_csv, "finetune_strategies")
 
 
 def capped(train_options: dict, max_steps: int | None) -> dict:

@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import logging
 
-import h5py
 import numpy as np
 import pandas as pd
 
 from nrf.atomic import atomic_output
+from nrf.checks import add_dataset, new_hdf5, open_hdf5
 from nrf.devices import resolve_device
 from nrf.ensemble import apply_ensemble, fit_ensemble, fit_shrunk_ensemble
 from nrf.experiments.cell import Cell, finetune, schedule, score
@@ -43,6 +43,7 @@ from nrf.experiments.methods import (
     SCRATCH,
     base_label,
 )
+from nrf.frames import write_frame
 from nrf.training.loop import EncodingSplit, TrainConfig, predict
 from nrf.training.registry import get_kind
 
@@ -136,18 +137,29 @@ def write_cell(results: dict, *, target: str, n_train: int, draw: int, protocol:
     """Predictions and per-voxel r of every method (HDF5, one group per method)
     and the tidy summary (CSV: target, n_train, draw, protocol, method, pearson,
     mse, steps)."""
-    with atomic_output(out_hdf5) as tmp, h5py.File(tmp, "w") as f:
-        f.create_dataset("image_ids", data=np.asarray(test_ids, dtype=np.int64))
+    with atomic_output(out_hdf5) as tmp, new_hdf5(tmp) as f:
+        add_dataset(f, "image_ids", np.asarray(test_ids, dtype=np.int64))
         f.attrs.update(target=target, n_train=int(n_train), draw=int(draw), protocol=protocol)
         for method, res in results.items():
             g = f.create_group(method.replace("/", "_"))
             g.attrs["method"] = method
-            g.create_dataset("predictions", data=res["predictions"].astype(np.float32))
-            g.create_dataset("pearson", data=res["r"].astype(np.float32))
+            add_dataset(g, "predictions", res["predictions"].astype(np.float32))
+            add_dataset(g, "pearson", res["r"].astype(np.float32))
     rows = [
         {"target": target, "n_train": int(n_train), "draw": int(draw), "protocol": protocol, "method": m,
          "pearson": r["pearson"], "mse": r["mse"], "steps": r["steps"], "lambda": r.get("lambda", np.nan)}
         for m, r in results.items()
     ]
-    with atomic_output(out_csv) as tmp:
-        pd.DataFrame(rows).to_csv(tmp, index=False, float_format="%.6g")
+    write_frame(pd.DataFrame(rows), out_csv, "adaptation_cell")
+
+
+def read_cell(path) -> tuple[dict, dict[str, dict[str, np.ndarray]]]:
+    """A cell file written by :func:`write_cell`, whole: (attrs with ``image_ids``,
+    {method: {"predictions", "pearson"}}). A damaged file raises naming it
+    (nrf.checks.open_hdf5); figures that need one method's r read the file themselves."""
+    with open_hdf5(path, what="adaptation cell file") as f:
+        meta = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+        meta["image_ids"] = f["image_ids"][()]
+        methods = {str(g.attrs["method"]): {"predictions": g["predictions"][()], "pearson": g["pearson"][()]}
+                   for name, g in f.items() if name != "image_ids"}
+    return meta, methods

@@ -20,10 +20,10 @@ import logging
 import numpy as np
 import pandas as pd
 
-from nrf.atomic import atomic_output
 from nrf.data.prepared import load_prepared
 from nrf.devices import resolve_device
 from nrf.experiments.cell import Cell, finetune, schedule, score
+from nrf.frames import write_frame
 from nrf.perturbations import (
     ALIGNED,
     GLOBAL,
@@ -131,5 +131,5 @@ def run_transfer_cell(
 
 
 def write_rows(table: pd.DataFrame, out_csv) -> None:
-    with atomic_output(out_csv) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.6g")
+    """Write a probe CSV (nrf.perturbations.ROWS; read by nrf.reporting.figure4.read_rows)."""
+    write_frame(table, out_csv, "probe_rows")

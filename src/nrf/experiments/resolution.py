@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 
-import h5py
 import nibabel as nib
 import numpy as np
 import pandas as pd
@@ -30,6 +29,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from nrf.atomic import atomic_output
+from nrf.checks import add_dataset, new_hdf5
 from nrf.data.predictions import read_predictions
 from nrf.data.prepared import load_prepared
 from nrf.data.simulate import SimulatedBrain, SimulationParams
@@ -134,10 +134,10 @@ def run_resolution(*, subject, nrf_checkpoint, predictions: dict, prepared, feat
     truth_voxels = brain.responses(test_ids, voxel_mni, subject)
     log.info("%s: %d held-out points on a %g mm lattice, %d test images, %d training voxels", subject,
              len(points), spacing_mm, len(test_ids), prep.n_voxels)
-    with atomic_output(out_truth) as tmp, h5py.File(tmp, "w") as f:
-        f.create_dataset("coords", data=points.astype(np.float32))
-        f.create_dataset("image_ids", data=test_ids)
-        f.create_dataset("responses", data=truth_heldout.astype(np.float32))
+    with atomic_output(out_truth) as tmp, new_hdf5(tmp) as f:
+        add_dataset(f, "coords", points.astype(np.float32))
+        add_dataset(f, "image_ids", test_ids)
+        add_dataset(f, "responses", truth_heldout.astype(np.float32))
         f.attrs["subject"] = subject
         f.attrs["lattice_mm"] = spacing_mm
         f.attrs["description"] = "noiseless simulator responses at held-out MNI coordinates (mm)"

@@ -12,9 +12,9 @@ import logging
 import numpy as np
 import pandas as pd
 
-from nrf.atomic import atomic_output
 from nrf.data.predictions import read_predictions
 from nrf.data.prepared import load_prepared
+from nrf.frames import write_frame
 from nrf.metrics import mse_per_voxel, pearson_per_voxel, summarise
 
 logger = logging.getLogger(__name__)
@@ -39,8 +39,7 @@ def score_predictions(predictions_hdf5, prepared_path, out_csv, *, log: logging.
     r = pearson_per_voxel(pred, test.responses)
     mse = mse_per_voxel(pred, test.responses)
     scores = pd.DataFrame({"voxel": np.arange(len(r)), "pearson": r, "mse": mse})
-    with atomic_output(out_csv) as tmp:
-        scores.to_csv(tmp, index=False, float_format="%.9g")  # an undefined r is an empty cell
+    write_frame(scores, out_csv, "scores")  # an undefined r is an empty cell
     summary = summarise(r, mse)
     log.info("%s: %s", prep.subject, summary)
     return summary

@@ -22,7 +22,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from nrf.data.predictions import write_predictions
 from nrf.data.prepared import load_prepared
@@ -32,7 +31,7 @@ from nrf.experiments.scoring import score_predictions
 from nrf.features.base import TOKEN_GRIDS
 from nrf.features.cache import read_features
 from nrf.models.universal import UniversalEncoder
-from nrf.training.encoders import _atomic_torch_save, load_encoder
+from nrf.training.encoders import load_encoder, read_checkpoint, save_checkpoint
 from nrf.training.loop import EncodingSplit, TrainConfig, predict
 from nrf.training.universal import SubjectData, train_universal
 
@@ -85,7 +84,7 @@ def train_joint(prepared_paths, features_path, out_checkpoint, *, model_options=
         "seed": int(seed),
         "init_checkpoint": None,
     }
-    _atomic_torch_save(ckpt, Path(out_checkpoint))
+    save_checkpoint(ckpt, out_checkpoint)
     log.info("wrote %s (subjects %s)", out_checkpoint, names)
     return ckpt
 
@@ -195,7 +194,7 @@ def transfer_scores(joint_checkpoint, target_prepared, features_path, out_csv, *
 
 def embeddings_of(checkpoint, subjects) -> dict[str, np.ndarray]:
     """Voxel embeddings (n_voxels, E) of ``subjects`` in a Universal checkpoint."""
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    ckpt = read_checkpoint(checkpoint)
     out = {}
     for s in subjects:
         key = f"embeddings.{s}"

@@ -17,10 +17,10 @@ import logging
 import numpy as np
 import pandas as pd
 
-from nrf.atomic import atomic_output
 from nrf.checks import open_hdf5
 from nrf.data import nsd_layout
 from nrf.data.prepared import load_prepared
+from nrf.frames import write_frame
 from nrf.noise_ceiling import align_noiseless, nsd_noise_ceiling, true_noise_ceiling
 
 logger = logging.getLogger(__name__)
@@ -68,8 +68,7 @@ def write_voxel_table(prepared_path, out_csv, *, noiseless=None, repeats: int = 
         if atlas not in prep.rois:
             raise ValueError(f"{prepared_path}: lacks roi/{atlas}")
         table[atlas] = prep.rois[atlas].astype(np.int64)
-    with atomic_output(out_csv) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.6g")
+    write_frame(table, out_csv, "voxels")
     log.info("%s: %d voxels, median noise ceiling %.1f %% (%s)", prep.subject, prep.n_voxels,
              float(np.median(table["noise_ceiling"])), source)
     return table

@@ -27,7 +27,7 @@ import h5py
 import numpy as np
 
 from nrf.atomic import atomic_output
-from nrf.checks import open_hdf5, require_finite
+from nrf.checks import add_dataset, new_hdf5, open_hdf5, require_finite
 from nrf.features.base import FEATURE_KEYS, Extractor, check_features
 from nrf.runlog import as_logfn
 
@@ -95,14 +95,14 @@ def extract_to_hdf5(
 
     say(f"{extractor.name}: extracting {len(ids)} images from {stimuli_path} -> {out_path}")
     with atomic_output(out_path) as tmp:
-        with open_hdf5(stimuli_path, what="stimuli file") as src, h5py.File(tmp, "w") as dst:
+        with open_hdf5(stimuli_path, what="stimuli file") as src, new_hdf5(tmp) as dst:
             if "imgBrick" not in src:
                 raise KeyError(f"{stimuli_path}: no 'imgBrick' dataset; is this an NSD stimuli file?")
             bricks = src["imgBrick"]
             stored = src["image_ids"][()].astype(np.int64) if "image_ids" in src else None
             rows = _rows_for(ids, stored, len(bricks), stimuli_path, what="images")
 
-            dst.create_dataset("image_ids", data=ids)
+            add_dataset(dst, "image_ids", ids)
             dst.attrs["extractor"] = extractor.name
             dst.attrs["layers"] = layers
             shapes = None
@@ -219,8 +219,8 @@ def _read_rows(dataset: h5py.Dataset, rows: np.ndarray) -> np.ndarray:
 
 def _create_feature_datasets(f: h5py.File, n: int, shapes: dict) -> None:
     for key in TOKEN_KEYS:
-        f.create_dataset(key, shape=(n, *shapes[key]), dtype=np.float16, chunks=(1, *shapes[key]))
-    f.create_dataset("embedding", shape=(n, *shapes["embedding"]), dtype=np.float32)
+        add_dataset(f, key, shape=(n, *shapes[key]), dtype=np.float16, chunks=(1, *shapes[key]))
+    add_dataset(f, "embedding", shape=(n, *shapes["embedding"]), dtype=np.float32)
 
 
 def _write(dataset: h5py.Dataset, start: int, stop: int, values, key: str) -> None:

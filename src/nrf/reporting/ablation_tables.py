@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from nrf.checks import corrupt_file
+from nrf.frames import read_frame
 from nrf.reporting.tables import (
     VOXEL_METRICS,
     _write_atomic,
@@ -64,7 +66,7 @@ def strategy_table(rows: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
 def write_table4(rows_csv, *, paper_csv, base: str, target: str, protocol: str, dataset: str, test_images: str,
                  finetune_steps: int, out_csv, out_md, out_html) -> pd.DataFrame:
     """Table 4: finetune every parameter, the image block only, or the MLP only."""
-    rows = pd.read_csv(rows_csv)
+    rows = read_frame(rows_csv, "finetune_strategies")
     table = strategy_table(rows, paper_values(paper_csv, "table4"))
     table.insert(1, "protocol", protocol)
     table.insert(2, "dataset", dataset)
@@ -129,6 +131,14 @@ def paper_rows_for(axis: str, values, paper: pd.DataFrame) -> tuple[list[str], s
     return labels, f"The paper reports {axis}s {', '.join(m.split()[-1] for m in theirs)}; rows it lacks show n/a."
 
 
+def _training_summary(path) -> dict:
+    """A training summary JSON (nrf.experiments.ablations.training_summary); a garbled one is named."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise corrupt_file(path, "training summary", f"{type(error).__name__}: {error}") from error
+
+
 def _cap_note(table: pd.DataFrame, max_steps: int) -> str:
     """Which rows the step cap ended while their validation r was still rising."""
     rising = table.loc[table["improving_at_cap"], "method"].tolist()
@@ -160,7 +170,7 @@ def write_architecture_table(name: str, axis: str, values, score_csvs, *, paper_
     table.insert(2, "protocol", protocol)
     table.insert(3, "dataset", dataset)
     if trainings is not None:
-        summaries = [json.loads(Path(t).read_text()) for t in trainings]
+        summaries = [_training_summary(t) for t in trainings]
         table["steps"] = [s["steps"] for s in summaries]
         table["best_step"] = [s["best_step"] for s in summaries]
         table["improving_at_cap"] = [bool(s["improving_at_cap"]) for s in summaries]

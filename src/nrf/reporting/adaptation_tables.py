@@ -19,6 +19,7 @@ from nrf.experiments.methods import (
     SCRATCH,
     base_label,
 )
+from nrf.frames import read_frame
 from nrf.reporting.semantic import EXTRA_TITLES, semantic_markdown_columns
 from nrf.reporting.tables import (
     _cell,
@@ -38,7 +39,7 @@ LINEAR_FULL = "Linear Regression (all data)"
 
 def read_cells(csvs) -> pd.DataFrame:
     """All cells' rows in one frame (target, n_train, draw, protocol, method, pearson, mse, steps, lambda)."""
-    frames = [pd.read_csv(path) for path in csvs]
+    frames = [read_frame(path, "adaptation_cell") for path in csvs]
     if not frames:
         raise ValueError("no adaptation cells to tabulate")
     return pd.concat(frames, ignore_index=True)
@@ -78,7 +79,7 @@ def with_semantic(table: pd.DataFrame, semantic_csvs, paper: dict) -> tuple[pd.D
     if not semantic_csvs:
         return table, pd.DataFrame(index=table.index), ""
 
-    scores = pd.concat([pd.read_csv(p) for p in semantic_csvs], ignore_index=True)
+    scores = pd.concat([read_frame(p, "adaptation_decoding") for p in semantic_csvs], ignore_index=True)
     metrics = list(METRICS) + [m for m in EXTRA_TITLES if m in set(scores["metric"])]
     for metric in metrics:
         means, sems = [], []

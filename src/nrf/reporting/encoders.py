@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from nrf.data import nsd_layout
+from nrf.frames import read_frame
 from nrf.noise_ceiling import normalised_accuracy
 from nrf.retrieval import retrieval_summary
 
@@ -20,7 +21,7 @@ ROI_TABLE_ATLASES = tuple(nsd_layout.ROI_ATLASES)
 
 
 def _scores_and_voxels(score_csv, voxel_csv) -> tuple[pd.DataFrame, pd.DataFrame]:
-    scores, voxels = pd.read_csv(score_csv), pd.read_csv(voxel_csv)
+    scores, voxels = read_frame(score_csv, "scores"), read_frame(voxel_csv, "voxels")
     if len(scores) != len(voxels) or not np.array_equal(scores["voxel"], voxels["voxel"]):
         raise ValueError(f"{score_csv} ({len(scores)} voxels) and {voxel_csv} ({len(voxels)}) describe different voxels")
     return scores, voxels
@@ -35,7 +36,7 @@ def median_normalised(score_csv, voxel_csv) -> float:
 
 def retrieval_of(retrieval_csv) -> dict[str, float]:
     """top1, top5, mean_rank and chance levels of one subject's retrieval CSV."""
-    return retrieval_summary(pd.read_csv(retrieval_csv)["rank"].to_numpy())
+    return retrieval_summary(read_frame(retrieval_csv, "retrieval")["rank"].to_numpy())
 
 
 def roi_medians(score_csvs: dict[str, list], voxel_csvs: list, subjects: list[str]) -> pd.DataFrame:

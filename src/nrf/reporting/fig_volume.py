@@ -22,7 +22,7 @@ import numpy as np
 from nrf.data.prepared import load_prepared
 from nrf.data.simulate import SimulatedBrain, SimulationParams
 from nrf.reporting.style import save_figure
-from nrf.volumes.grid import func_grid_affine, grid_points, mni_grid
+from nrf.volumes.grid import func_grid_affine, grid_points, mni_grid, read_volume
 
 
 def _zscore(a, mask):
@@ -133,16 +133,13 @@ def fig_volume(out_png, out_pdf=None, *, volumes: dict, prepared, simulation: di
                seed: int = 0, n_images: int = 3, z_mm: float | None = None) -> dict:
     """Build fig_volume from NRF volumes ({resolution mm: NIfTI written by query_volume}) of a
     subject's test images exported as ``{id:06d}.png`` (see module docstring)."""
-    import json
-
     import nibabel as nib
 
 
     prep = load_prepared(prepared, splits=("test",))
     columns, ids, surface_img = [], None, None
     for res in sorted(volumes, reverse=True):
-        img = nib.load(volumes[res])
-        side = json.loads(Path(str(volumes[res]) + ".json").read_text())
+        img, side = read_volume(volumes[res])  # its sha256 checked against the sidecar's
         these = image_ids_of(side)[:n_images]
         if ids is not None and not np.array_equal(ids, these):
             raise ValueError(f"{volumes[res]}: images {these.tolist()} differ from the other volumes' {ids.tolist()}")

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from nrf.checks import open_hdf5  # noqa: E402
 from nrf.data.prepared import load_prepared  # noqa: E402
 from nrf.experiments.methods import LINEAR, SCRATCH  # noqa: E402
 from nrf.reporting.adaptation_tables import read_cells  # noqa: E402
@@ -80,7 +81,7 @@ def voxel_r_by_method(cell_hdf5s, methods) -> dict[str, np.ndarray]:
     """Per-voxel r of each method, averaged over the draws' cell files."""
     sums: dict[str, np.ndarray] = {}
     for path in cell_hdf5s:
-        with h5py.File(path, "r") as f:
+        with open_hdf5(path, what="adaptation cell file") as f:
             for group in f.values():
                 if isinstance(group, h5py.Group) and group.attrs["method"] in methods:
                     r = np.nan_to_num(group["pearson"][()].astype(np.float64))

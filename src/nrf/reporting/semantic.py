@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from nrf.decoding.image_metrics import LOWER_IS_BETTER, METRIC_TITLES, METRICS
+from nrf.frames import read_frame
 from nrf.reporting.format import mean_sem
 
 #: The paper's column titles with the direction of "better".
@@ -32,7 +33,7 @@ def read_metrics(csv) -> pd.Series:
 
     Raises naming the file if a paper metric is absent.
     """
-    table = pd.read_csv(csv)
+    table = read_frame(csv, "decoding_metrics")
     missing = [m for m in METRICS if m not in set(table["metric"])]
     if missing:
         raise ValueError(f"{csv}: metrics {missing} missing; expected one row per metric of {METRICS}")
@@ -40,12 +41,12 @@ def read_metrics(csv) -> pd.Series:
 
 
 def _notes(csv) -> dict[str, str]:
-    table = pd.read_csv(csv)
+    table = read_frame(csv, "decoding_metrics")
     return dict(zip(table["metric"], table["note"].fillna("")))
 
 
 def _backend(csv) -> str:
-    return str(pd.read_csv(csv)["backend"].iloc[0])
+    return str(read_frame(csv, "decoding_metrics")["backend"].iloc[0])
 
 
 def semantic_columns(metric_csvs: dict[str, list], subjects: list[str], paper: pd.DataFrame | None = None) -> pd.DataFrame:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from nrf.checks import require_finite
+from nrf.frames import read_frame
 from nrf.reporting.encoders import median_normalised, retrieval_of, roi_medians
 from nrf.reporting.format import (  # noqa: F401
     _cell,
@@ -42,9 +42,8 @@ def subject_summary(score_csv) -> dict[str, float]:
     An undefined r (a constant prediction) counts as 0, as in
     nrf.metrics.summarise; a missing MSE means a corrupt scores file and stops.
     """
-    scores = pd.read_csv(score_csv)
+    scores = read_frame(score_csv, "scores")  # checked: mse finite, pearson NaN only where undefined
     mse = scores["mse"].to_numpy(dtype=np.float64)
-    require_finite(mse, name="mse", source=score_csv)
     pearson = np.nan_to_num(scores["pearson"].to_numpy(dtype=np.float64), nan=0.0)
     return {"pearson": float(np.median(pearson)), "mse": float(np.median(mse))}
 

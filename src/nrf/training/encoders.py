@@ -16,6 +16,9 @@ Checkpoint (``.pt``, written by :func:`train_encoder`, read by
     train_image_ids : (n_train,) int64 ids of the images trained on
     n_voxels        : number of voxels (columns of the prepared responses)
     subject, prepared, features, n_train, seed, init_checkpoint : provenance
+    sha256          : the sha256 of everything above (:func:`checkpoint_sha256`),
+                      verified by :func:`read_checkpoint`: torch.load checks no
+                      CRC, so damaged weights would otherwise load as other numbers
 
 Predictions: nrf.data.predictions.
 
@@ -24,6 +27,7 @@ Scores (``results/{dataset}/scores/{model}/{subject}.csv``): nrf.experiments.sco
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 
@@ -31,6 +35,7 @@ import numpy as np
 import torch
 
 from nrf.atomic import atomic_output
+from nrf.checks import corrupt_file
 from nrf.data.predictions import write_predictions
 from nrf.data.prepared import load_prepared
 from nrf.devices import resolve_device
@@ -42,18 +47,71 @@ logger = logging.getLogger(__name__)
 
 
 # -- checkpoints -------------------------------------------------------------------
-def _atomic_torch_save(obj, path: Path) -> None:
-    with atomic_output(path) as tmp:
-        torch.save(obj, tmp)
+CHECKSUM_KEY = "sha256"
+
+
+def _digest(value, h) -> None:
+    """Feed ``value`` (a checkpoint's nested dicts, lists, tensors, numbers, strings) into ``h``."""
+    if isinstance(value, torch.Tensor):
+        t = value.detach().cpu().contiguous()
+        h.update(f"tensor {t.dtype} {tuple(t.shape)}:".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(value, np.ndarray):
+        h.update(f"array {value.dtype.str} {value.shape}:".encode())
+        h.update(np.ascontiguousarray(value).tobytes())
+    elif isinstance(value, dict):
+        h.update(f"dict {len(value)}:".encode())
+        for key in sorted(value, key=repr):
+            _digest(key, h)
+            _digest(value[key], h)
+    elif isinstance(value, (list, tuple)):
+        h.update(f"{type(value).__name__} {len(value)}:".encode())
+        for item in value:
+            _digest(item, h)
+    else:
+        h.update(f"{type(value).__name__} {value!r};".encode())
+
+
+def checkpoint_sha256(ckpt: dict) -> str:
+    """The sha256 of a checkpoint's content (every key but ``sha256``; tensors by dtype, shape and bytes)."""
+    h = hashlib.sha256()
+    _digest({k: v for k, v in ckpt.items() if k != CHECKSUM_KEY}, h)
+    return h.hexdigest()
+
+
+def save_checkpoint(ckpt: dict, path) -> None:
+    """Write a checkpoint atomically, with the sha256 of its content under ``sha256``."""
+    with atomic_output(Path(path)) as tmp:
+        torch.save({**ckpt, CHECKSUM_KEY: checkpoint_sha256(ckpt)}, tmp)
+
+
+def read_checkpoint(checkpoint) -> dict:
+    """A checkpoint written by :func:`save_checkpoint`, its sha256 verified.
+
+    Raises :class:`nrf.checks.CorruptFileError` naming the file if it does
+    not load, holds no checksum, or its content no longer matches it.
+    """
+    what = "checkpoint"
+    try:
+        ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except Exception as error:  # a truncated or foreign file: torch raises several kinds  # noqa: BLE001
+        raise corrupt_file(checkpoint, what, f"torch.load: {type(error).__name__}: {error}") from error
+    if not isinstance(ckpt, dict):
+        raise corrupt_file(checkpoint, what, f"it holds a {type(ckpt).__name__}, not a checkpoint dict")
+    if CHECKSUM_KEY not in ckpt:
+        raise corrupt_file(checkpoint, what, "it holds no 'sha256' of its content: written before checkpoints "
+                                             "carried one, or not by nrf.training.encoders.save_checkpoint")
+    actual = checkpoint_sha256(ckpt)
+    if actual != ckpt[CHECKSUM_KEY]:
+        raise corrupt_file(checkpoint, what, f"the sha256 of its content is {actual[:16]}..., it says "
+                                             f"{str(ckpt[CHECKSUM_KEY])[:16]}...: it changed after it was written")
+    return ckpt
 
 
 def load_encoder(checkpoint, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
-    """(model in eval mode on ``device``, the checkpoint dict)."""
-    try:
-        ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    except Exception as error:  # a truncated or foreign file: name it
-        raise ValueError(f"{checkpoint}: not a readable encoder checkpoint ({error})") from error
-    if not isinstance(ckpt, dict) or "kind" not in ckpt or "state_dict" not in ckpt:
+    """(model in eval mode on ``device``, the checkpoint dict, verified by :func:`read_checkpoint`)."""
+    ckpt = read_checkpoint(checkpoint)
+    if "kind" not in ckpt or "state_dict" not in ckpt:
         raise ValueError(f"{checkpoint}: not an encoder checkpoint (no 'kind'/'state_dict')")
     model = get_kind(ckpt["kind"]).build(ckpt["model_config"])
     model.load_state_dict(ckpt["state_dict"])
@@ -156,7 +214,7 @@ def train_encoder(
         "seed": int(seed),
         "init_checkpoint": None if init_checkpoint is None else str(init_checkpoint),
     }
-    _atomic_torch_save(ckpt, Path(out_checkpoint))
+    save_checkpoint(ckpt, out_checkpoint)
     log.info("wrote %s", out_checkpoint)
     return ckpt
 

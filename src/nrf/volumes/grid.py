@@ -6,11 +6,14 @@ See :mod:`nrf.volumes` for the whole query.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+
+from nrf.checks import corrupt_file, file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -154,3 +157,32 @@ def build_mask(mask: str, shape, affine, training_coords=None) -> np.ndarray:
     return resample_mask(img, shape, affine, name=str(path))
 
 
+def read_volume(path) -> tuple[nib.Nifti1Image, dict]:
+    """A volume written by :func:`nrf.volumes.query.query_volume` and its sidecar, the volume's
+    sha256 checked against the sidecar's ``volume_sha256``.
+
+    gzip's CRC is only checked by a read to the end of the file, and a figure
+    reads a few images of it: a damaged volume would draw other numbers.
+    Raises naming the file (:class:`nrf.checks.CorruptFileError`).
+    """
+    path = Path(path)
+    side_path = Path(str(path) + ".json")
+    if not path.is_file() or not side_path.is_file():
+        raise FileNotFoundError(f"{path if not path.is_file() else side_path}: NRF volume or its sidecar not found")
+    try:
+        sidecar = json.loads(side_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise corrupt_file(side_path, "volume sidecar", f"{type(error).__name__}: {error}") from error
+    expected = sidecar.get("volume_sha256") if isinstance(sidecar, dict) else None
+    if expected is None:
+        raise corrupt_file(side_path, "volume sidecar", "it holds no volume_sha256: written before volumes "
+                                                        "carried one, or not by nrf.volumes.query")
+    actual = file_sha256(path)
+    if actual != expected:
+        raise corrupt_file(path, "NRF volume", f"its sha256 is {actual[:16]}..., its sidecar says "
+                                               f"{str(expected)[:16]}...: it changed after it was written")
+    try:
+        img = nib.load(path)
+    except Exception as error:  # noqa: BLE001 — nibabel raises several kinds for a bad file
+        raise corrupt_file(path, "NRF volume", f"{type(error).__name__}: {error}") from error
+    return img, sidecar

@@ -4,7 +4,9 @@
 for a folder of images on an MNI152 grid of any voxel size and writes a 4-D
 NIfTI (X, Y, Z, n_images) float32 whose sform and qform (code 4, MNI) are
 that grid, plus a JSON sidecar naming the checkpoint, the extractor, the
-images (with their sha256) and the mask. ``nrf-volume`` is its command line.
+images (with their sha256), the mask and the volume's own sha256, which
+:func:`nrf.volumes.grid.read_volume` checks before a figure reads it. ``nrf-volume`` is its
+command line.
 
 - **The grid** is nilearn's MNI152 (2009) template box, corner
   (-98, -134, -72) mm, extent (196, 232, 188) mm, sampled every
@@ -38,16 +40,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-import h5py
 import nibabel as nib
 import numpy as np
 import torch
 
 from nrf.atomic import atomic_output
+from nrf.checks import CorruptFileError, open_hdf5
 from nrf.data.prepared import load_prepared
 from nrf.devices import resolve_device
 from nrf.features import get_extractor
-from nrf.training.encoders import load_encoder
+from nrf.training.encoders import load_encoder, read_checkpoint
 from nrf.volumes.grid import MNI_CODE, VolumeError, build_mask, mni_grid
 from nrf.volumes.images import ImageSet, read_image_folder
 
@@ -62,11 +64,11 @@ def load_nrf(checkpoint, device: str = "cpu"):
     if not path.exists():
         raise VolumeError(f"{path}: no such checkpoint")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for a non-checkpoint
-        raise VolumeError(f"{path}: not a readable checkpoint ({error})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("kind") != "nrf":
-        kind = ckpt.get("kind") if isinstance(ckpt, dict) else type(ckpt).__name__
+        ckpt = read_checkpoint(path)
+    except CorruptFileError as error:  # a damaged or foreign file
+        raise VolumeError(str(error)) from error
+    if ckpt.get("kind") != "nrf":
+        kind = ckpt.get("kind")
         raise VolumeError(f"{path}: not an NRF checkpoint (kind {kind!r}); only an NRF can be queried "
                           "at arbitrary coordinates")
     model, ckpt = load_encoder(path, device)
@@ -79,7 +81,7 @@ def checkpoint_extractor(ckpt: dict, features_path=None) -> str:
     if not path.is_file():
         raise VolumeError(f"the checkpoint's features file {str(path)!r} is not here; name the extractor "
                           "(--extractor) or the features file (--features)")
-    with h5py.File(path, "r") as f:
+    with open_hdf5(path, what="features file") as f:
         return str(f.attrs["extractor"])
 
 
@@ -88,7 +90,7 @@ def _features_layers(ckpt: dict, features_path=None) -> tuple[int, int]:
     if not path.is_file():
         raise VolumeError(f"the checkpoint's features file {str(path)!r} is not here; it records CLIP's layers "
                           "(--features)")
-    with h5py.File(path, "r") as f:
+    with open_hdf5(path, what="features file") as f:
         return tuple(int(x) for x in f.attrs["layers"])
 
 
@@ -177,6 +179,15 @@ def _sha256(path) -> str:
     return h.hexdigest()
 
 
+def write_sidecar(out_nifti, sidecar: dict) -> dict:
+    """Write ``out_nifti`` + ``.json`` atomically: ``sidecar`` and the volume's own
+    ``volume_sha256``, which :func:`nrf.volumes.grid.read_volume` checks. Returns what it wrote."""
+    sidecar = {**sidecar, "volume_sha256": _sha256(out_nifti)}
+    with atomic_output(Path(str(out_nifti) + ".json")) as tmp:
+        tmp.write_text(json.dumps(sidecar, indent=1) + "\n")
+    return sidecar
+
+
 def write_volume(predict: Callable, mask, affine, n_img: int, out_nifti, *, chunk_points: int = 8192) -> None:
     """Evaluate ``predict`` on the mask's grid points and write the 4-D MNI NIfTI atomically."""
     out_nifti = Path(out_nifti)
@@ -257,8 +268,7 @@ def query_volume(checkpoint, images, out_nifti, *, resolution: float, mask: str 
         "shape": list(q.shape) + [n_img], "affine": q.affine.tolist(), "space": "MNI152 (xform code 4)",
         "outside_mask": 0.0,
     }
-    with atomic_output(Path(str(out_nifti) + ".json")) as tmp:
-        tmp.write_text(json.dumps(sidecar, indent=1) + "\n")
+    sidecar = write_sidecar(out_nifti, sidecar)
     log.info("wrote %s", out_nifti)
     return sidecar
 
