@@ -11,7 +11,7 @@ import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from nrf.devices import resolve_device  # noqa: E402
-from nrf.experiments.continuous import run_continuous, write_outputs  # noqa: E402
+from nrf.experiments.continuous import SMALL_SIMULATION, run_continuous, write_outputs  # noqa: E402
 
 p, o = snakemake.params, snakemake.output
 if p.simulation is None:
@@ -21,7 +21,8 @@ train = dict(p.train_options, device=device)
 scratch = Path(tempfile.mkdtemp(prefix="continuous_", dir=Path(o.csv).parent))
 try:
     table = run_continuous(
-        simulation=p.simulation,
+        # config's simulation section at the experiment's small size (params.sizes, else SMALL_SIMULATION)
+        simulation={**p.simulation, **(p.get("sizes") or SMALL_SIMULATION)},
         subjects=p.subjects,
         target=p.target,
         seeds=p.seeds,
