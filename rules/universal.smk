@@ -104,6 +104,7 @@ rule transfer_universal:
         gpu=gpus(),
     params:
         train_options=get_transfer_options,
+        transfer_options=universal_options(config["universal"])[2],
         seed=config["seed"],
         device=config["device"],
     script:

@@ -13,6 +13,7 @@ transfer_scores(
     draw=int(w.draw),
     seed=p.seed,
     train_options=p.train_options,
+    transfer_options=p.transfer_options,
     device=p.device,
     log=log,
 )
