@@ -16,7 +16,9 @@ import yaml
 from nrf.data.nsd_layout import NSD_SESSIONS, NSD_TEST_IMAGES_SEEN_BY_ALL
 
 # Sections a dataset's preset fills and a top-level key overrides.
-MODEL_SECTIONS = ("adaptation", "mem_mb", "features", "nrf", "train", "linear", "fwrf", "ridge", "universal")
+MODEL_SECTIONS = (
+    "adaptation", "mem_mb", "features", "nrf", "train", "linear", "fwrf", "ridge", "universal", "ablations",
+)
 # Training images per subject in real NSD: 10,000 minus the 1,000 shared.
 NSD_TRAIN_IMAGES = 9000
 # Shared images: a subject who completed all 40 sessions saw every one.

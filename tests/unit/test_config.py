@@ -37,6 +37,20 @@ def test_dataset_nsd_switches_to_paper_sizes(default_config):
     assert len(sessions_for(config, "subj07")) == 40
 
 
+def test_ablations_follow_the_dataset_preset(default_config):
+    """Tables 5-6 on NSD train the paper's widths to early stopping; the
+    simulated default caps its scaled-down widths at 300 steps. A config file
+    that names no cap (configs/nsd_paper.yaml) must not inherit the
+    simulator's (it did: ablations.max_steps 300 sat at config.yaml's top level)."""
+    simulated = validate_config(default_config, SCHEMA)["ablations"]
+    assert simulated["widths"] == [64, 128, 256] and simulated["max_steps"] == 300
+    nsd = validate_config({**default_config, "dataset": "nsd"}, SCHEMA)["ablations"]
+    assert nsd["widths"] == [2048, 4096, 8192] and "max_steps" not in nsd
+    paper = yaml.safe_load((REPO / "configs/nsd_paper.yaml").read_text())
+    merged = {**default_config, **paper}  # Snakemake merges --configfile over config.yaml
+    assert "max_steps" not in validate_config(merged, SCHEMA)["ablations"]
+
+
 def test_top_level_section_overrides_preset(default_config):
     config = validate_config({**default_config, "nrf": {"width": 64}}, SCHEMA)
     assert config["nrf"]["width"] == 64
