@@ -41,7 +41,7 @@ include: "rules/report.smk"
 rule all:
     default_target: True
     input:
-        every_target("table", "figure"),
+        every_target("table", "figure", "page"),
 
 
 rule all_tables:
@@ -152,6 +152,24 @@ rule fig_volume:
 rule fig_contrast:
     input:
         target_input("fig_contrast"),
+
+
+rule continuous_space:
+    input:
+        target_input("continuous_space"),
+
+
+rule claims_page:
+    input:
+        target_input("claims"),
+
+
+rule claims:
+    # the claims run (configs/claims.yaml): everything, the continuous-space
+    # experiment, and the page that decides each claim
+    input:
+        every_target("table", "figure", "page"),
+        target_input("continuous_space"),
 
 
 rule all_decoding:

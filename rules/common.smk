@@ -520,6 +520,28 @@ def table_files(name):
     return [f"results/{DATASET}/tables/{name}.{ext}" for ext in ("csv", "md", "html")]
 
 
+def continuous_space_files():
+    """The continuous-space experiment's table and figure (issue 23)."""
+    return [f"results/{DATASET}/tables/continuous_space.{e}" for e in ("csv", "md")] + [
+        f"results/{DATASET}/figures/fig_continuous_space.{e}" for e in ("png", "pdf")
+    ]
+
+
+def claims_inputs(wildcards):
+    """Every CSV the claims page may read that this config builds, so that it
+    is written last; a table the config does not build shows as "not run"."""
+    found = targets()
+    return [
+        f
+        for name, t in found.items()
+        if name != "claims"
+        and t.kind in ("table", "figure")
+        and missing(name, named=False) is None
+        for f in t.files
+        if f.endswith(".csv")
+    ]
+
+
 def figure_files(name, csv=False):
     """The files one figure is written to (PNG, PDF, and its numbers' CSV)."""
     exts = ("png", "pdf", "csv") if csv else ("png", "pdf")
@@ -618,6 +640,14 @@ def targets():
                 [f"{volume}/face_vs_place.png"],
                 checkpoints(nrf, [VOLUME_SUBJECT]) + contrast_files(),
             ),
+            # issue 23: built by `all` only where claims.continuous_space says so
+            "continuous_space": Target(
+                "table" if config["claims"]["continuous_space"] else "on demand",
+                continuous_space_files(),
+                [],
+            ),
+            # the last page: every claim decided by this run's tables
+            "claims": Target("page", table_files("claims"), []),
         }
     )
     order = ["table1", "table2", "table3", "fig2a", "fig2b", "fig3", "table4"]
@@ -631,7 +661,7 @@ NEEDS_SUBJECT = {**ADAPTATION_TABLES, "table3": "subj07", "fig2b": "subj07"}
 NEEDS_TWO = {"fig2a", "table4", "fig4", "fig_universal_transfer"}
 # Targets that score against, or are run only on, the simulator's ground
 # truth (fig_volume and fig_contrast also build on real NSD when named).
-SIMULATED_ONLY = {"table_resolution", "fig_volume", "fig_contrast"}
+SIMULATED_ONLY = {"table_resolution", "fig_volume", "fig_contrast", "continuous_space"}
 
 
 def missing(name, named=True):

@@ -710,3 +710,81 @@ rule build_fig_contrast:
         seed=config["seed"],
     script:
         "../workflow_scripts/contrast.py"
+
+
+rule build_continuous_space:
+    # issue 23: NRF between the voxels against the simulator's truth, one
+    # subject and subjects pooled, over fields with structure finer than the
+    # voxels; it simulates, prepares and trains its own small datasets
+    output:
+        csv="results/{dataset}/tables/continuous_space.csv",
+        md="results/{dataset}/tables/continuous_space.md",
+        png=report(
+            "results/{dataset}/figures/fig_continuous_space.png",
+            caption="../report/fig_continuous_space.rst",
+            category="Figures",
+        ),
+        pdf="results/{dataset}/figures/fig_continuous_space.pdf",
+    log:
+        "logs/build_continuous_space/{dataset}.log",
+    benchmark:
+        "benchmarks/runs/build_continuous_space/{dataset}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=60,
+        gpu=gpus(),
+    params:
+        simulation=VOLUME_SIMULATION,
+        subjects=SUBJECTS,
+        target=VOLUME_SUBJECT,
+        seeds=[config["seed"]],
+        fine_scales=[None, 6.0, 3.0, 2.0],
+        fine_amplitude=1.0,
+        nrf_options=config["nrf"],
+        train_options=dict(config["train"], max_steps=600, min_steps=0),
+        linear_options=config["linear"],
+        pooled_steps=1200,
+        finetune_steps=300,
+        features_options=config["features"],
+        extractor=config["features"]["extractor"],
+        val_fraction=config["val_fraction"],
+        lattice_mm=VOLUME_CONFIG["resolution_lattice_mm"],
+        max_points=2000,
+        min_distance_mm=1.0,
+        device=config["device"],
+    script:
+        "../workflow_scripts/continuous_space.py"
+
+
+rule build_claims:
+    # the paper's claims, one row each, decided by this run's tables (and a
+    # claims run's, given claims.results); written last, from what exists
+    input:
+        tables=claims_inputs,
+        paper=PAPER_TABLES,
+    output:
+        csv="results/{dataset}/tables/claims.csv",
+        md="results/{dataset}/tables/claims.md",
+        html=report(
+            "results/{dataset}/tables/claims.html",
+            caption="../report/claims.rst",
+            category="Tables",
+        ),
+    log:
+        "logs/build_claims/{dataset}.log",
+    benchmark:
+        "benchmarks/runs/build_claims/{dataset}.tsv"
+    conda:
+        "../envs/data.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        results=f"results/{DATASET}",
+        claims_results=config["claims"].get("results"),
+        dataset=DATASET,
+    script:
+        "../workflow_scripts/claims_page.py"
