@@ -200,6 +200,22 @@ def test_encoding_files(tmp_path, rng, kind):
             assert torch.equal(v, tuned["state_dict"][k]), k
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_scored_predictions_use_the_trained_precision(tmp_path, rng, monkeypatch, precision):
+    """predict_test predicts in the precision the checkpoint trained under
+    (train.precision), not predict()'s default: precision: fp32 must reach
+    the predictions that are scored, not only the training."""
+    prepared, feats, _ = _write_files(tmp_path, rng)
+    options = dict(batch_images=8, batch_voxels=16, max_steps=2, eval_every=2, patience=None, precision=precision)
+    small = {k: v for k, v in MODEL.to_dict().items() if k not in ("token_dim", "n_tokens", "embedding_dim")}
+    encoding.train_encoder("nrf", prepared, feats, tmp_path / "m.pt", model_options=small, train_options=options)
+    seen = []
+    real = encoding.predict
+    monkeypatch.setattr(encoding, "predict", lambda *a, **kw: seen.append(kw.get("precision")) or real(*a, **kw))
+    encoding.predict_test(tmp_path / "m.pt", prepared, feats, tmp_path / "p.hdf5")
+    assert seen == [precision]
+
+
 def test_per_image_voxel_sampling_draws_a_set_per_image():
     from nrf.training.loop import sample_voxels
 

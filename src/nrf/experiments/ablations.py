@@ -54,7 +54,8 @@ def run_finetune_strategies(
             config = TrainConfig(**options, seed=seed + draw, device=device)
             model, history = finetune(base_checkpoint, cell.train, cell.val, cell.coords, config, log,
                                          f"{cell.subject} draw {draw}")
-            out = score(predict(model, cell.test.features, cell.coords, device=device), cell.test.responses)
+            out = score(predict(model, cell.test.features, cell.coords, device=device, precision=config.precision),
+                        cell.test.responses)
             steps = int(history[-1]["step"]) if history else 0
             rows.append({"method": method, "subject": cell.subject, "n_train": n_train, "draw": draw,
                          "pearson": out["pearson"], "mse": out["mse"], "steps": steps})

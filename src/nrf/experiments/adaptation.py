@@ -84,8 +84,8 @@ def run_cell(
              target, n_train, draw, protocol, len(cell.test_ids), cell.n_voxels)
     results: dict[str, dict] = {}
 
-    def record(method, model, history, coords):
-        pred = predict(model, cell.test.features, coords, device=device)
+    def record(method, model, history, coords, config):
+        pred = predict(model, cell.test.features, coords, device=device, precision=config.precision)
         out = score(pred, cell.test.responses)
         out.update(predictions=pred, steps=int(history[-1]["step"]) if history else 0)
         results[method] = out
@@ -99,8 +99,9 @@ def run_cell(
     for base, ckpt in sorted(base_checkpoints.items()):
         model, history = finetune(ckpt, cell.train, cell.val, cell.coords, finetune_cfg, log,
                                   f"{target} draw of {n_train} images")
-        record(base_label(base, target), model, history, cell.coords)
-        train_preds.append(predict(model, cell.train.features, cell.coords, device=device))
+        record(base_label(base, target), model, history, cell.coords, finetune_cfg)
+        train_preds.append(predict(model, cell.train.features, cell.coords, device=device,
+                                   precision=finetune_cfg.precision))
         test_preds.append(results[base_label(base, target)]["predictions"])
     train_preds, test_preds = np.stack(train_preds), np.stack(test_preds)
 
@@ -122,13 +123,13 @@ def run_cell(
                               seed=seed + draw, device=device)
     model, history = get_kind("nrf").fit(cell.train, cell.val, cell.coords, scratch_cfg,
                                          model_options=model_options, log=log)
-    record(SCRATCH, model, history, cell.coords)
+    record(SCRATCH, model, history, cell.coords, scratch_cfg)
 
     linear_cfg = TrainConfig(**linear_options, seed=seed + draw, device=device)
     emb = lambda split: None if split is None else EncodingSplit(  # noqa: E731
         {"embedding": split.features["embedding"]}, split.responses)
     model, history = get_kind("linear").fit(emb(cell.train), emb(cell.val), None, linear_cfg, model_options={}, log=log)
-    record(LINEAR, model, history, None)
+    record(LINEAR, model, history, None, linear_cfg)
     meta = dict(target=target, n_train=n_train, draw=draw, protocol=protocol, test_ids=cell.test_ids)
     return results, meta
 

@@ -49,8 +49,8 @@ def _subset(split: EncodingSplit | None, columns: np.ndarray) -> EncodingSplit |
     return EncodingSplit(split.features, split.responses[:, columns])
 
 
-def _scored(model, cell: Cell, coords, columns, history, device) -> dict:
-    pred = predict(model, cell.test.features, coords, device=device)
+def _scored(model, cell: Cell, coords, columns, history, config: TrainConfig) -> dict:
+    pred = predict(model, cell.test.features, coords, device=config.device, precision=config.precision)
     out = score(pred, cell.test.responses[:, columns])
     return {"pearson": out["pearson"], "mse": out["mse"], "steps": int(history[-1]["step"]) if history else 0}
 
@@ -83,7 +83,7 @@ def run_shuffle_cell(
         coords = cell.coords[perm]
         model, history = get_kind("nrf").fit(cell.train, cell.val, coords, config, model_options=model_options,
                                              log=log, source=f"{cell.subject} {condition}")
-        out = _scored(model, cell, coords, all_columns, history, device)
+        out = _scored(model, cell, coords, all_columns, history, config)
         rows.append({"panel": "a", "subject": cell.subject, "condition": condition, "n_train": n_train,
                      "draw": draw, **out, "n_voxels": cell.n_voxels})
         log.info("%s N=%d draw %d %s: r=%.4f after %d steps", cell.subject, n_train, draw, condition,
@@ -122,7 +122,7 @@ def run_transfer_cell(
         for condition, coords in ((ALIGNED, aligned), (SHIFTED, shifted)):
             model, history = finetune(base_checkpoint, train, val, coords, config, log,
                                          f"{cell.subject} {name} {condition}")
-            out = _scored(model, cell, coords, columns, history, device)
+            out = _scored(model, cell, coords, columns, history, config)
             rows.append({"panel": name, "subject": cell.subject, "condition": condition, "n_train": n_train,
                          "draw": draw, **out, "n_voxels": len(columns)})
             log.info("%s %s N=%d draw %d: r=%.4f after %d steps", name, condition, n_train, draw, out["pearson"],

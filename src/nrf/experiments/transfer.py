@@ -32,7 +32,7 @@ from nrf.features.base import TOKEN_GRIDS
 from nrf.features.cache import read_features
 from nrf.models.universal import UniversalEncoder
 from nrf.training.encoders import load_encoder, read_checkpoint, save_checkpoint
-from nrf.training.loop import EncodingSplit, TrainConfig, predict
+from nrf.training.loop import EncodingSplit, TrainConfig, predict, trained_precision
 from nrf.training.universal import SubjectData, train_universal
 
 logger = logging.getLogger(__name__)
@@ -103,7 +103,8 @@ def predict_joint(checkpoint, prepared_path, features_path, out_hdf5, *, device:
         raise ValueError(f"{checkpoint}: {prep.subject} has {model.embeddings[prep.subject].shape[0]} voxels "
                          f"in the model, {prep.n_voxels} in {prepared_path}")
     ids = prep.test.image_ids
-    pred = predict(model, read_features(features_path, ids, TOKEN_GRIDS), device=device)
+    pred = predict(model, read_features(features_path, ids, TOKEN_GRIDS), device=device,
+                   precision=trained_precision(ckpt))
     write_predictions(out_hdf5, pred, ids)
     log.info("%s: predicted %d test images x %d voxels -> %s", prep.subject, *pred.shape, out_hdf5)
 
@@ -163,13 +164,15 @@ def transfer_universal(joint_checkpoint, target_prepared, features, n_train: int
     model, history = train_universal([SubjectData(prep.subject, train, val)], TrainConfig(**options), model=model,
                                      trainable="embeddings", log=log, source=str(target_prepared))
     return model, {"subject": prep.subject, "train_image_ids": ids,
-                   "val_images": 0 if val is None else val.n_images, "history": history}
+                   "val_images": 0 if val is None else val.n_images, "history": history,
+                   "precision": TrainConfig(**options).precision}
 
 
-def _score_model(model, prepared_path, features_path, out_csv, log) -> dict:
+def _score_model(model, prepared_path, features_path, out_csv, log, precision: str) -> dict:
     prep = load_prepared(prepared_path, splits=("test",))
     ids = prep.test.image_ids
-    pred = predict(model, read_features(features_path, ids, TOKEN_GRIDS), device=next(model.parameters()).device)
+    pred = predict(model, read_features(features_path, ids, TOKEN_GRIDS), device=next(model.parameters()).device,
+                   precision=precision)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "predictions.hdf5"
         write_predictions(path, pred, ids)
@@ -187,7 +190,7 @@ def transfer_scores(joint_checkpoint, target_prepared, features_path, out_csv, *
     model, info = transfer_universal(joint_checkpoint, target_prepared, features_path, n_train, draw, seed,
                                      train_options=train_options, transfer_options=transfer_options,
                                      device=resolve_device(device), log=log)
-    summary = _score_model(model, target_prepared, features_path, out_csv, log)
+    summary = _score_model(model, target_prepared, features_path, out_csv, log, info["precision"])
     log.info("Universal transfer to %s on %d images (draw %d): %s", info["subject"], n_train, draw, summary)
     return summary
 

@@ -40,7 +40,7 @@ from nrf.data.predictions import write_predictions
 from nrf.data.prepared import load_prepared
 from nrf.devices import resolve_device
 from nrf.features.cache import read_features
-from nrf.training.loop import EncodingSplit, TrainConfig, predict
+from nrf.training.loop import EncodingSplit, TrainConfig, predict, trained_precision
 from nrf.training.registry import get_kind
 
 logger = logging.getLogger(__name__)
@@ -245,7 +245,7 @@ def predict_test(
     feats = read_features(features_path, ids, encoder.feature_keys)
     pred = predict(
         model, feats, prep.coords if encoder.uses_coords else None,
-        chunk_images=chunk_images, chunk_voxels=chunk_voxels, device=device,
+        chunk_images=chunk_images, chunk_voxels=chunk_voxels, device=device, precision=trained_precision(ckpt),
     )
     write_predictions(out_hdf5, pred, ids)
     log.info("%s: predicted %d test images x %d voxels -> %s", prep.subject, *pred.shape, out_hdf5)

@@ -356,9 +356,12 @@ def predict(
     chunk_images: int = 64,
     chunk_voxels: int = 4096,
     device: str | torch.device | None = None,
-    precision: str = "bf16",
+    precision: str = "fp32",
 ) -> np.ndarray:
     """Predicted responses of every image at every voxel: (n_img, n_vox) float32.
+
+    ``precision`` is the one the model was trained under (TrainConfig.precision,
+    a checkpoint's :func:`trained_precision`): bf16 autocast on CUDA, else fp32.
 
     NRF needs ``coords_mm`` (n_vox, 3); the linear model predicts its own
     voxels. Work is chunked (chunk_images x chunk_voxels pairs at a time), so
@@ -392,6 +395,11 @@ def predict(
     finally:
         model.train(was_training)
     return torch.cat(out, dim=0).numpy().astype(np.float32, copy=False)
+
+
+def trained_precision(ckpt: dict) -> str:
+    """The precision a checkpoint was trained under, which its predictions use too."""
+    return (ckpt.get("train_config") or {}).get("precision", "fp32")
 
 
 def evaluate(
