@@ -40,7 +40,7 @@ import scipy.stats
 import torch
 
 from nrf.ensemble import fit_ensemble
-from nrf.features import get_extractor
+from nrf.features.extractors import get_extractor
 from nrf.features.cache import extract_to_hdf5, read_features, read_stimuli
 from nrf.metrics import pearson_per_voxel
 

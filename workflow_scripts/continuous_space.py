@@ -12,6 +12,8 @@ from pathlib import Path  # noqa: E402
 
 from nrf.devices import resolve_device  # noqa: E402
 from nrf.experiments.continuous import SMALL_SIMULATION, run_continuous, write_outputs  # noqa: E402
+from nrf.reporting.fig_continuous_space import continuous_space_figure  # noqa: E402
+from nrf.reporting.style import save_figure  # noqa: E402
 
 p, o = snakemake.params, snakemake.output
 if p.simulation is None:
@@ -44,5 +46,6 @@ try:
     )
 finally:
     shutil.rmtree(scratch, ignore_errors=True)
-write_outputs(table, out_csv=o.csv, out_md=o.md, out_png=o.png, out_pdf=o.pdf)
+write_outputs(table, out_csv=o.csv, out_md=o.md)
+save_figure(continuous_space_figure(table), o.png, o.pdf)
 log.info("\n%s", table.to_string())

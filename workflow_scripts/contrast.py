@@ -1,6 +1,7 @@
 from nrf.runlog import start
 
 log = start(snakemake)
+from nrf.reporting.fig_contrast import plot_contrast  # noqa: E402
 from nrf.volumes.contrasts import query_contrast  # noqa: E402
 
 p = snakemake.params
@@ -24,3 +25,4 @@ summary = query_contrast(
     subject=snakemake.wildcards.subject,
     log=log,
 )
+plot_contrast(out.t, out.png, title=f"NRF {snakemake.wildcards.subject}", label_a=p.labels[0], label_b=p.labels[1])

@@ -10,7 +10,10 @@ mean rank = (n + 1)/2 for n test images.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
+import pandas as pd
 
 from nrf.data.predictions import read_predictions
 from nrf.data.prepared import load_prepared
@@ -68,11 +71,6 @@ def retrieval_summary(ranks) -> dict[str, float]:
 def write_retrieval(predictions_hdf5, prepared_path, out_csv, *, log=None) -> dict[str, float]:
     """Rank every measured test image among the predicted test images and write
     ``image_id, rank`` (one row per test image); returns :func:`retrieval_summary`."""
-    import logging
-
-    import pandas as pd
-
-
     log = log or logging.getLogger(__name__)
     pred, ids = read_predictions(predictions_hdf5)
     test = load_prepared(prepared_path, splits=("test",)).test

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+import nrf
+
 _logger = logging.getLogger(__name__)
 
 
@@ -37,8 +39,6 @@ def start(snakemake) -> logging.Logger:
     # and ~600 MB.
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(snakemake.threads)
-    import nrf
-
     log.info("rule %s, wildcards %s", snakemake.rule, dict(snakemake.wildcards))
     log.info("library %s", Path(nrf.__file__).parent)
     log.info("params %s", dict(snakemake.params))

@@ -12,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("open_clip")
 
-from nrf.features import get_extractor  # noqa: E402
+from nrf.features.extractors import get_extractor  # noqa: E402
 from nrf.features.base import check_features  # noqa: E402
 from nrf.features.clip import ClipViTB16, _is_torchscript_archive  # noqa: E402
 

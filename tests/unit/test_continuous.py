@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from matplotlib.colors import to_hex
 from scipy.spatial import cKDTree
 
 from nrf.config import validate_config
@@ -30,10 +31,19 @@ from nrf.data.sim_model import (
 )
 from nrf.data.simulate import simulate_nsd_tree
 from nrf.experiments import continuous as C
+from nrf.reporting import style
+from nrf.reporting.fig_continuous_space import continuous_space_figure
+from nrf.reporting.style import save_figure
 
 REPO = Path(__file__).resolve().parents[2]
 
 TINY_SIM = {"n_train_images": 40, "n_test_images": 20, "repeats": 2, "trials_per_session": 60, "image_size": 32}
+
+
+def _lines(fig) -> dict[str, str]:
+    """{legend label: colour} of the figure's labelled error-bar lines, in legend order."""
+    handles, labels = fig.axes[0].get_legend_handles_labels()
+    return {label: to_hex(handle.lines[0].get_color()).upper() for handle, label in zip(handles, labels)}
 
 
 def _bytes_digest(root):
@@ -163,7 +173,13 @@ def test_tiny_sweep_end_to_end(tmp_path):
     assert truth["smooth"] > 0.98 and truth["fine 2.5 mm"] < truth["smooth"]  # one grid misses the fine part
     assert table.loc[table["method"] == C.NRF_POOLED, "gap_vs_trilinear"].notna().all()
     out = {k: tmp_path / f"continuous.{k}" for k in ("csv", "md", "png", "pdf")}
-    C.write_outputs(table, out_csv=out["csv"], out_md=out["md"], out_png=out["png"], out_pdf=out["pdf"])
+    C.write_outputs(table, out_csv=out["csv"], out_md=out["md"])
+    assert not out["png"].exists()  # the figure is the reporting module's
+    fig = continuous_space_figure(table)
+    legend = _lines(fig)
+    assert list(legend) == [style.display_name(m) for m in C.METHODS]
+    assert all(legend[style.display_name(m)] == style.colour(m) for m in C.METHODS)
+    save_figure(fig, out["png"], out["pdf"])
     back = pd.read_csv(out["csv"])
     assert list(back["method"].unique()) == list(C.METHODS)
     md = out["md"].read_text()

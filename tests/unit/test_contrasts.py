@@ -9,7 +9,8 @@ import pytest
 from scipy import stats
 
 from nrf.data.simulate import CATEGORIES, REGIONS, SimulatedBrain, SimulationParams
-from nrf.volumes.contrasts import contrast_maps, peak, plot_contrast, write_contrast
+from nrf.reporting.fig_contrast import plot_contrast
+from nrf.volumes.contrasts import contrast_maps, peak, write_contrast
 from nrf.volumes.grid import grid_points, mni_grid
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nrf.features import check_features, get_extractor
+from nrf.features import check_features
+from nrf.features.extractors import get_extractor
 from nrf.features.filterbank import FilterBankExtractor
 
 

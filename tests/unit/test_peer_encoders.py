@@ -195,7 +195,7 @@ def test_closed_form_kinds_refuse_to_continue(tmp_path, rng):
 
 # -- AlexNet for fWRF on NSD -----------------------------------------------------------
 def test_alexnet_without_weights_stops_with_what_to_do(tmp_path, monkeypatch):
-    from nrf.features import get_extractor
+    from nrf.features.extractors import get_extractor
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_cache"))
     with pytest.raises(RuntimeError, match="AlexNet ImageNet weights could not be loaded.*alexnet-owt-7be5be79.pth"):

@@ -14,7 +14,7 @@ import pytest
 
 from nrf.data.nsd_layout import ROI_ATLASES
 from nrf.data.prepared import PreparedSubject, Split, write_prepared
-from nrf.features import get_extractor
+from nrf.features.extractors import get_extractor
 from nrf.models.nrf import NRF, NRFConfig
 from nrf.training.encoders import save_checkpoint
 from nrf.training.loop import predict

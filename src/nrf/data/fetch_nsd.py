@@ -21,6 +21,7 @@ from contextlib import closing, nullcontext
 from pathlib import Path
 
 import h5py
+import nibabel as nib
 import numpy as np
 
 from nrf.atomic import atomic_output
@@ -227,8 +228,6 @@ def _betas_by_ranges(base_url, root, subject, session, voxel_ijk, grid_shape, ou
 
 def _betas_from_nifti(base_url, root, subject, session, voxel_ijk, grid_shape, out, *, client,
                       keep_nifti) -> dict:
-    import nibabel as nib
-
     key = nsd_layout.betas(subject, session)
     got = fetch_key(base_url, key, root, client=client)
     path = Path(got["path"])

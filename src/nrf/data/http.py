@@ -29,6 +29,7 @@ import aiohttp
 import fsspec
 import h5py
 import requests
+import scipy.io
 import tenacity
 
 log = logging.getLogger(__name__)
@@ -198,8 +199,6 @@ def check_file(path, name: str | None = None) -> None:
                     pass
         elif name.endswith((".hdf5", ".h5", ".mat")):
             if name.endswith(".mat") and not h5py.is_hdf5(path):
-                import scipy.io
-
                 scipy.io.whosmat(path)
                 return
             with h5py.File(path, "r") as f:

@@ -12,6 +12,8 @@ same key is a local path and an S3 object name.
 
 from __future__ import annotations
 
+import numpy as np
+
 BUCKET_URL = "https://natural-scenes-dataset.s3.amazonaws.com"
 
 # Sessions released per subject (subj01..subj08), 750 trials each.
@@ -83,16 +85,12 @@ def mni_from_transform_index(ijk):
     The transform stores 1-based indices into the MNI152 1 mm grid; with
     0-based (i, j, k): x = 90 - i, y = j - 126, z = k - 72.
     """
-    import numpy as np
-
     ijk = np.asarray(ijk, dtype=np.float64)
     return np.stack([90.0 - ijk[..., 0], ijk[..., 1] - 126.0, ijk[..., 2] - 72.0], axis=-1)
 
 
 def transform_index_from_mni(xyz):
     """Inverse of :func:`mni_from_transform_index` (0-based, may be fractional)."""
-    import numpy as np
-
     xyz = np.asarray(xyz, dtype=np.float64)
     return np.stack([90.0 - xyz[..., 0], xyz[..., 1] + 126.0, xyz[..., 2] + 72.0], axis=-1)
 

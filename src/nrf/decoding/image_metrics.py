@@ -87,6 +87,7 @@ def resize(images: np.ndarray, size: int) -> np.ndarray:
     ``interpolate(mode="bilinear", align_corners=False)``; images already of
     that size are returned unchanged, as ``Resize`` does.
     """
+    # torch: heavy; table jobs read the metric names without it
     import torch
     import torch.nn.functional as F
 
@@ -137,6 +138,7 @@ def ssim(seen, recon, *, batch: int = 64) -> float:
 
     seen, recon : (N, 3, H, W) in [0, 1]
     """
+    # scikit-image: optional; only scoring needs it
     from skimage.color import rgb2gray
     from skimage.metrics import structural_similarity
 
@@ -229,7 +231,7 @@ FEATURE_SOURCES = {
 
 
 def _torchvision_weights(network: str):
-    from torchvision import models
+    from torchvision import models  # torchvision: heavy; only the metric networks need it
 
     return {
         "alexnet": (models.alexnet, models.AlexNet_Weights.IMAGENET1K_V1),
@@ -239,7 +241,7 @@ def _torchvision_weights(network: str):
 
 
 def _hub_checkpoint(url: str) -> Path:
-    import torch
+    import torch  # torch: heavy; table jobs read the metric names without it
 
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
 
@@ -265,7 +267,7 @@ SWAV_CHECKPOINT = "https://dl.fbaipublicfiles.com/deepcluster/swav_800ep_pretrai
 
 
 def _build_swav(allow_download: bool) -> torch.nn.Module:
-    import torch
+    import torch  # torch: heavy; table jobs read the metric names without it
 
     repo_dir = Path(torch.hub.get_dir()) / "facebookresearch_swav_main"
     cached = _hub_checkpoint(SWAV_CHECKPOINT)
@@ -284,6 +286,7 @@ def _build_clip(allow_download: bool) -> torch.nn.Module:
     model holds the same weights (QuickGELU) and runs in float32, so the
     features agree up to rounding.
     """
+    # open_clip: heavy, only the CLIP metric needs it; torch: as above
     import open_clip
     import torch
 
@@ -298,7 +301,7 @@ def _build_clip(allow_download: bool) -> torch.nn.Module:
     what = "open_clip ViT-L-14 (openai)"
     pretrained = "openai"
     if not allow_download:
-        from huggingface_hub import try_to_load_from_cache
+        from huggingface_hub import try_to_load_from_cache  # huggingface_hub: optional; the offline cache look-up
 
         repo = open_clip.get_pretrained_cfg("ViT-L-14", "openai")["hf_hub"].strip("/")
         names = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
@@ -355,6 +358,7 @@ def shared_network(network: str, *, allow_download: bool = True) -> torch.nn.Mod
 def network_features(model: torch.nn.Module, images: np.ndarray, source: FeatureSource, *,
                      device: str = "cpu", batch: int = 32) -> np.ndarray:
     """Features of ``images`` ((N, 3, 256, 256) in [0, 1]) at ``source.layer``, as (N, D) float32."""
+    # torchvision: heavy, only the metric networks need it; torch: as above
     import torch
     from torchvision.models.feature_extraction import create_feature_extractor
 

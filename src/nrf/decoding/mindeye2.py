@@ -42,6 +42,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from nrf.atomic import atomic_output
 from nrf.checks import add_dataset, new_hdf5, open_hdf5
@@ -101,8 +102,6 @@ def check_checkpoint_dir(checkpoint_dir, subject: str) -> dict[str, Path]:
 
 def checkpoint_voxel_count(model_path) -> int:
     """Input voxels of a MindEye2 per-subject checkpoint (its first, linear layer)."""
-    import torch
-
     checkpoint = torch.load(model_path, map_location="cpu", weights_only=False, mmap=True)
     state = checkpoint.get("model_state_dict", checkpoint)
     if RIDGE_KEY not in state:

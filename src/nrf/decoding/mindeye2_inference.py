@@ -34,6 +34,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from nrf.decoding.image_metrics import resize
 from nrf.decoding.mindeye2 import ENHANCED_WEIGHT, check_checkpoint_dir, read_inputs
@@ -95,8 +96,6 @@ def _vendor_imports(src: Path):
 
 
 def _build_mindeye(models, n_voxels: int, checkpoint, device):
-    import torch
-
     class MindEyeModule(torch.nn.Module):
         def forward(self, x):
             return x
@@ -124,15 +123,14 @@ def _build_mindeye(models, n_voxels: int, checkpoint, device):
 
 
 def _engine_params(src: Path, config: str) -> dict:
-    from omegaconf import OmegaConf
+    from omegaconf import OmegaConf  # omegaconf: optional; only MindEye2's configs need it
 
     return OmegaConf.to_container(OmegaConf.load(src / "generative_models" / "configs" / config),
                                   resolve=True)["model"]["params"]
 
 
 def _build_unclip(src: Path, checkpoint, device):
-    import torch
-    from sgm.models.diffusion import DiffusionEngine
+    from sgm.models.diffusion import DiffusionEngine  # MindEye2's vendored sgm: only inside _vendor_imports
 
     p = _engine_params(src, "unclip6.yaml")
     p["first_stage_config"]["target"] = "sgm.models.autoencoder.AutoencoderKL"
@@ -150,8 +148,7 @@ def _build_unclip(src: Path, checkpoint, device):
 
 
 def _build_blurry_decoder(checkpoint, device):
-    import torch
-    from diffusers import AutoencoderKL
+    from diffusers import AutoencoderKL  # diffusers: heavy; only MindEye2's blurry decoder needs it
 
     autoenc = AutoencoderKL(down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4,
                             block_out_channels=[128, 256, 512, 512], layers_per_block=2, sample_size=256)
@@ -160,10 +157,9 @@ def _build_blurry_decoder(checkpoint, device):
 
 
 def _build_captioner(converter_checkpoint, device):
-    import torch
-    from modeling_git import (
-        GitForCausalLMClipEmb,  # MindEye2's GIT that reads CLIP-L tokens
-    )
+    # MindEye2's vendored GIT (reads CLIP-L tokens; importable only inside _vendor_imports) and
+    # transformers: heavy, only the captioner needs them
+    from modeling_git import GitForCausalLMClipEmb
     from transformers import AutoProcessor
 
     class CLIPConverter(torch.nn.Module):
@@ -186,7 +182,7 @@ def _build_captioner(converter_checkpoint, device):
 
 def _build_refiner(src: Path, checkpoint, device):
     """SDXL base for the enhancement, with the text conditioning of the prompt-less and negative batches."""
-    import torch
+    # MindEye2's vendored generative_models (sgm): importable only inside _vendor_imports
     from sgm.models.diffusion import DiffusionEngine
     from sgm.modules.encoders.modules import FrozenCLIPEmbedder, FrozenOpenCLIPEmbedder2
 
@@ -216,8 +212,7 @@ def _build_refiner(src: Path, checkpoint, device):
 
 def _enhance(refiner, image, prompt: str, device):
     """One img2img refinement of an unrefined reconstruction (1, 3, 768, 768) in [0, 1]."""
-    import torch
-    from sgm.util import append_dims
+    from sgm.util import append_dims  # MindEye2's vendored sgm: only inside _vendor_imports
 
     engine, text1, text2, vector_suffix, crossattn_uc, vector_uc = refiner
     engine.sampler.num_steps = BASE_STEPS
@@ -246,8 +241,6 @@ def run_mindeye2(voxels: np.ndarray, files: dict, *, device: str = "cuda", seed:
                  log: logging.Logger = logger) -> dict:
     """Reconstruct every input (n, 1, n_voxels): {"images" (blend), "enhanced", "blurry", "unrefined"}
     as (n, 3, 256, 256) float32 in [0, 1], and "captions" (n,)."""
-    import torch
-
     if not str(device).startswith("cuda"):
         raise RuntimeError(f"MindEye2 needs a CUDA GPU (about 40 GB); the rule was given device {device!r}")
     src = vendor_src()

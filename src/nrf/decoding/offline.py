@@ -100,7 +100,7 @@ def fit_decoder(responses, images, embedding, *, alphas, cv: int = 5) -> RidgeDe
     embedding : (n, D) the seen images' features
     alphas    : candidate penalties; one is chosen per target by ``cv``-fold CV
     """
-    from himalaya.kernel_ridge import KernelRidgeCV
+    from himalaya.kernel_ridge import KernelRidgeCV  # himalaya: optional; only fitting the decoder needs it
 
     responses = np.asarray(responses, dtype=np.float32)
     n, size = len(images), images.shape[-1]

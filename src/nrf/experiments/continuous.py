@@ -59,6 +59,16 @@ from nrf.data import nsd_layout
 from nrf.data.prepare import prepare_subject
 from nrf.data.sim_model import SimulatedBrain, SimulationParams
 from nrf.data.simulate import simulate_nsd_tree
+from nrf.experiments.methods import (
+    CONTINUOUS_METHODS,
+    LINEAR_TRILINEAR,
+    NRF_ONE,
+    NRF_POOLED,
+    NRF_POOLED_FT,
+    NRF_POOLED_TRILINEAR,
+    NRF_TRILINEAR,
+    TRUTH_TRILINEAR,
+)
 from nrf.experiments.resolution import heldout_lattice, interpolate_voxels, score
 from nrf.features.cache import read_features
 from nrf.features.pipeline import extract_seen_images
@@ -81,16 +91,9 @@ logger = logging.getLogger(__name__)
 
 KEYS = ("tokens_shallow", "tokens_deep", "embedding")
 
-NRF_ONE = "NRF queried (one subject)"
-NRF_TRILINEAR = "NRF trilinear (one subject's voxels)"
-LINEAR_TRILINEAR = "Linear trilinear (one subject's voxels)"
-NRF_POOLED = "NRF queried (pooled subjects)"
-NRF_POOLED_TRILINEAR = "NRF pooled, trilinear (one subject's voxels)"
-NRF_POOLED_FT = "NRF queried (pooled, finetuned on subject)"
-TRUTH_TRILINEAR = "Truth trilinear (one subject's voxels)"
-#: the methods in the table's and the figure's order
-METHODS = (NRF_ONE, NRF_TRILINEAR, LINEAR_TRILINEAR, NRF_POOLED, NRF_POOLED_TRILINEAR, NRF_POOLED_FT,
-           TRUTH_TRILINEAR)
+#: the methods in the table's and the figure's order (their labels are nrf.experiments.methods',
+#: so the figure's styles need no torch)
+METHODS = CONTINUOUS_METHODS
 #: (queried, the same model's voxel predictions read trilinearly): the pairs that ask whether
 #: a model holds structure between the voxels beyond what the voxels themselves hold
 PAIRS = ((NRF_ONE, NRF_TRILINEAR), (NRF_POOLED, NRF_POOLED_TRILINEAR))
@@ -393,7 +396,7 @@ def run_continuous(*, simulation: dict, subjects, target: str, seeds, fine_scale
 
 
 # -- reporting -------------------------------------------------------------------------
-def _field_order(table: pd.DataFrame) -> list[str]:
+def field_order(table: pd.DataFrame) -> list[str]:
     """Fields from the smooth one to the finest."""
     scales = table.drop_duplicates("field").set_index("field")["fine_scale_mm"]
     return sorted(scales.index, key=lambda f: -np.inf if np.isnan(scales[f]) else -scales[f])
@@ -415,7 +418,7 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
 def markdown(table: pd.DataFrame) -> str:
     """The sweep as a Markdown table: methods down, fields across, mean ± SEM."""
     summ = summarise(table)
-    fields = _field_order(table)
+    fields = field_order(table)
     methods = [m for m in METHODS if m in set(summ["method"])]
     cell = {(r.field, r.method): f"{r.r_mean:.3f} ± {r.r_sem:.3f}" for r in summ.itertuples()}
     header = "| method | " + " | ".join(fields) + " |"
@@ -486,52 +489,10 @@ def _pooled_gap(summ: pd.DataFrame, fields, table: pd.DataFrame) -> str:
     return ("This run: " + "; ".join(parts) + ".") if parts else ""
 
 
-def figure(table: pd.DataFrame):
-    """r against the truth between the voxels as a function of the field's fine length
-    scale, one line per method (± SEM)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from nrf.reporting.style import OKABE_ITO
-
-    colours = dict(zip(METHODS, [OKABE_ITO[c] for c in ("blue", "sky blue", "orange", "vermillion", "yellow",
-                                                        "reddish purple", "black")]))
-    markers = dict(zip(METHODS, "o^sDPvx"))
-    summ = summarise(table)
-    fields = _field_order(table)
-    x = {f: i for i, f in enumerate(fields)}
-    fig, ax = plt.subplots(figsize=(6.4, 5.2), dpi=150)
-    for method in [m for m in METHODS if m in set(summ["method"])]:
-        part = summ[summ["method"] == method].copy()
-        part["x"] = part["field"].map(x)
-        part = part.sort_values("x")
-        ax.errorbar(part["x"], part["r_mean"], yerr=part["r_sem"], marker=markers[method], capsize=3,
-                    color=colours[method], label=method,
-                    linestyle="--" if "Truth" in method else ":" if "trilinear" in method else "-")
-    ax.set_xticks(range(len(fields)))
-    ax.set_xticklabels(["smooth only\n(12 mm)" if f == "smooth" else f.replace("fine ", "+ fine\n")
-                        for f in fields])
-    ax.set_xlabel("length scale of the field's fine-scale part (mm); voxels 4.0-4.6 mm")
-    ax.set_ylabel("Pearson r with the noiseless truth\nbetween the voxels (test images)")
-    n_seeds = table["seed"].nunique()
-    ax.set_title(f"Continuous space, {table['subject'].iloc[0]}: mean ± SEM over "
-                 + (f"{n_seeds} seeds" if n_seeds > 1 else "held-out points"), fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=2)
-    fig.tight_layout()
-    return fig
-
-
-def write_outputs(table: pd.DataFrame, *, out_csv, out_md, out_png=None, out_pdf=None) -> None:
-    """The tidy CSV, the Markdown table and (optionally) the figure as PNG and PDF."""
+def write_outputs(table: pd.DataFrame, *, out_csv, out_md) -> None:
+    """The tidy CSV and the Markdown table (the figure is
+    :func:`nrf.reporting.fig_continuous_space.continuous_space_figure`'s)."""
     with atomic_output(out_csv) as tmp:
         table.to_csv(tmp, index=False, float_format="%.4f")
     with atomic_output(out_md) as tmp:
         tmp.write_text(markdown(table))
-    if out_png is not None:
-        from nrf.reporting.style import save_figure
-
-        fig = figure(table)
-        save_figure(fig, out_png, out_pdf)

@@ -41,7 +41,7 @@ def load_alexnet(weights: str = "imagenet"):
     """torchvision's AlexNet in eval mode with ImageNet weights, from
     torchvision's cache ("imagenet") or a local file path; a clear
     RuntimeError when they cannot be loaded."""
-    import torchvision
+    import torchvision  # torchvision: heavy; only building AlexNet needs it
 
     model = torchvision.models.alexnet(weights=None)
     try:

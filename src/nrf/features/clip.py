@@ -51,6 +51,8 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from nrf.features.base import Extractor
 
@@ -108,8 +110,6 @@ class ClipViTB16(Extractor):
         cache_dir: str | os.PathLike | None = None,
         precision: str = "fp32",
     ):
-        import torch
-
         self.layers = _check_layers(layers)
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -130,7 +130,7 @@ class ClipViTB16(Extractor):
         if len(blocks) != N_BLOCKS:
             raise RuntimeError(f"expected {N_BLOCKS} vision blocks, the model has {len(blocks)}")
 
-        import open_clip
+        import open_clip  # open_clip: heavy; only building CLIP needs it
 
         self._mean = torch.tensor(open_clip.OPENAI_DATASET_MEAN, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(open_clip.OPENAI_DATASET_STD, device=self.device).view(1, 3, 1, 1)
@@ -145,9 +145,6 @@ class ClipViTB16(Extractor):
 
     def preprocess(self, images: np.ndarray):
         """(n, H, W, 3) uint8 RGB -> (n, 3, 224, 224) float32 tensor on the device."""
-        import torch
-        import torch.nn.functional as F
-
         images = np.asarray(images)
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
             raise ValueError(
@@ -182,8 +179,6 @@ class ClipViTB16(Extractor):
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
     def _extract_batch(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        import torch
-
         pixels = self.preprocess(images)
         visual = self.model.visual
         blocks = visual.transformer.resblocks
@@ -220,8 +215,6 @@ class ClipViTB16(Extractor):
         return out
 
     def _autocast(self):
-        import torch
-
         if self.device.type == "cuda" and self.precision == "bf16":
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
@@ -238,8 +231,7 @@ def _check_layers(layers) -> tuple[int, int]:
 
 def _build_model(weights, allow_random: bool, seed: int, cache_dir):
     """Return (open_clip CLIP model, description of the weights' source)."""
-    import open_clip
-    import torch
+    import open_clip  # open_clip: heavy; only building CLIP needs it
 
     if weights is None:
         if not allow_random:
@@ -291,8 +283,7 @@ def _build_model(weights, allow_random: bool, seed: int, cache_dir):
 
 def _load_local_weights(path: Path):
     """Build the model from a local checkpoint (strict); return (model, kind)."""
-    import open_clip
-    import torch
+    import open_clip  # open_clip: heavy; only building CLIP needs it
 
     if _is_torchscript_archive(path):
         # OpenAI's original release: a TorchScript archive whose state dict uses

@@ -5,7 +5,7 @@ from __future__ import annotations
 from nrf.data import nsd_tree
 from nrf.data.nsd_layout import tree_root
 from nrf.devices import resolve_device
-from nrf.features import get_extractor
+from nrf.features.extractors import get_extractor
 from nrf.features.cache import extract_to_hdf5
 
 

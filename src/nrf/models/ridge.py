@@ -67,7 +67,7 @@ def fit_ridge(embedding: np.ndarray, responses: np.ndarray, config: RidgeConfig,
     without shuffling) over the training rows, which are in image-id order.
     Returns (model, [record]) with the counts of each chosen α.
     """
-    from himalaya.ridge import RidgeCV
+    from himalaya.ridge import RidgeCV  # himalaya: optional; only the ridge baseline fits with it
 
     log = log or logger
     x = np.asarray(embedding, dtype=np.float64)

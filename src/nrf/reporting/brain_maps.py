@@ -8,6 +8,7 @@ voxel's value), which is then sampled onto the fsaverage5 surface.
 
 from __future__ import annotations
 
+import nibabel as nib
 import numpy as np
 from scipy.spatial import cKDTree
 
@@ -18,8 +19,7 @@ def coords_to_volume(coords_mm, values, *, radius_mm: float = 3.0, resolution: i
     coords_mm : (n, 3) MNI mm; values : (n,) float. Grid points farther than
     ``radius_mm`` from every voxel are 0 (nilearn's "no value").
     """
-    import nibabel as nib
-    from nilearn import datasets
+    from nilearn import datasets  # nilearn: heavy; only the figure jobs need it
 
     template = datasets.load_mni152_template(resolution=resolution)
     shape, affine = template.shape[:3], template.affine
@@ -43,6 +43,7 @@ def plot_surface_panels(fig, volumes: dict, *, vmax: float, title_suffix: str = 
     title_colours : {column title: colour} (the method's colour, nrf.reporting.style)
     grid          : a SubplotSpec to draw into (default: the whole figure)
     """
+    # matplotlib, nilearn: heavy; only the figure jobs draw
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
     from nilearn import datasets, plotting

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 
 from nrf.data.prepared import load_prepared
 from nrf.data.simulate import SimulatedBrain, SimulationParams
+from nrf.reporting.brain_maps import SURFACE_ZOOM, surface_axes
 from nrf.reporting.style import save_figure
 from nrf.volumes.grid import func_grid_affine, grid_points, mni_grid, read_volume
 
@@ -33,8 +35,6 @@ def _zscore(a, mask):
 def measured_volume(responses, voxel_ijk, grid_affine, shape, affine) -> np.ndarray:
     """(X, Y, Z) MNI-grid volume: each grid point takes the value of the func-grid voxel it falls in
     (nearest), NaN where that voxel was not measured."""
-    import nibabel as nib
-
     grid = np.full(tuple(np.asarray(voxel_ijk).max(0) + 1), np.nan, np.float32)
     grid[tuple(np.asarray(voxel_ijk).T)] = responses
     ijk = np.rint(nib.affines.apply_affine(np.linalg.inv(grid_affine) @ affine,
@@ -54,11 +54,11 @@ def plot_fig_volume(out_png, out_pdf=None, *, columns: list[tuple[str, np.ndarra
     z-scored over its own points, drawn voxel by voxel (nearest) so each grid's
     resolution shows; the surface row samples ``surface_img`` onto fsaverage5's
     inflated ventral surface over its sulcal depth."""
-    import matplotlib
+    import matplotlib  # matplotlib, nilearn: heavy; only the figure jobs draw
 
     matplotlib.use("Agg")
+    # matplotlib and nilearn, as above (pyplot once the backend is chosen)
     import matplotlib.pyplot as plt
-    import nibabel as nib
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
     from nilearn import datasets, plotting
@@ -94,9 +94,7 @@ def plot_fig_volume(out_png, out_pdf=None, *, columns: list[tuple[str, np.ndarra
     fig.colorbar(scale, cax=cax).set_label("response (z over the map's points)", fontsize=8)
     cax.tick_params(labelsize=7)
     if surface_img is not None:
-        from nilearn import surface
-
-        from nrf.reporting.brain_maps import SURFACE_ZOOM, surface_axes
+        from nilearn import surface  # nilearn: heavy; as above
 
         surface_mm = float(nib.affines.voxel_sizes(surface_img.affine)[0])  # the grid it was queried on
         fsavg = datasets.load_fsaverage("fsaverage5")
@@ -133,9 +131,6 @@ def fig_volume(out_png, out_pdf=None, *, volumes: dict, prepared, simulation: di
                seed: int = 0, n_images: int = 3, z_mm: float | None = None) -> dict:
     """Build fig_volume from NRF volumes ({resolution mm: NIfTI written by query_volume}) of a
     subject's test images exported as ``{id:06d}.png`` (see module docstring)."""
-    import nibabel as nib
-
-
     prep = load_prepared(prepared, splits=("test",))
     columns, ids, surface_img = [], None, None
     for res in sorted(volumes, reverse=True):

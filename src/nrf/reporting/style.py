@@ -2,8 +2,8 @@
 
 One entry per method key used anywhere in the pipeline: the model keys of
 the full-data runs (``nrf``, ``linear``, ``fwrf``, ``ridge``, ``universal``,
-``universal_joint``, ``measured``), the few-image methods of
-:mod:`nrf.experiments.methods`, the Universal transfer curve and the probe
+``universal_joint``, ``measured``), the few-image and continuous-space methods
+of :mod:`nrf.experiments.methods`, the Universal transfer curve and the probe
 conditions of :mod:`nrf.perturbations`. Each gets a display name, ONE colour
 of the Okabe–Ito palette (colour-blind safe) and a marker, so a method looks
 the same in every figure. Where two keys are one method (``nrf`` trained on
@@ -23,7 +23,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nrf.atomic import atomic_output
-from nrf.experiments.methods import AVERAGE, ENSEMBLE, HELDOUT, LINEAR, SCRATCH
+from nrf.experiments.methods import (
+    AVERAGE,
+    CONTINUOUS_METHODS,
+    ENSEMBLE,
+    HELDOUT,
+    LINEAR,
+    LINEAR_TRILINEAR,
+    NRF_ONE,
+    NRF_POOLED,
+    NRF_POOLED_FT,
+    NRF_POOLED_TRILINEAR,
+    NRF_TRILINEAR,
+    SCRATCH,
+    TRUTH_TRILINEAR,
+)
 from nrf.perturbations import ALIGNED, GLOBAL, INTACT, SHIFTED, WITHIN_ROI
 
 #: Okabe & Ito (2008), the colour-blind-safe palette of eight
@@ -81,6 +95,15 @@ STYLES: dict[str, Style] = {
     WITHIN_ROI: Style("shuffled within ROI", _C["orange"], "^"),
     ALIGNED: Style("aligned", _C["bluish green"], "D"),
     SHIFTED: Style("shifted", _C["reddish purple"], "v"),
+    # continuous-space methods (fig_continuous_space): NRF queried as NRF, the voxel-locked
+    # linear baseline as Linear Regression, the truth as the measured data
+    NRF_ONE: Style(NRF_ONE, _C["blue"], "o"),
+    NRF_TRILINEAR: Style(NRF_TRILINEAR, _C["sky blue"], "^"),
+    LINEAR_TRILINEAR: Style(LINEAR_TRILINEAR, _C["orange"], "s"),
+    NRF_POOLED: Style(NRF_POOLED, _C["vermillion"], "D"),
+    NRF_POOLED_TRILINEAR: Style(NRF_POOLED_TRILINEAR, _C["yellow"], "P"),
+    NRF_POOLED_FT: Style(NRF_POOLED_FT, _C["reddish purple"], "v"),
+    TRUTH_TRILINEAR: Style(TRUTH_TRILINEAR, _C["black"], "x"),
 }
 
 #: the method keys each figure draws, in legend/column order
@@ -90,6 +113,7 @@ FIGURE_METHODS = {
     "fig3": ("measured", "linear", "fwrf", "ridge", "universal", "universal_joint", "nrf"),
     "fig4": (INTACT, GLOBAL, WITHIN_ROI, ALIGNED, SHIFTED),
     "fig_universal_transfer": (UNIVERSAL_TRANSFER, SCRATCH, ENSEMBLE, LINEAR),
+    "fig_continuous_space": CONTINUOUS_METHODS,
     # every few-image method, should one figure ever draw them all
     "adaptation": (LINEAR, SCRATCH, ENSEMBLE, AVERAGE, HELDOUT, BASE_PREFIX, UNIVERSAL_TRANSFER),
 }
@@ -133,7 +157,7 @@ def save_figure(fig, png, pdf=None) -> None:
     No timestamps or version strings go into either file, so a rerun on the
     same data writes byte-identical files.
     """
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # matplotlib: heavy; the name modules' torch-free jobs never draw
 
     try:
         with atomic_output(png) as tmp:

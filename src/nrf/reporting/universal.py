@@ -22,6 +22,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.colors import ListedColormap  # noqa: E402
 
 from nrf.atomic import atomic_output  # noqa: E402
 from nrf.data.prepared import load_prepared
@@ -182,7 +183,7 @@ def plot_transfer(points: pd.DataFrame, *, target: str, dataset: str, out_png, o
 def cluster_embeddings(embeddings: list[np.ndarray], k: int, seed: int) -> list[np.ndarray]:
     """k-means (scikit-learn, seeded) on the stacked embeddings of several
     subjects; the labels split back per subject."""
-    from sklearn.cluster import KMeans
+    from sklearn.cluster import KMeans  # scikit-learn: optional; only the clusters figure needs it
 
     stacked = np.concatenate(embeddings)
     labels = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(stacked)
@@ -193,7 +194,7 @@ def region_agreement(labels: np.ndarray, regions: np.ndarray, *, n_permutations:
                      ) -> dict[str, float]:
     """Adjusted Rand index of clusters vs ground-truth regions, and its chance
     distribution under random relabelling (mean, 95th percentile, p)."""
-    from sklearn.metrics import adjusted_rand_score
+    from sklearn.metrics import adjusted_rand_score  # scikit-learn: optional; only the clusters figure needs it
 
     rng = np.random.default_rng(seed)
     ari = adjusted_rand_score(regions, labels)
@@ -218,8 +219,7 @@ def plot_clusters(coords: list[np.ndarray], labels: list[np.ndarray], subjects: 
                   dataset: str, out_png, out_pdf) -> None:
     """Glass brains (one per subject) with voxels coloured by cluster, and each
     cluster's top test images (``images`` (n_test, H, W, 3), rows as ``top``)."""
-    from matplotlib.colors import ListedColormap
-    from nilearn import plotting
+    from nilearn import plotting  # nilearn: heavy; only the clusters figure needs it
 
     n_top = max((len(v) for v in top.values()), default=0)
     fig = plt.figure(figsize=(4 + 1.2 * n_top, 2.6 * len(subjects) + 1.3 * k))

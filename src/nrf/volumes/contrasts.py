@@ -4,8 +4,7 @@
 images, per point); :func:`write_contrast` evaluates any predictor (an NRF's,
 ``nrf.volumes.nrf_predictor``, or the simulator's ground truth) chunk by chunk
 on a masked MNI grid and writes both maps as 3-D NIfTI (code 4, MNI);
-:func:`plot_contrast` draws the t map on nilearn's glass brain and on the
-fsaverage5 surface (both bundled with nilearn, offline).
+its figure is :func:`nrf.reporting.fig_contrast.plot_contrast`.
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ import logging
 from pathlib import Path
 from typing import Callable
 
+import nibabel as nib
 import numpy as np
 
 from nrf.atomic import atomic_output
@@ -56,8 +56,6 @@ def write_contrast(predict_a: Callable, predict_b: Callable, mask, affine, out_p
     both = out_prefix.with_name(out_prefix.name + "_both.nii")
     paths = {"difference": out_prefix.with_name(out_prefix.name + "_difference.nii.gz"),
              "t": out_prefix.with_name(out_prefix.name + "_t.nii.gz")}
-    import nibabel as nib
-
     write_volume(contrast_predictor(predict_a, predict_b), mask, affine, 2, both, chunk_points=chunk_points)
     try:
         data = np.asarray(nib.load(both).dataobj)
@@ -70,8 +68,6 @@ def write_contrast(predict_a: Callable, predict_b: Callable, mask, affine, out_p
 
 def peak(t_img, mask=None) -> dict:
     """Where a t map is largest and smallest: {max_mm, max_t, min_mm, min_t}."""
-    import nibabel as nib
-
     data = np.asarray(t_img.dataobj, dtype=np.float64)
     if mask is not None:
         data = np.where(mask, data, np.nan)
@@ -80,60 +76,13 @@ def peak(t_img, mask=None) -> dict:
     return {"max_mm": to_mm(hi), "max_t": float(data.flat[hi]), "min_mm": to_mm(lo), "min_t": float(data.flat[lo])}
 
 
-def plot_contrast(t_path, out_png, out_pdf=None, *, title: str, label_a: str, label_b: str) -> None:
-    """The t map on the glass brain (four views) and on fsaverage5's inflated ventral surface
-    (over its sulcal depth), both on one symmetric colour scale with a colour bar per row."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import nibabel as nib
-    from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import Normalize
-    from nilearn import datasets, plotting, surface
-
-    from nrf.reporting.brain_maps import SURFACE_ZOOM, surface_axes
-    from nrf.reporting.style import save_figure
-
-    img = nib.load(t_path)
-    values = np.abs(np.asarray(img.dataobj))
-    values = values[values > 0]  # the mask's points: 0 outside it would shrink the scale
-    vmax = float(np.percentile(values, 99)) if len(values) else 1.0
-    cmap = "RdBu_r"
-    fig = plt.figure(figsize=(12, 5.6))
-    grid = fig.add_gridspec(2, 3, width_ratios=[1, 1, 0.035], height_ratios=[1, 0.8], left=0.01, right=0.94,
-                            top=0.9, bottom=0.02, hspace=0.12, wspace=0.03)
-    glass = fig.add_subplot(grid[0, :2])
-    plotting.plot_glass_brain(img, axes=glass, figure=fig, display_mode="lyrz", colorbar=False, plot_abs=False,
-                              cmap=cmap, vmax=vmax, vmin=-vmax, symmetric_cbar=True)
-    glass.set_title("glass brain (maximum intensity projections)", fontsize=9)
-    scale = ScalarMappable(norm=Normalize(-vmax, vmax), cmap=cmap)
-    fsavg = datasets.load_fsaverage("fsaverage5")
-    sulc = datasets.load_fsaverage_data(mesh="fsaverage5", data_type="sulcal")
-    for col, hemi in enumerate(("left", "right")):
-        ax = surface_axes(fig, grid[1, col], "ventral")
-        texture = surface.vol_to_surf(img, fsavg["pial"].parts[hemi], interpolation="linear", radius=3.0)
-        plotting.plot_surf_stat_map(fsavg["inflated"].parts[hemi], texture, hemi=hemi, view="ventral", axes=ax,
-                                    bg_map=sulc.data.parts[hemi], colorbar=False, cmap=cmap, vmin=-vmax, vmax=vmax,
-                                    symmetric_cbar=True, threshold=1e-3, figure=fig)
-        ax.set_box_aspect(None, zoom=SURFACE_ZOOM["ventral"])
-        box = grid[1, col].get_position(fig)
-        fig.text((box.x0 + box.x1) / 2, box.y1, f"{hemi} hemisphere, ventral (fsaverage5; grey: sulcal depth)",
-                 ha="center", va="bottom", fontsize=9)
-    for row in range(2):
-        cax = fig.add_subplot(grid[row, 2])
-        fig.colorbar(scale, cax=cax).set_label(f"Welch t, {label_a} − {label_b}", fontsize=8)
-        cax.tick_params(labelsize=7)
-    fig.suptitle(f"{title}: in-silico contrast, {label_a} > {label_b} (red) / < (blue)", fontsize=11)
-    save_figure(fig, out_png, out_pdf)
-
-
 def query_contrast(checkpoint, images_a, images_b, out_prefix, *, resolution: float, mask: str = "training",
                    labels=("A", "B"), prepared=None, features=None, extractor=None, extractor_options=None,
-                   stimulus_size=None, chunk_points: int = 8192, device: str = "cpu", figure: bool = True,
+                   stimulus_size=None, chunk_points: int = 8192, device: str = "cpu",
                    simulation: dict | None = None, subjects=None, seed: int = 0, subject: str | None = None,
                    log: logging.Logger | None = None) -> dict:
-    """An NRF checkpoint's contrast between two image folders: NIfTI maps, a figure, a JSON summary.
+    """An NRF checkpoint's contrast between two image folders: NIfTI maps and a JSON summary
+    (the figure is :func:`nrf.reporting.fig_contrast.plot_contrast`'s, drawn from the t map).
 
     With the simulator's parameters (``simulation``, ``subjects``, ``seed``), the summary also
     names the simulator's tuning region at the map's peak and trough (for ``subject``).
@@ -146,22 +95,16 @@ def query_contrast(checkpoint, images_a, images_b, out_prefix, *, resolution: fl
     paths = write_contrast(nrf_predictor(qa.model, qa.features, device), nrf_predictor(qb.model, qb.features,
                                                                                            device),
                            qa.mask, qa.affine, out_prefix, chunk_points=chunk_points)
-    import nibabel as nib
-
     summary = {"checkpoint": str(checkpoint), "extractor": qa.extractor, "mask": mask,
                "resolution_mm": float(resolution), "labels": list(labels),
                "images_a": [{"file": n, "sha256": h} for n, h in zip(qa.images.names, qa.images.sha256)],
                "images_b": [{"file": n, "sha256": h} for n, h in zip(qb.images.names, qb.images.sha256)],
                **peak(nib.load(paths["t"]), qa.mask)}
     if simulation is not None:
-
         brain = SimulatedBrain(SimulationParams(subjects=subjects, seed=seed, **simulation))
         regions = brain.regions(np.array([summary["max_mm"], summary["min_mm"]]), subject)
         summary["simulator_region_at_max"] = REGIONS[regions[0]]
         summary["simulator_region_at_min"] = REGIONS[regions[1]]
-    if figure:
-        plot_contrast(paths["t"], Path(str(out_prefix) + ".png"), title=f"NRF {qa.ckpt.get('subject', '')}",
-                      label_a=labels[0], label_b=labels[1])
     with atomic_output(Path(str(out_prefix) + ".json")) as tmp:
         tmp.write_text(json.dumps(summary, indent=1) + "\n")
     log.info("contrast %s > %s: peak t %.2f at %s", *labels, summary["max_t"], summary["max_mm"])

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from scipy.spatial import cKDTree
 
 from nrf.checks import corrupt_file, file_sha256
 
@@ -76,8 +77,6 @@ def training_mask(coords_mm, shape, affine) -> np.ndarray:
     One training voxel is the median distance from a training coordinate to
     its nearest neighbour (NSD's 1.8 mm; the simulator's 4-4.6 mm).
     """
-    from scipy.spatial import cKDTree
-
     coords_mm = np.asarray(coords_mm, dtype=np.float64)
     _check_inside_box(coords_mm, "the training voxels' coordinates")
     tree = cKDTree(coords_mm)
@@ -101,7 +100,7 @@ def mni_brain_mask(shape, affine) -> np.ndarray:
 
 @functools.lru_cache(maxsize=1)
 def _nilearn_brain_mask():
-    from nilearn.datasets import load_mni152_brain_mask
+    from nilearn.datasets import load_mni152_brain_mask  # nilearn: heavy; only the 'brain' mask needs it
 
     img = load_mni152_brain_mask(resolution=1)
     return nib.Nifti1Image(np.asarray(img.dataobj, dtype=np.uint8), img.affine)

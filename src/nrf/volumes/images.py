@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +37,7 @@ class ImageSet:
 def read_image_folder(folder, size: int) -> ImageSet:
     """Every PNG/JPEG in ``folder`` (sorted by name), centre-cropped to a square and
     resized to ``size`` px (bicubic) as NSD's stimuli were; an unreadable file is named."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError  # pillow: optional; only the image-reading jobs need it
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -60,7 +62,7 @@ def read_image_folder(folder, size: int) -> ImageSet:
 
 def _nsd_resize(rgb, size: int) -> np.ndarray:
     """Centre crop to a square, then bicubic resize to ``size``: (size, size, 3) uint8."""
-    from PIL import Image
+    from PIL import Image  # pillow: optional; only the image-reading jobs need it
 
     w, h = rgb.size
     side = min(w, h)
@@ -77,11 +79,7 @@ def _nsd_resize(rgb, size: int) -> np.ndarray:
 def export_images(stimuli_path, image_ids, folder) -> list[Path]:
     """Write images ``image_ids`` of an NSD stimuli file as ``{folder}/{id:06d}.png`` (lossless, so
     their features equal the cached ones); the folder appears only when complete."""
-    import os
-    import shutil
-
-    from PIL import Image
-
+    from PIL import Image  # pillow: optional; only the image-writing jobs need it
 
     folder = Path(folder)
     ids = np.asarray(image_ids, dtype=np.int64)

@@ -48,7 +48,7 @@ from nrf.atomic import atomic_output
 from nrf.checks import CorruptFileError, open_hdf5
 from nrf.data.prepared import load_prepared
 from nrf.devices import resolve_device
-from nrf.features import get_extractor
+from nrf.features.extractors import get_extractor
 from nrf.training.encoders import load_encoder, read_checkpoint
 from nrf.volumes.grid import MNI_CODE, VolumeError, build_mask, mni_grid
 from nrf.volumes.images import ImageSet, read_image_folder
