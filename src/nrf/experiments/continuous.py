@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import logging
 import math
 import time
@@ -55,6 +54,7 @@ import torch
 from scipy.spatial import cKDTree
 
 from nrf.atomic import atomic_output
+from nrf.checks import file_sha256
 from nrf.data import nsd_layout
 from nrf.data.prepare import prepare_subject
 from nrf.data.sim_model import SimulatedBrain, SimulationParams
@@ -129,13 +129,6 @@ class SubjectData:
     test_ids: np.ndarray
 
 
-def _digest(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
 
 def build_dataset(workdir: Path, params: SimulationParams, *, features_options: dict, extractor: str,
                   val_fraction: float, features_path: Path | None = None, features_digest: str | None = None,
@@ -147,7 +140,7 @@ def build_dataset(workdir: Path, params: SimulationParams, *, features_options: 
     root = workdir / "tree"
     simulate_nsd_tree(root, params)
     stimuli = root / nsd_layout.STIMULI
-    digest = _digest(stimuli)
+    digest = file_sha256(stimuli)
     if features_path is None or digest != features_digest:
         features_path = workdir / "features.hdf5"
         extract_seen_images(extractor, features_options, stimuli_path=stimuli,

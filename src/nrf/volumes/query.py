@@ -32,7 +32,6 @@ NIfTI appears under its name only when complete (``nrf.atomic``).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import tempfile
@@ -45,7 +44,7 @@ import numpy as np
 import torch
 
 from nrf.atomic import atomic_output
-from nrf.checks import CorruptFileError, open_hdf5
+from nrf.checks import CorruptFileError, file_sha256, open_hdf5
 from nrf.data.prepared import load_prepared
 from nrf.devices import resolve_device
 from nrf.features.extractors import get_extractor
@@ -171,18 +170,11 @@ def save_mni_nifti(data, affine, path) -> None:
         nib.save(img, tmp)
 
 
-def _sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
 
 def write_sidecar(out_nifti, sidecar: dict) -> dict:
     """Write ``out_nifti`` + ``.json`` atomically: ``sidecar`` and the volume's own
     ``volume_sha256``, which :func:`nrf.volumes.grid.read_volume` checks. Returns what it wrote."""
-    sidecar = {**sidecar, "volume_sha256": _sha256(out_nifti)}
+    sidecar = {**sidecar, "volume_sha256": file_sha256(out_nifti)}
     with atomic_output(Path(str(out_nifti) + ".json")) as tmp:
         tmp.write_text(json.dumps(sidecar, indent=1) + "\n")
     return sidecar
@@ -259,7 +251,7 @@ def query_volume(checkpoint, images, out_nifti, *, resolution: float, mask: str 
     write_volume(nrf_predictor(q.model, q.features, device), q.mask, q.affine, n_img, out_nifti,
                  chunk_points=chunk_points)
     sidecar = {
-        "checkpoint": str(checkpoint), "checkpoint_sha256": _sha256(checkpoint),
+        "checkpoint": str(checkpoint), "checkpoint_sha256": file_sha256(checkpoint),
         "subject": q.ckpt.get("subject"), "extractor": q.extractor,
         "stimulus_size": int(q.images.pixels.shape[1]),
         "images": [{"file": n, "sha256": h, "volume": i} for i, (n, h) in enumerate(zip(q.images.names,
