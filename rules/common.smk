@@ -637,7 +637,7 @@ def targets():
             ),
             "fig_contrast": Target(
                 "figure",
-                [f"{volume}/face_vs_place.png"],
+                [f"{volume}/face_vs_place.{e}" for e in ("png", "pdf")],
                 checkpoints(nrf, [VOLUME_SUBJECT]) + contrast_files(),
             ),
             # issue 23: built by `all` only where claims.continuous_space says so

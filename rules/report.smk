@@ -686,6 +686,7 @@ rule build_fig_contrast:
             caption="../report/face_vs_place.rst",
             category="Figures",
         ),
+        pdf="results/{dataset}/volumes/{subject}/face_vs_place.pdf",
         summary="results/{dataset}/volumes/{subject}/face_vs_place.json",
     log:
         "logs/build_fig_contrast/{dataset}_{subject}.log",

@@ -70,6 +70,10 @@ def test_every_figure_target_writes_png_and_pdf(built, built_fig2b):
             assert first[f"{target}.pdf"].startswith(b"%PDF"), target
         pngs = {n[:-4] for n in first if n.endswith(".png")}
         assert pngs == {n[:-4] for n in first if n.endswith(".pdf")}, "a PNG without its PDF, or the reverse"
+    # the contrast figure sits with its maps under volumes/: its PDF twin too
+    contrast = built[0] / "results/simulated/volumes/subj01"
+    assert (contrast / "face_vs_place.png").read_bytes().startswith(b"\x89PNG")
+    assert (contrast / "face_vs_place.pdf").read_bytes().startswith(b"%PDF")
 
 
 def test_a_rebuilt_figure_is_the_same_bytes(built, built_fig2b):

@@ -92,6 +92,37 @@ def test_lost_checkpoint_is_rebuilt(tiny_run, tmp_path):
         assert re.search(rf"rule {rule}:\n(?:    .*\n)*?    output: {re.escape(checkpoint)}\n", out), out[-3000:]
 
 
+def test_killed_training_job_gets_its_checkpoint_rebuilt(tiny_run, tmp_path):
+    # the trap, for real: a training job killed mid-run after Snakemake
+    # removed its old output; the rerun of all_tables must train it again (before,
+    # the tables were newer than everything they read, so "Nothing to be done")
+    import os
+    import signal
+    import time
+
+    copy = tmp_path / "killed"
+    shutil.copytree(tiny_run, copy, symlinks=True)
+    checkpoint = copy / "results/simulated/models/fwrf/subj02.pt"
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(copy),
+           "--configfile", str(copy / "config.yaml"), "--cores", "1", "--force", str(checkpoint.relative_to(copy))]
+    job = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while checkpoint.exists() and time.time() < deadline:  # Snakemake removes it as the job starts
+            time.sleep(0.2)
+        assert not checkpoint.exists(), "the forced training job never started"
+    finally:
+        os.killpg(job.pid, signal.SIGKILL)  # the job, its script and Snakemake, at once
+        job.wait()
+    assert not checkpoint.exists()
+    assert snakemake(copy, "--unlock").returncode == 0
+    result = snakemake(copy, "all_tables", "--rerun-incomplete")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert checkpoint.is_file()
+    again = snakemake(copy, "all_tables", "-n")
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
 def test_embedded_config_is_read_from_the_workflow_folder(tmp_path):
     # run from another folder with a partial --configfile: the repo's config.yaml is
     # read first and the partial file merges over it, preset keys included
