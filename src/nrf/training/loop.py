@@ -139,14 +139,16 @@ def sample_voxels(n_vox: int, k: int, n_img: int, mode: str, gen: torch.Generato
 
     Per image, the k smallest of n_vox uniform draws (``topk``): every k-subset
     is equally likely, the distribution of the authors' ``np.random.choice(n,
-    k, replace=False)``. On the CPU the draws and the set are those of the
-    earlier ``rand(...).argsort()[:, :k]`` (the order of tied draws aside), in
-    a fifth of its time, and on a GPU nothing reaches the host.
+    k, replace=False)``. On the CPU it stays ``rand(...).argsort()[:, :k]``:
+    ``topk`` draws the same set, but orders tied draws differently, which moved
+    the simulated default's weights and tables; on a GPU nothing reaches the host.
     """
     device = torch.device(device) if device is not None else gen.device
     if mode == "shared":
         return torch.randperm(n_vox, generator=gen, device=device)[:k]
     noise = torch.rand(n_img, n_vox, generator=gen, device=device)
+    if device.type == "cpu":  # the CPU keeps argsort: tied draws in the same order as ever, so the same weights
+        return noise.argsort(dim=1)[:, :k]
     return noise.topk(k, dim=1, largest=False, sorted=True).indices
 
 
