@@ -5,9 +5,12 @@ Two simulated subjects, the default (CPU-sized) model and the clean protocol
 
 * NRF trained from scratch on the smallest N with its coordinates intact beats
   the same NRF with coordinates shuffled across voxels;
-* subj01's NRF finetuned on subj07's EBA-only and V1-only voxels transfers
-  better at their own MNI coordinates than at coordinates shifted inside
-  subj07's brain.
+* subj01's NRF finetuned on subj07's EBA-only and V1-only voxels learns at
+  its own MNI coordinates and at coordinates shifted inside subj07's brain;
+  which transfers better is not decided at this size (the paper says aligned).
+  The claims run (configs/claims.yaml, the claims page) decides it with more
+  draws: a direction is asserted only where it holds across seeds and
+  machines, and this one did not (see the test).
 
 Printed numbers are this seed's; the margins below were set from them.
 """
@@ -78,7 +81,7 @@ def test_intact_coordinates_beat_global_shuffle_at_the_smallest_n(probe_data):
     assert np.mean(r[INTACT]) > np.mean(r[GLOBAL]) + MARGIN_SHUFFLE, r
 
 
-def test_aligned_coordinates_transfer_better_than_shifted_at_the_smallest_n(probe_data):
+def test_aligned_and_shifted_transfer_both_learn_and_stay_close_at_the_smallest_n(probe_data):
     config, prepared, features, base = probe_data
     r = {ALIGNED: [], SHIFTED: []}
     for draw in range(DRAWS):
@@ -88,10 +91,13 @@ def test_aligned_coordinates_transfer_better_than_shifted_at_the_smallest_n(prob
         for cond in r:
             r[cond] += rows.loc[rows["condition"] == cond, "pearson"].tolist()
     print("N=20 finetune median r (EBA, V1 per draw), aligned vs shifted:", r)
-    # seed 0, one thread, measured: aligned 0.398, 0.385, 0.372, 0.423; shifted 0.386, 0.361, 0.304, 0.420
-    # (EBA, V1 for draws 0, 1): mean gap 0.027, every pair positive; margin 0.01
-    assert np.mean(r[ALIGNED]) > np.mean(r[SHIFTED]) + MARGIN_SHIFT, r
+    # The direction is not asserted: seed 0, one thread, measured 0.398, 0.385, 0.372, 0.423 aligned against
+    # 0.386, 0.361, 0.304, 0.420 shifted on one machine (gap +0.027) and 0.355, 0.401, 0.382, 0.404 against
+    # 0.410, 0.381, 0.354, 0.409 on another (torch 2.13.0, gap -0.003): two draws cannot tell them apart.
+    # What holds on both: every finetune learns, and aligned and shifted stay within 0.05 of each other.
+    assert min(r[ALIGNED] + r[SHIFTED]) > 0.25, r
+    assert abs(np.mean(r[ALIGNED]) - np.mean(r[SHIFTED])) < MARGIN_CLOSE, r
 
 
 MARGIN_SHUFFLE = 0.10
-MARGIN_SHIFT = 0.01
+MARGIN_CLOSE = 0.05
