@@ -48,13 +48,18 @@ def corrupt_file(path, what: str, detail) -> CorruptFileError:
     return CorruptFileError(f"{path}: this {what} is corrupt or truncated ({detail}). {rebuild_hint(path)}")
 
 
-def file_sha256(path) -> str:
-    """The sha256 of a file's bytes (hex), read 1 MB at a time."""
-    h = hashlib.sha256()
+def file_digest(path, algorithm: str = "sha256") -> str:
+    """The hex digest of a file's bytes (hashlib's ``algorithm``), read 4 MB at a time."""
+    h = hashlib.new(algorithm)
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
+        for block in iter(lambda: f.read(1 << 22), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def file_sha256(path) -> str:
+    """The sha256 of a file's bytes (hex)."""
+    return file_digest(path, "sha256")
 
 
 def new_hdf5(path) -> h5py.File:

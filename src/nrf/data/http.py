@@ -16,7 +16,6 @@ import asyncio
 import functools
 import gc
 import gzip
-import hashlib
 import logging
 import os
 import threading
@@ -31,6 +30,8 @@ import h5py
 import requests
 import scipy.io
 import tenacity
+
+from nrf.checks import file_digest
 
 log = logging.getLogger(__name__)
 logging.getLogger("fsspec.caching").setLevel(logging.WARNING)  # not a line per block fetched
@@ -175,11 +176,8 @@ class HttpClient:
 
 
 def file_md5(path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
+    """The md5 of a file's bytes (hex): what S3 reports as the ETag of a single-part upload."""
+    return file_digest(path, "md5")
 
 
 def check_file(path, name: str | None = None) -> None:
