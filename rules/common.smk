@@ -389,6 +389,24 @@ def probe_subjects(probes, subjects):
 
 
 PROBE_SUBJECT, PROBE_BASE, PROBE_TARGET = probe_subjects(config["probes"], SUBJECTS)
+# Draws of the probes' cells (probes.draws; absent: the adaptation cells' draws).
+PROBE_DRAWS = config["probes"].get("draws", ADAPTATION["draws"])
+# The shuffle probe's own NRF sizes (probes.shuffle_nrf), None when absent: it
+# then trains config["nrf"] and writes no training-set fit.
+SHUFFLE_NRF = config["probes"].get("shuffle_nrf")
+
+
+def shuffle_model_options():
+    """The shuffle probe's NRF: probes.shuffle_nrf merged over config["nrf"]."""
+    return {**config["nrf"], **(SHUFFLE_NRF or {})}
+
+
+def shuffle_fit_output():
+    """The shuffle probe's second output, its training-set fit beside the
+    linear baseline's, where probes.shuffle_nrf is set ({} otherwise)."""
+    if SHUFFLE_NRF is None:
+        return {}
+    return {"fit": "results/{dataset}/probes/shuffle/n{n}_fit.csv"}
 
 
 def get_probe_target(wildcards):

@@ -2,8 +2,11 @@
 # coordinates (4a) and ROI-only finetuning with aligned or shifted
 # coordinates (4b, 4c). One job per (probe, N) trains every condition and
 # draw of that N, so torch is imported once for several small trainings.
-# Subjects and sizes: the probe helpers in rules/common.smk; Figure 4 itself
-# is drawn by build_fig4 (rules/report.smk).
+# Subjects, sizes and draws (probes.draws, else adaptation.draws): the probe
+# helpers in rules/common.smk; Figure 4 itself is drawn by build_fig4
+# (rules/report.smk). With probes.shuffle_nrf the shuffle probe trains its own
+# NRF sizes and also writes n{n}_fit.csv, the training-set fit of each of its
+# models beside the linear baseline's (read by the claims page).
 
 
 rule probe_shuffle:
@@ -12,6 +15,7 @@ rule probe_shuffle:
         features=features_file(),
     output:
         "results/{dataset}/probes/shuffle/n{n}.csv",
+        **shuffle_fit_output(),
     log:
         "logs/probe_shuffle/{dataset}_n{n}.log",
     benchmark:
@@ -24,10 +28,11 @@ rule probe_shuffle:
         runtime=720,
         gpu=gpus(),
     params:
-        draws=config["adaptation"]["draws"],
+        draws=PROBE_DRAWS,
         scratch_steps=config["adaptation"]["scratch_steps"],
         train_options=config["train"],
-        model_options=config["nrf"],
+        model_options=shuffle_model_options(),
+        linear_options=config["linear"],
         atlases=config["probes"]["shuffle_atlases"],
         protocol=config["protocol"],
         seed=config["seed"],
@@ -55,7 +60,7 @@ rule probe_transfer:
         runtime=720,
         gpu=gpus(),
     params:
-        draws=config["adaptation"]["draws"],
+        draws=PROBE_DRAWS,
         finetune_steps=config["adaptation"]["finetune_steps"],
         train_options=config["train"],
         rois=config["probes"]["rois"],

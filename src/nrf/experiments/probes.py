@@ -3,6 +3,10 @@
     run_shuffle_cell   Fig. 4a: NRF scratch on N images of one subject with
                        coordinates intact, shuffled globally, shuffled within
                        ROIs (nrf.perturbations)
+    run_shuffle_fit_cell  the same, and how well each of its models (and the
+                       linear baseline) fits the N training images: can the
+                       model fit each voxel's identity from its coordinate?
+                       (probes.shuffle_nrf; FIT_COLUMNS)
     run_transfer_cell  Fig. 4b/c: a base subject's full-data NRF finetuned on a
                        target's ROI-only voxels (EBA, V1) with aligned or
                        shifted coordinates
@@ -20,6 +24,7 @@ import logging
 import numpy as np
 import pandas as pd
 
+from nrf.atomic import atomic_output
 from nrf.data.prepared import load_prepared
 from nrf.devices import resolve_device
 from nrf.experiments.cell import Cell, finetune, schedule, score
@@ -41,6 +46,16 @@ from nrf.training.loop import EncodingSplit, TrainConfig, predict
 from nrf.training.registry import get_kind
 
 logger = logging.getLogger(__name__)
+
+#: the linear baseline's row in a fit table (the adaptation tables' label)
+LINEAR = "Linear Regression"
+#: the columns of a shuffle probe's fit table (:func:`run_shuffle_fit_cell`): per
+#: (draw, model) the median over voxels of the Pearson r on the N training images
+#: (train_pearson) and on the test images (test_pearson); model "NRF" (one row
+#: per condition) or LINEAR (condition "voxel-wise"); width and fourier_scale
+#: of the NRF (empty for the linear model)
+FIT_COLUMNS = ("subject", "n_train", "draw", "model", "condition", "width", "fourier_scale", "train_pearson",
+               "test_pearson", "steps")
 
 
 def _subset(split: EncodingSplit | None, columns: np.ndarray) -> EncodingSplit | None:
@@ -66,6 +81,34 @@ def run_shuffle_cell(
     Every variant sees the same images and the same initial weights; only the
     coordinate paired with each voxel's responses differs (train and test alike).
     """
+    return _shuffle_cell(prepared_path, features_path, n_train, draw, protocol=protocol, seed=seed,
+                         train_options=train_options, model_options=model_options, scratch_steps=scratch_steps,
+                         atlases=atlases, conditions=conditions, device=device, log=log)[0]
+
+
+def run_shuffle_fit_cell(
+    prepared_path, features_path, n_train: int, draw: int, *, protocol: str, seed: int, train_options: dict,
+    model_options: dict, linear_options: dict, scratch_steps: int, atlases, conditions=(INTACT, GLOBAL, WITHIN_ROI),
+    device: str = "cpu", log: logging.Logger | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`run_shuffle_cell`'s rows (the same numbers), and its fit table
+    (FIT_COLUMNS): each condition's NRF and the linear baseline of the adaptation
+    cells (linear_options, the same images and validation) scored on the N
+    training images they were fit to and on the test images.
+
+    An NRF that fits the training images with intact coordinates about as well
+    as the voxel-wise linear model has the capacity to tell voxels apart by
+    their coordinates; one that fits far worse cannot, and then a shuffle
+    probe measures its capacity rather than the value of the coordinates.
+    """
+    return _shuffle_cell(prepared_path, features_path, n_train, draw, protocol=protocol, seed=seed,
+                         train_options=train_options, model_options=model_options, scratch_steps=scratch_steps,
+                         atlases=atlases, conditions=conditions, device=device, log=log,
+                         linear_options=linear_options)
+
+
+def _shuffle_cell(prepared_path, features_path, n_train, draw, *, protocol, seed, train_options, model_options,
+                  scratch_steps, atlases, conditions, device, log, linear_options=None):
     log = log or logger
     device = resolve_device(device)
     cell = Cell(prepared_path, features_path, n_train, draw, seed=seed, protocol=protocol)
@@ -77,7 +120,7 @@ def run_shuffle_cell(
     }
     config = TrainConfig(**schedule(protocol, n_train, train_options, scratch_steps), seed=seed + draw, device=device)
     all_columns = np.arange(cell.n_voxels)
-    rows = []
+    rows, fits = [], []
     for condition in conditions:
         perm = perms[condition]
         coords = cell.coords[perm]
@@ -88,7 +131,38 @@ def run_shuffle_cell(
                      "draw": draw, **out, "n_voxels": cell.n_voxels})
         log.info("%s N=%d draw %d %s: r=%.4f after %d steps", cell.subject, n_train, draw, condition,
                  out["pearson"], out["steps"])
-    return pd.DataFrame(rows, columns=list(ROWS))
+        if linear_options is not None:
+            train_pred = predict(model, cell.train.features, coords, device=config.device,
+                                 precision=config.precision)
+            fits.append({"model": "NRF", "condition": condition, "width": model.config.width,
+                         "fourier_scale": model.config.fourier_scale,
+                         "train_pearson": score(train_pred, cell.train.responses)["pearson"],
+                         "test_pearson": out["pearson"], "steps": out["steps"]})
+    if linear_options is None:
+        return pd.DataFrame(rows, columns=list(ROWS)), None
+    # the adaptation cells' linear baseline on the same images and validation
+    linear_cfg = TrainConfig(**linear_options, seed=seed + draw, device=device)
+    model, history = get_kind("linear").fit(_embedding(cell.train), _embedding(cell.val), None, linear_cfg,
+                                            model_options={}, log=log)
+    fits.append({"model": LINEAR, "condition": "voxel-wise", "width": np.nan, "fourier_scale": np.nan,
+                 "train_pearson": score(predict(model, cell.train.features, None, device=device,
+                                                precision=linear_cfg.precision), cell.train.responses)["pearson"],
+                 "test_pearson": score(predict(model, cell.test.features, None, device=device,
+                                               precision=linear_cfg.precision), cell.test.responses)["pearson"],
+                 "steps": int(history[-1]["step"]) if history else 0})
+    for fit in fits:
+        log.info("%s N=%d draw %d fit on the training images: %s %s r=%.4f (test r=%.4f)", cell.subject, n_train,
+                 draw, fit["model"], fit["condition"], fit["train_pearson"], fit["test_pearson"])
+    fit_table = pd.DataFrame([{"subject": cell.subject, "n_train": n_train, "draw": draw, **f} for f in fits],
+                             columns=list(FIT_COLUMNS))
+    return pd.DataFrame(rows, columns=list(ROWS)), fit_table
+
+
+def _embedding(split: EncodingSplit | None) -> EncodingSplit | None:
+    """The linear baseline's input: the embedding alone."""
+    if split is None:
+        return None
+    return EncodingSplit({"embedding": split.features["embedding"]}, split.responses)
 
 
 def run_transfer_cell(
@@ -133,3 +207,12 @@ def run_transfer_cell(
 def write_rows(table: pd.DataFrame, out_csv) -> None:
     """Write a probe CSV (nrf.perturbations.ROWS; read by nrf.reporting.figure4.read_rows)."""
     write_frame(table, out_csv, "probe_rows")
+
+
+def write_fit_rows(table: pd.DataFrame, out_csv) -> None:
+    """Write a shuffle probe's fit table (FIT_COLUMNS; read by nrf.reporting.claims)."""
+    missing = [c for c in FIT_COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"{out_csv}: the fit table lacks {missing}")
+    with atomic_output(out_csv) as tmp:
+        table[list(FIT_COLUMNS)].to_csv(tmp, index=False, float_format="%.6g")
