@@ -1,8 +1,10 @@
 # Ablations (nrf.experiments.ablations): Table 4 finetunes the base subject's NRF on the
 # target with each finetune strategy; Tables 5 and 6 train one NRF per MLP
 # depth or hidden width on a subject's full training set. A depth/width pair
-# shared by both tables (the configured one) is trained once. The tables are
-# built by build_table4, build_table5 and build_table6 (rules/report.smk).
+# shared by both tables (the configured one) is trained once (once per seed
+# with ablations.seeds: {seedtag} is "_seed{s}", else empty and the files keep
+# their names). The tables are built by build_table4, build_table5 and
+# build_table6 (rules/report.smk).
 
 
 rule ablation_finetune_strategy:
@@ -40,13 +42,15 @@ rule ablation_architecture:
         prepared=prepared(PROBE_SUBJECT),
         features=features_file(),
     output:
-        checkpoint="results/{dataset}/ablations/models/nrf_depth{depth}_width{width}.pt",
-        scores="results/{dataset}/ablations/scores/nrf_depth{depth}_width{width}.csv",
-        training="results/{dataset}/ablations/scores/nrf_depth{depth}_width{width}_training.json",
+        checkpoint="results/{dataset}/ablations/models/nrf_depth{depth}_width{width}{seedtag}.pt",
+        scores="results/{dataset}/ablations/scores/nrf_depth{depth}_width{width}{seedtag}.csv",
+        training="results/{dataset}/ablations/scores/nrf_depth{depth}_width{width}{seedtag}_training.json",
     log:
-        "logs/ablation_architecture/{dataset}_depth{depth}_width{width}.log",
+        "logs/ablation_architecture/{dataset}_depth{depth}_width{width}{seedtag}.log",
     benchmark:
-        "benchmarks/runs/ablation_architecture/{dataset}_depth{depth}_width{width}.tsv"
+        "benchmarks/runs/ablation_architecture/{dataset}_depth{depth}_width{width}{seedtag}.tsv"
+    wildcard_constraints:
+        seedtag=r"(_seed\d+)?",
     conda:
         "../envs/torch.yaml"
     threads: 1
@@ -58,7 +62,7 @@ rule ablation_architecture:
         model_options=config["nrf"],
         train_options=config["train"],
         max_steps=config["ablations"].get("max_steps"),
-        seed=config["seed"],
+        seed=lambda w: int(w.seedtag[len("_seed") :]) if w.seedtag else config["seed"],
         device=config["device"],
     script:
         "../workflow_scripts/ablation_architecture.py"

@@ -427,21 +427,34 @@ ABLATION_MAX_STEPS = min(
     config["ablations"].get("max_steps") or config["train"]["max_steps"],
     config["train"]["max_steps"],
 )
+# Seed replicates of Tables 5-6 (ablations.seeds), None when absent: one
+# training per row with `seed`, under the file names it always had.
+ABLATION_SEEDS = config["ablations"].get("seeds")
+
+
+def ablation_seed_tags():
+    """The file-name tag of each replicate: "" alone without ablations.seeds,
+    else "_seed{s}" per seed (rule ablation_architecture's {seedtag})."""
+    if ABLATION_SEEDS is None:
+        return [""]
+    return [f"_seed{s}" for s in ABLATION_SEEDS]
 
 
 def architecture_files(axis, suffix=".csv", folder="scores"):
     """Table 5's depths (axis "depth") or Table 6's widths, the other size
     kept at the configured NRF's: their per-voxel scores, or with suffix
     "_training.json" how each training ended, or with folder "models" and
-    suffix ".pt" their checkpoints."""
+    suffix ".pt" their checkpoints; one per value, or with ablations.seeds
+    one per (value, seed), seeds inner."""
     nrf = config["nrf"]
     values = config["ablations"][f"{axis}s"]
     pairs = [
         (v, nrf["width"]) if axis == "depth" else (nrf["depth"], v) for v in values
     ]
     return [
-        f"results/{DATASET}/ablations/{folder}/nrf_depth{d}_width{w}{suffix}"
+        f"results/{DATASET}/ablations/{folder}/nrf_depth{d}_width{w}{tag}{suffix}"
         for d, w in pairs
+        for tag in ablation_seed_tags()
     ]
 
 

@@ -333,6 +333,7 @@ rule build_table5:
     params:
         axis="depth",
         values=config["ablations"]["depths"],
+        seeds=ABLATION_SEEDS,
         fixed={"width": config["nrf"]["width"]},
         subject=PROBE_SUBJECT,
         max_steps=ABLATION_MAX_STEPS,
@@ -368,6 +369,7 @@ rule build_table6:
     params:
         axis="width",
         values=config["ablations"]["widths"],
+        seeds=ABLATION_SEEDS,
         fixed={"depth": config["nrf"]["depth"]},
         subject=PROBE_SUBJECT,
         max_steps=ABLATION_MAX_STEPS,
