@@ -315,12 +315,66 @@ def _fig4(results, panel_is_shuffle: bool) -> Finding:
                     detail=f"{a['pearson_mean']:.3f} vs {b['pearson_mean']:.3f}, {int(a['n_draws'])} draws"))
     if not comps:
         return not_run("fig4's conditions")
-    intervals = "" if panel_is_shuffle else " Equal within ±2 SEM where undecided: " + "; ".join(
+    numbers = "; ".join(c.text() for c in comps)
+    if panel_is_shuffle:
+        fit_numbers, fit_note = _identity_fit(results)
+        return Finding(comps, numbers=numbers + (f"; {fit_numbers}" if fit_numbers else ""), note=fit_note)
+    intervals = " Equal within ±2 SEM where undecided: " + "; ".join(
         f"{c.label.split(':')[0]} at N = {c.label.split(' = ')[-1]}: [{c.diff - K_SEM * c.sem:+.3f}, "
         f"{c.diff + K_SEM * c.sem:+.3f}]"
         for c in comps if c.verdict == UNDECIDED)
-    return Finding(comps, numbers="; ".join(c.text() for c in comps),
+    return Finding(comps, numbers=numbers,
                    note=intervals.strip() if intervals.strip() != "Equal within ±2 SEM where undecided:" else "")
+
+
+#: the shuffle probe's fit tables (nrf.experiments.probes.FIT_COLUMNS), written where probes.shuffle_nrf is set
+FIT_GLOB = "probes/shuffle/n*_fit.csv"
+FIT_LINEAR = "Linear Regression"
+
+
+def _identity_fit(results) -> tuple[str, str]:
+    """Whether the shuffle probe's NRF could fit each voxel's identity: at the largest N its fit to the
+    training images with intact coordinates against the voxel-wise linear baseline's, paired over draws
+    (numbers, and a sentence for the note); ("", "") where the run wrote no fit tables."""
+    if results is None:
+        return "", ""
+    parts = []
+    for path in sorted(Path(results).glob(FIT_GLOB)):
+        try:
+            parts.append(pd.read_csv(path))
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+            continue
+    need = {"n_train", "draw", "model", "condition", "train_pearson"}
+    parts = [t for t in parts if need <= set(t.columns) and len(t)]
+    if not parts:
+        return "", ""
+    t = pd.concat(parts, ignore_index=True)
+    n = int(t["n_train"].max())
+    t = t[t["n_train"] == n]
+    nrf = t[(t["model"] == "NRF") & (t["condition"] == INTACT)].set_index("draw")["train_pearson"]
+    lin = t[t["model"] == FIT_LINEAR].set_index("draw")["train_pearson"]
+    draws = nrf.index.intersection(lin.index)
+    if draws.empty:
+        return "", ""
+    d = (nrf[draws] - lin[draws]).to_numpy(float)
+    c = Comparison("NRF intact − linear, training-set fit", float(d.mean()), _sem(d), expect=0)
+    size = t[(t["model"] == "NRF") & (t["condition"] == INTACT)]
+    size = (f"width {int(size['width'].iloc[0])}, Fourier scale {float(size['fourier_scale'].iloc[0]):g}"
+            if {"width", "fourier_scale"} <= set(size.columns) and len(size) else "")
+    shuffled = t[(t["model"] == "NRF") & (t["condition"] == GLOBAL)]["train_pearson"]
+    numbers = (f"fit to the training images at N = {n}" + (f" ({size})" if size else "")
+               + f": NRF intact {nrf[draws].mean():.3f}, linear {lin[draws].mean():.3f}"
+               + (f", NRF shuffled globally {shuffled.mean():.3f}" if len(shuffled) else "")
+               + f" (median voxel r, mean over {len(draws)} draws; {c.text()})")
+    if not np.isfinite(c.sem):
+        note = "one draw of the training-set fit: whether the NRF can fit voxel identity is not decided"
+    elif c.diff >= -K_SEM * c.sem:
+        note = ("the shuffle probe's NRF fits the training images with intact coordinates as well as the "
+                "voxel-wise linear model (or better), so it has the capacity to fit each voxel's identity")
+    else:
+        note = (f"the shuffle probe's NRF fits the training images {-c.diff:.3f} below the voxel-wise linear "
+                "model (beyond 2 SEM): it cannot fit each voxel's identity, so the shuffle measures its capacity")
+    return numbers, note
 
 
 def _architecture(results, name: str, axis: str, best: int) -> Finding:
@@ -339,15 +393,25 @@ def _architecture(results, name: str, axis: str, best: int) -> Finding:
     mid = best if ranked == theirs else (ranked[theirs.index(best)] if len(ranked) == len(theirs) else None)
     if mid is None:
         return not_run(f"{name}: {axis}s matching the paper's three")
-    comps = [Comparison(f"{axis} {mid} − {axis} {v}", values[mid] - values[v], _hypot(sems[mid], sems[v]))
+    seeds = int(t["n_seeds"].max()) if "n_seeds" in t.columns and t["n_seeds"].notna().any() else None
+    detail = "" if seeds is None else f"SEM over {seeds} seeds, unpaired"
+    comps = [Comparison(f"{axis} {mid} − {axis} {v}", values[mid] - values[v], _hypot(sems[mid], sems[v]),
+                        detail=detail)
              for v in ranked if v != mid]
     numbers = ", ".join(f"{axis} {v}: {values[v]:.3f}" for v in ranked)
-    note = ""
+    notes = []
+    if seeds is not None:
+        numbers = (", ".join(f"{axis} {v}: {values[v]:.3f} ± {sems[v]:.3f}" for v in ranked)
+                   + f" (mean ± SEM over {seeds} seeds); " + "; ".join(c.text() for c in comps))
+        undecided = [c for c in comps if c.verdict == UNDECIDED]
+        if undecided:
+            notes.append("equal within ±2 SEM: " + "; ".join(
+                f"{c.label}: [{c.diff - K_SEM * c.sem:+.3f}, {c.diff + K_SEM * c.sem:+.3f}]" for c in undecided))
     if "improving_at_cap" in t.columns:
         rising = t.loc[t["improving_at_cap"].astype(str) == "True", axis].astype(int).tolist()
         if rising:
-            note = f"still improving at the step cap: {axis} {', '.join(map(str, rising))}"
-    return Finding(comps, numbers=numbers, note=note)
+            notes.append(f"still improving at the step cap: {axis} {', '.join(map(str, rising))}")
+    return Finding(comps, numbers=numbers, note="; ".join(notes))
 
 
 def _strategy(results) -> Finding:
