@@ -295,3 +295,14 @@ def test_fidelity_scratch_cap_on_nsd_equals_what_runs(nsd_paper):
     match = re.search(r"on NSD it is ([\d,]+)", " ".join(row))
     assert match, row
     assert _number(_one(nsd_paper, "adaptation scratch", "adaptation.scratch_steps")["value"]) == _number(match[1])
+
+
+def test_the_probes_own_draws_and_shuffle_sizes_are_shown_where_set():
+    _, rows = _table(command_line={"probes": {"draws": "5", "shuffle_nrf": {"width": "512"}}})
+    assert (_one(rows, "Figure 4a (shuffle)", "draws")["value"], _one(rows, "Figure 4b/c (ROI transfer)", "draws")["value"]) \
+        == ("5", "5")
+    width = _one(rows, "Figure 4a (shuffle)", "nrf.width")
+    assert (width["value"], width["source"]) == ("512", S.COMMAND_LINE)
+    assert _one(rows, "Figure 4a (shuffle)", "nrf.depth")["source"] == "preset (presets.simulated)"
+    assert _one(rows, "NRF, full training", "nrf.width")["value"] == "128"
+    assert _one(rows, "adaptation finetune (Tables 2, 3, 7-9)", "adaptation.draws")["value"] == "2"

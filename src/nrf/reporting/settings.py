@@ -99,7 +99,6 @@ def _equal(a, b) -> bool:
     return a == b
 
 
-
 # -- reference values -------------------------------------------------------------------
 
 
@@ -340,6 +339,8 @@ def derived(config: dict) -> dict:
     train = config["train"]
     return {
         "probe_subjects": list(probe_subjects(config)),
+        "probe_draws": config["probes"].get("draws", config["adaptation"]["draws"]),
+        "shuffle_nrf": {**config["nrf"], **(config["probes"].get("shuffle_nrf") or {})},
         "table4_n": min(config["ablations"]["finetune_n"], max(config["shots"])),
         "ablation_max_steps": min(config["ablations"].get("max_steps") or train["max_steps"], train["max_steps"]),
         "universal_target": config["universal"]["transfer_target"] or config["subjects"][-1],
@@ -482,10 +483,15 @@ def settings_rows(config: dict, sources: Sources) -> pd.DataFrame:
         t.key(e, "universal.transfer_max_steps")
         t.add(e, "transfer kept state", "final state", keys=["universal.variant"])
 
-    def small(e, steps_key, base=False):
-        """A training on N images (nrf.experiments.cell.schedule)."""
+    def small(e, steps_key, probe=False):
+        """A training on N images (nrf.experiments.cell.schedule); a probe's
+        draws are probes.draws where set, else the adaptation cells'."""
         t.key(e, "shots")
-        t.key(e, "adaptation.draws")
+        if probe:
+            t.add(e, "draws", d["probe_draws"], keys=["probes.draws" if "draws" in config["probes"]
+                                                      else "adaptation.draws"])
+        else:
+            t.key(e, "adaptation.draws")
         t.key(e, steps_key)
         if paper:
             t.add(e, "eval_every per N", _epochs(config, shots), keys=["train.batch_images", "shots"])
@@ -528,6 +534,7 @@ def settings_rows(config: dict, sources: Sources) -> pd.DataFrame:
     t.add(e, "width (Table 5)", config["nrf"]["width"], keys=["nrf.width"])
     t.key(e, "ablations.widths")
     t.add(e, "depth (Table 6)", config["nrf"]["depth"], keys=["nrf.depth"])
+    t.key(e, "ablations.seeds")
     t.key(e, "ablations.max_steps")
     t.add(e, "step cap", d["ablation_max_steps"], keys=["ablations.max_steps", "train.max_steps"])
     t.section(e, "train", skip=("max_steps",))
@@ -537,8 +544,11 @@ def settings_rows(config: dict, sources: Sources) -> pd.DataFrame:
     e = "Figure 4a (shuffle)"
     t.add(e, "subject", subject, keys=["probes.subject", "subjects"], ref_name="-")
     t.key(e, "probes.shuffle_atlases")
-    small(e, "adaptation.scratch_steps")
-    t.section(e, "nrf")
+    small(e, "adaptation.scratch_steps", probe=True)
+    # its own NRF sizes where probes.shuffle_nrf sets them (merged over nrf)
+    own = config["probes"].get("shuffle_nrf") or {}
+    for name, value in {**config["nrf"], **own}.items():
+        t.add(e, f"nrf.{name}", value, keys=[f"probes.shuffle_nrf.{name}" if name in own else f"nrf.{name}"])
 
     e = "Figure 4b/c (ROI transfer)"
     t.add(e, "probe base", base, keys=["probes.base", "subjects"])
@@ -547,7 +557,7 @@ def settings_rows(config: dict, sources: Sources) -> pd.DataFrame:
     t.key(e, "probes.rois")
     for key in ("shift_mm", "shift_direction", "seed_offset"):
         t.key(e, f"probes.{key}")
-    small(e, "adaptation.finetune_steps")
+    small(e, "adaptation.finetune_steps", probe=True)
 
     e = "decoding"
     t.key(e, "decoding")
