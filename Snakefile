@@ -164,6 +164,13 @@ rule claims_page:
         target_input("claims"),
 
 
+rule settings:
+    # on demand, not in all: every setting each experiment uses and its source,
+    # beside the paper and the authors' code (results/{dataset}/settings.md)
+    input:
+        target_input("settings"),
+
+
 rule claims:
     # the claims run (configs/claims.yaml): everything, the continuous-space
     # experiment, and the page that decides each claim

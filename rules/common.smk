@@ -1,7 +1,9 @@
 # What every stage shares: config validation (at start-up, before any job),
 # every wildcard constraint, the get_* helpers the rules call, and targets(),
 # the one list of what the named targets build.
+import copy
 import hashlib
+import json
 import shutil
 import sys
 from collections import namedtuple
@@ -579,6 +581,46 @@ def figure_files(name, csv=False):
     return [f"results/{DATASET}/figures/{name}.{ext}" for ext in exts]
 
 
+# The settings table (build_settings; target settings, on demand): the layers
+# Snakemake merged into `config`, kept apart by its API (config_settings:
+# .configfiles the --configfile paths, absolute; .config the --config pairs as
+# parsed), so that nrf.reporting.settings names each setting's source.
+SETTINGS_LAYERS = workflow.config_settings
+EMBEDDED_CONFIG = (
+    []
+    if SETTINGS_LAYERS.replace_workflow_config
+    else [str(Path(workflow.basedir) / "config.yaml")]
+)
+CONFIG_FILES = [str(p) for p in SETTINGS_LAYERS.configfiles]
+COMMAND_LINE_CONFIG = copy.deepcopy(dict(SETTINGS_LAYERS.config))
+
+
+def settings_files():
+    return [f"results/{DATASET}/settings.{ext}" for ext in ("md", "csv")]
+
+
+def configfile_names():
+    """Each --configfile as the table names it: relative to the workflow if inside it."""
+    base = Path(workflow.basedir)
+    return [
+        str(p.relative_to(base)) if p.is_relative_to(base) else str(p)
+        for p in map(Path, CONFIG_FILES)
+    ]
+
+
+def settings_derived():
+    """What this file derives from several keys, for nrf.reporting.settings to check."""
+    return {
+        "probe_subjects": [PROBE_SUBJECT, PROBE_BASE, PROBE_TARGET],
+        "probe_draws": PROBE_DRAWS,
+        "shuffle_nrf": shuffle_model_options(),
+        "table4_n": TABLE4_N,
+        "ablation_max_steps": ABLATION_MAX_STEPS,
+        "universal_target": universal_target(),
+        "volume_subject": VOLUME_SUBJECT,
+    }
+
+
 # kind, "table" or "figure"; files, what its build_<target> writes; keeps, the
 # models and volumes its jobs leave behind (deliverables: a run that lost one,
 # say a job killed after Snakemake removed its output, rebuilds it).
@@ -679,6 +721,8 @@ def targets():
             ),
             # the last page: every claim decided by this run's tables
             "claims": Target("page", table_files("claims"), []),
+            # every setting each experiment uses, and its source (issue 21)
+            "settings": Target("on demand", settings_files(), []),
         }
     )
     order = ["table1", "table2", "table3", "fig2a", "fig2b", "fig3", "table4"]

@@ -791,3 +791,36 @@ rule build_claims:
         dataset=DATASET,
     script:
         "../workflow_scripts/claims_page.py"
+
+
+rule build_settings:
+    # on demand (target settings, not in all): every setting each experiment
+    # uses, its source (command line, config file, config.yaml, preset or
+    # schema) beside the paper's and the authors' value; offline, no job first
+    input:
+        embedded=EMBEDDED_CONFIG,
+        configfiles=CONFIG_FILES,
+        schema=Path(workflow.basedir) / "schemas" / "config.schema.yaml",
+    output:
+        md="results/{dataset}/settings.md",
+        csv="results/{dataset}/settings.csv",
+    log:
+        "logs/build_settings/{dataset}.log",
+    benchmark:
+        "benchmarks/runs/build_settings/{dataset}.tsv"
+    conda:
+        "../envs/data.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        configfile_names=configfile_names(),
+        command_line=COMMAND_LINE_CONFIG,
+        # the job reads the config itself (snakemake.config); its digest here
+        # rebuilds the table whenever any setting changes
+        config_sha256=hashlib.sha256(
+            json.dumps(config, sort_keys=True, default=str).encode()
+        ).hexdigest(),
+        workflow_derived=settings_derived(),
+    script:
+        "../workflow_scripts/settings.py"
