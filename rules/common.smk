@@ -16,9 +16,10 @@ from pathlib import Path
 LIBRARY = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, LIBRARY)
 
-from nrf.runlog import export_library
+from nrf.runlog import export_allocator_settings, export_library
 
 export_library(LIBRARY)
+export_allocator_settings()
 
 from nrf.config import (
     ConfigError,
