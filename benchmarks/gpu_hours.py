@@ -177,9 +177,9 @@ def job_costs(jobs, cfg: dict, best_epochs: int | None) -> list[dict]:
             evals = steps // (univ["eval_every"] * len(VOXELS))
             row(rule, "Universal joint, 4 subjects", steps * u_step + evals * N_TEST * sum(VOXELS.values()) * u_query,
                 steps, evals)
-        elif rule == "predict_test" and w["model"] == "nrf":
+        elif rule == "evaluate_encoder" and w["model"] == "nrf":
             row(rule, f"NRF test prediction, {subject}", nrf_pass(paper, N_TEST, n_vox), 0, 1)
-        elif rule in ("predict_test", "predict_universal_joint"):
+        elif rule in ("evaluate_encoder", "evaluate_universal_joint"):
             flop = N_TEST * n_vox * u_query if "universal" in (w.get("model", "universal")) else 0.0
             row(rule, f"{w.get('model', 'universal_joint')} test prediction, {subject}", flop, 0, 1)
         elif rule == "adapt_cell":

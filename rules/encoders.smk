@@ -1,6 +1,6 @@
 # Encoding models per subject (linear, NRF, fWRF, ridge, single-subject
-# Universal): train, predict the test images, score each voxel and image
-# retrieval; and the per-voxel table (noise ceiling, ROI labels) Table 1 reads.
+# Universal): train, then predict the test images, score each voxel and image
+# retrieval (one job); and the per-voxel table (noise ceiling, ROI labels) Table 1 reads.
 # The joint Universal encoder's checkpoint and predictions: rules/universal.smk.
 
 
@@ -31,17 +31,22 @@ rule train_encoder:
         "../workflow_scripts/train_encoder.py"
 
 
-rule predict_test:
+rule evaluate_encoder:
+    # Prediction, voxel scores and retrieval of one (model, subject) in one
+    # job: one torch start-up instead of three processes (issue 22); the three
+    # files stay separate outputs.
     input:
         checkpoint="results/{dataset}/models/{model}/{subject}.pt",
         prepared="results/{dataset}/prepared/{subject}.hdf5",
         features=get_model_features,
     output:
-        "results/{dataset}/predictions/{model}/{subject}.hdf5",
+        predictions="results/{dataset}/predictions/{model}/{subject}.hdf5",
+        scores="results/{dataset}/scores/{model}/{subject}.csv",
+        retrieval="results/{dataset}/retrieval/{model}/{subject}.csv",
     log:
-        "logs/predict_test/{dataset}_{model}_{subject}.log",
+        "logs/evaluate_encoder/{dataset}_{model}_{subject}.log",
     benchmark:
-        "benchmarks/runs/predict_test/{dataset}_{model}_{subject}.tsv"
+        "benchmarks/runs/evaluate_encoder/{dataset}_{model}_{subject}.tsv"
     conda:
         "../envs/torch.yaml"
     threads: 1
@@ -53,45 +58,7 @@ rule predict_test:
         chunk_voxels=config["predict_chunk_voxels"],
         device=config["device"],
     script:
-        "../workflow_scripts/predict_test.py"
-
-
-rule score_predictions:
-    input:
-        predictions="results/{dataset}/predictions/{model}/{subject}.hdf5",
-        prepared="results/{dataset}/prepared/{subject}.hdf5",
-    output:
-        "results/{dataset}/scores/{model}/{subject}.csv",
-    log:
-        "logs/score_predictions/{dataset}_{model}_{subject}.log",
-    benchmark:
-        "benchmarks/runs/score_predictions/{dataset}_{model}_{subject}.tsv"
-    conda:
-        "../envs/data.yaml"
-    resources:
-        mem_mb=4000,
-        runtime=10,
-    script:
-        "../workflow_scripts/score_predictions.py"
-
-
-rule score_retrieval:
-    input:
-        predictions="results/{dataset}/predictions/{model}/{subject}.hdf5",
-        prepared="results/{dataset}/prepared/{subject}.hdf5",
-    output:
-        "results/{dataset}/retrieval/{model}/{subject}.csv",
-    log:
-        "logs/score_retrieval/{dataset}_{model}_{subject}.log",
-    benchmark:
-        "benchmarks/runs/score_retrieval/{dataset}_{model}_{subject}.tsv"
-    conda:
-        "../envs/data.yaml"
-    resources:
-        mem_mb=4000,
-        runtime=10,
-    script:
-        "../workflow_scripts/score_retrieval.py"
+        "../workflow_scripts/evaluate_encoder.py"
 
 
 rule voxel_table:

@@ -5,7 +5,7 @@
 # encoder trains with the others in rules/encoders.smk.
 
 
-ruleorder: predict_universal_joint > predict_test
+ruleorder: evaluate_universal_joint > evaluate_encoder
 
 
 rule train_universal_joint:
@@ -60,17 +60,20 @@ rule train_universal_heldout:
         "../workflow_scripts/train_universal_joint.py"
 
 
-rule predict_universal_joint:
+rule evaluate_universal_joint:
+    # as evaluate_encoder: predictions, voxel scores and retrieval in one job
     input:
         checkpoint="results/{dataset}/models/universal_joint/all.pt",
         prepared="results/{dataset}/prepared/{subject}.hdf5",
         features=features_file(),
     output:
-        "results/{dataset}/predictions/universal_joint/{subject}.hdf5",
+        predictions="results/{dataset}/predictions/universal_joint/{subject}.hdf5",
+        scores="results/{dataset}/scores/universal_joint/{subject}.csv",
+        retrieval="results/{dataset}/retrieval/universal_joint/{subject}.csv",
     log:
-        "logs/predict_universal_joint/{dataset}_{subject}.log",
+        "logs/evaluate_universal_joint/{dataset}_{subject}.log",
     benchmark:
-        "benchmarks/runs/predict_universal_joint/{dataset}_{subject}.tsv"
+        "benchmarks/runs/evaluate_universal_joint/{dataset}_{subject}.tsv"
     conda:
         "../envs/torch.yaml"
     threads: 1
@@ -81,7 +84,7 @@ rule predict_universal_joint:
     params:
         device=config["device"],
     script:
-        "../workflow_scripts/predict_universal_joint.py"
+        "../workflow_scripts/evaluate_universal_joint.py"
 
 
 rule transfer_universal:

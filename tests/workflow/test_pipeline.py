@@ -222,7 +222,7 @@ def test_named_table_target_plans_its_subtree(tmp_path):
     jobs = _planned_jobs(result.stdout + result.stderr)
     # its own subtree: data, features, the encoders and the decoding of Table 1's rows
     assert jobs["table1"] == jobs["build_table1"] == jobs["simulate_dataset"] == jobs["extract_features"] == 1, jobs
-    assert jobs["prepare_subject"] == 2 and jobs["train_encoder"] >= 4 and jobs["score_predictions"] >= 4, jobs
+    assert jobs["prepare_subject"] == 2 and jobs["train_encoder"] >= 4 and jobs["evaluate_encoder"] >= 4, jobs
     assert jobs.get("decode_offline") == 2, jobs  # every source of each subject in one job
     assert not {"adapt_cell", "build_fig2a", "build_fig3"} & set(jobs), jobs  # nothing of other targets
 

@@ -260,8 +260,8 @@ def test_slice_through_sbatch_equals_local_run(slurm, tmp_path):
     # job's SLURM output to slurm_logs/rule_<rule>/<wildcards>/<jobid>.log.
     slurm_logs = list((on_slurm / "slurm_logs").rglob("*.log"))
     rules = {p.relative_to(on_slurm / "slurm_logs").parts[0].removeprefix("rule_") for p in slurm_logs}
-    assert {"simulate_dataset", "prepare_subject", "extract_features", "train_encoder", "predict_test",
-            "score_predictions", "build_table1"} <= rules, sorted(rules)
+    assert {"simulate_dataset", "prepare_subject", "extract_features", "train_encoder", "evaluate_encoder",
+            "build_table1"} <= rules, sorted(rules)
     job_logs = list((on_slurm / "logs").rglob("*.log"))
     assert len(slurm_logs) == len(job_logs) > 10  # every job of the slice, each through sbatch
     assert all(p.stem.isdigit() for p in slurm_logs)  # named by SLURM job id
@@ -277,7 +277,7 @@ def test_profile_covers_every_gpu_rule_and_names_no_unknown_rule():
                  for m in re.findall(r"^rule (\w+):(?:(?!^rule ).)*?\bgpu=", smk.read_text(), re.M | re.S)}
     profile = yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())
     on_gpu = {r for r, res in profile["set-resources"].items() if res.get("gpu")}
-    assert {"train_encoder", "predict_test", "extract_features"} <= gpu_rules
+    assert {"train_encoder", "evaluate_encoder", "extract_features"} <= gpu_rules
     assert gpu_rules <= on_gpu
     assert set(profile["set-resources"]) <= rules  # no name that matches no rule
     assert all(res.get("cpus_per_gpu", 0) >= 1 for r, res in profile["set-resources"].items() if r in on_gpu)

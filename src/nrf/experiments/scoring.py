@@ -2,8 +2,9 @@
 subject's test responses: the per-voxel scores CSV every table reads
 (``results/{dataset}/scores/{model}/{subject}.csv``: one row per voxel, the
 0-based column of the prepared responses: voxel, pearson, mse; ``pearson``
-is empty (NaN) for a voxel whose prediction is constant). Needs no torch, so
-the 24 scoring jobs of the default run do not load it."""
+is empty (NaN) for a voxel whose prediction is constant), and the image
+retrieval CSV beside it (:func:`score_test`). Needs no torch: the rules that
+predict and score in one job (rules/encoders.smk) load it for the prediction."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from nrf.data.predictions import read_predictions
 from nrf.data.prepared import load_prepared
 from nrf.frames import write_frame
 from nrf.metrics import mse_per_voxel, pearson_per_voxel, summarise
+from nrf.retrieval import write_retrieval
 
 logger = logging.getLogger(__name__)
 
@@ -43,3 +45,12 @@ def score_predictions(predictions_hdf5, prepared_path, out_csv, *, log: logging.
     summary = summarise(r, mse)
     log.info("%s: %s", prep.subject, summary)
     return summary
+
+
+def score_test(predictions_hdf5, prepared_path, out_scores, out_retrieval, *,
+               log: logging.Logger | None = None) -> tuple[dict, dict]:
+    """Everything a test-set predictions file is scored by: the per-voxel CSV
+    (:func:`score_predictions`) and image retrieval (nrf.retrieval.write_retrieval).
+    Returns both summaries."""
+    return (score_predictions(predictions_hdf5, prepared_path, out_scores, log=log),
+            write_retrieval(predictions_hdf5, prepared_path, out_retrieval, log=log))

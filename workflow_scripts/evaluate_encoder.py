@@ -1,0 +1,10 @@
+from nrf.runlog import start
+
+log = start(snakemake)
+from nrf.experiments.scoring import score_test  # noqa: E402
+from nrf.training.encoders import predict_test  # noqa: E402
+
+i, o = snakemake.input, snakemake.output
+predict_test(i.checkpoint, i.prepared, i.features, o.predictions, chunk_voxels=snakemake.params.chunk_voxels,
+             device=snakemake.params.device, log=log)
+score_test(o.predictions, i.prepared, o.scores, o.retrieval, log=log)
