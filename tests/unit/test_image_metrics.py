@@ -208,3 +208,34 @@ def test_layer_names_exist_in_the_real_architectures(pair):
                           ("swav", models.resnet50)):  # SwAV's hub model is torchvision's resnet50
         model = build(init_weights=False) if metric == "inception" else build()
         assert im.FEATURE_SOURCES[metric].layer in dict(model.named_modules()), metric
+
+
+def test_sets_share_the_seen_side_and_equal_one_evaluate_per_set(pair):
+    """evaluate_sets (the seen images resized, made grayscale and passed through
+    each network once) gives every set exactly what evaluate gives it alone, and
+    what the chunked per-metric computation gives (chunks of 4 over 6 images)."""
+    seen, recon = pair
+    rng = np.random.default_rng(1)
+    other = np.clip(seen + 0.5 * rng.standard_normal(seen.shape), 0, 1).astype(np.float32)
+
+    def loader(network, allow_download):
+        if network == "clip_vitl14":
+            return MeanColour()
+        raise im.NetworkUnavailable("test")
+
+    together = im.evaluate_sets(seen, [recon, other, seen], loader=loader)
+    for got, r in zip(together, [recon, other, seen]):
+        alone = im.evaluate(seen, r, loader=loader)
+        for metric in im.METRICS:
+            np.testing.assert_equal(got[metric]["value"], alone[metric]["value"])
+            assert got[metric]["note"] == alone[metric]["note"]
+    chunked = im.pixel_metrics(seen, [recon, other], batch=4)
+    for got, r in zip(chunked, [recon, other]):
+        a = im.resize(im.resize(seen, 256), 425).reshape(len(seen), -1).astype(np.float64)
+        b = im.resize(im.resize(r, 256), 425).reshape(len(seen), -1).astype(np.float64)
+        expected = np.mean([np.corrcoef(x, y)[0, 1] for x, y in zip(a, b)])
+        assert got["pixcorr"] == pytest.approx(expected, abs=1e-12)
+        assert got["ssim"] == pytest.approx(im.ssim(seen, r), abs=1e-12)
+    assert together[2]["pixcorr"]["value"] == pytest.approx(1.0, abs=1e-9)
+    with pytest.raises(ValueError, match="5 reconstructions"):
+        im.evaluate_sets(seen, [recon, other[:5]], loader=loader)

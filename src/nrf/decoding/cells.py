@@ -23,7 +23,7 @@ import pandas as pd
 from nrf.checks import open_hdf5
 from nrf.decoding.offline import read_decoder
 from nrf.decoding.reconstructions import to_uint8, to_unit
-from nrf.decoding.scoring import evaluate_decoded
+from nrf.decoding.scoring import evaluate_decoded_sets
 from nrf.experiments.methods import ENSEMBLE, SCRATCH
 from nrf.features.cache import read_features, read_stimuli
 from nrf.frames import write_frame
@@ -45,31 +45,37 @@ def score_cells(decoder_path, cell_hdf5s, stimuli_path, features_path, out_csv, 
     """Decode and score the paper's rows of every cell of one target (and every
     method at N = ``every_method_at``, Table 3's N for its target); write the tidy CSV."""
     decoder = read_decoder(decoder_path)
-    rows, seen_cache = [], {}
+    # decode every cell first, grouped by its test images: the seen side of the
+    # metrics (resizing, grayscale, feature networks) is then computed once per
+    # group for all of the target's decoded methods
+    groups: dict[bytes, dict] = {}
     for path in cell_hdf5s:
         with open_hdf5(path, what="adaptation cell file") as f:
             ids = f["image_ids"][()]
-            key = ids.tobytes()
-            if key not in seen_cache:
-                seen_cache[key] = (
-                    to_unit(read_stimuli(stimuli_path, ids)),
-                    read_features(features_path, ids, keys=("embedding",))["embedding"],
-                )
-            seen, seen_features = seen_cache[key]
-            for group in f.values():
-                if not isinstance(group, h5py.Group) or not decoded(group.attrs["method"], int(f.attrs["n_train"]),
-                                                                    every_method_at):
+            group = groups.setdefault(ids.tobytes(), {"ids": ids, "rows": [], "sets": []})
+            for method in f.values():
+                if not isinstance(method, h5py.Group) or not decoded(method.attrs["method"], int(f.attrs["n_train"]),
+                                                                     every_method_at):
                     continue
-                images, embedding = decoder.predict(group["predictions"][()])
+                images, embedding = decoder.predict(method["predictions"][()])
                 # the same uint8 round trip as a reconstructions file
-                results = evaluate_decoded(seen, to_unit(to_uint8(images)), embedding, seen_features,
-                                           space="features file embedding", device=device,
-                                           allow_download=allow_download)
-                for metric, r in results.items():
-                    rows.append({"target": f.attrs["target"], "n_train": int(f.attrs["n_train"]),
-                                 "draw": int(f.attrs["draw"]), "method": group.attrs["method"], "metric": metric,
-                                 "value": r["value"], "note": r["note"], "backend": "offline"})
-        log.info("%s: decoded and scored (%d rows so far)", path, len(rows))
+                group["sets"].append((to_unit(to_uint8(images)), embedding))
+                group["rows"].append({"target": f.attrs["target"], "n_train": int(f.attrs["n_train"]),
+                                      "draw": int(f.attrs["draw"]), "method": method.attrs["method"]})
+        log.info("%s: decoded", path)
+    rows = []
+    for group in groups.values():
+        if not group["sets"]:
+            continue
+        seen = to_unit(read_stimuli(stimuli_path, group["ids"]))
+        seen_features = read_features(features_path, group["ids"], keys=("embedding",))["embedding"]
+        scored = evaluate_decoded_sets(seen, group["sets"], seen_features, space="features file embedding",
+                                       device=device, allow_download=allow_download)
+        for row, results in zip(group["rows"], scored):
+            rows.extend({**row, "metric": metric, "value": r["value"], "note": r["note"], "backend": "offline"}
+                        for metric, r in results.items())
+        log.info("scored %d decoded sets of %d test images (%d rows so far)", len(group["sets"]),
+                 len(group["ids"]), len(rows))
     table = pd.DataFrame(rows)
     write_frame(table, out_csv, "adaptation_decoding")
     return table

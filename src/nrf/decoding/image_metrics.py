@@ -98,13 +98,14 @@ def resize(images: np.ndarray, size: int) -> np.ndarray:
     return out.numpy()
 
 
-def _pair(seen, recon) -> tuple[np.ndarray, np.ndarray]:
-    seen, recon = check_images(seen, "seen"), check_images(recon, "recon")
-    if len(seen) != len(recon):
-        raise ValueError(f"{len(seen)} seen images but {len(recon)} reconstructions")
-    if len(seen) < 2:
+def _checked(images, name: str, n: int | None = None) -> np.ndarray:
+    """Checked images; ``n`` the number of seen images they must match."""
+    images = check_images(images, name)
+    if n is not None and len(images) != n:
+        raise ValueError(f"{n} seen images but {len(images)} reconstructions")
+    if len(images) < 2:
         raise ValueError("need at least 2 image pairs")
-    return resize(seen, EVAL_SIZE), resize(recon, EVAL_SIZE)
+    return images
 
 
 def _chunks(n: int, size: int):
@@ -115,22 +116,66 @@ def _chunks(n: int, size: int):
 # -- pixel-level metrics -------------------------------------------------------
 
 
+def pixel_metrics(seen, recons: Sequence, *, metrics: Sequence[str] = ("pixcorr", "ssim"),
+                  batch: int = 64) -> list[dict[str, float]]:
+    """PixCorr and SSIM (those of them in ``metrics``) of several reconstruction
+    sets of the same seen images: [{metric: value}] in the order of ``recons``.
+
+    Each chunk of seen images is resized (to 256, then 425), centred and made
+    grayscale once for every set, and each chunk of a reconstruction set is
+    resized once for both metrics; the operations per image are those of
+    :func:`pixcorr` and :func:`ssim`, so the values equal theirs bit for bit
+    (a unit test checks).
+    """
+    seen = _checked(seen, "seen")
+    recons = [_checked(r, "recon", len(seen)) for r in recons]
+    want_r, want_s = "pixcorr" in metrics, "ssim" in metrics
+    if want_s:
+        # scikit-image: optional; only scoring needs it
+        from skimage.color import rgb2gray
+        from skimage.metrics import structural_similarity
+    dot = functools.partial(np.einsum, "ij,ij->i")
+    rs: list[list] = [[] for _ in recons]
+    ss: list[list] = [[] for _ in recons]
+    for part in _chunks(len(seen), batch):
+        n = part.stop - part.start
+        big_seen = resize(resize(seen[part], EVAL_SIZE), PIXEL_SIZE)
+        if want_r:
+            # float64 as np.corrcoef in MindEye2; einsum makes no (n, 3 x 425 x 425) temporaries
+            a = big_seen.reshape(n, -1).astype(np.float64)
+            a -= a.mean(axis=1, keepdims=True)
+            aa = dot(a, a)
+        if want_s:
+            gray_seen = rgb2gray(big_seen.transpose(0, 2, 3, 1))
+        del big_seen
+        for k, recon in enumerate(recons):
+            big = resize(resize(recon[part], EVAL_SIZE), PIXEL_SIZE)
+            if want_r:
+                b = big.reshape(n, -1).astype(np.float64)
+                b -= b.mean(axis=1, keepdims=True)
+                rs[k].append(dot(a, b) / np.sqrt(aa * dot(b, b)))
+                del b
+            if want_s:
+                for im, rec in zip(gray_seen, rgb2gray(big.transpose(0, 2, 3, 1))):
+                    ss[k].append(structural_similarity(rec, im, gaussian_weights=True, sigma=1.5,
+                                                       use_sample_covariance=False, data_range=1.0))
+    out = []
+    for r, s_ in zip(rs, ss):
+        scores = {}
+        if want_r:
+            scores["pixcorr"] = float(np.mean(np.concatenate(r)))
+        if want_s:
+            scores["ssim"] = float(np.mean(s_))
+        out.append(scores)
+    return out
+
+
 def pixcorr(seen, recon, *, batch: int = 64) -> float:
     """Mean over images of the Pearson r between seen and reconstructed pixels at 425 x 425.
 
     seen, recon : (N, 3, H, W) in [0, 1]
     """
-    seen, recon = _pair(seen, recon)
-    rs = []
-    for part in _chunks(len(seen), batch):
-        a = resize(seen[part], PIXEL_SIZE).reshape(part.stop - part.start, -1).astype(np.float64)
-        b = resize(recon[part], PIXEL_SIZE).reshape(part.stop - part.start, -1).astype(np.float64)
-        a -= a.mean(axis=1, keepdims=True)
-        b -= b.mean(axis=1, keepdims=True)
-        # float64 as np.corrcoef in MindEye2; einsum makes no (n, 3 x 425 x 425) temporaries
-        dot = functools.partial(np.einsum, "ij,ij->i")
-        rs.append(dot(a, b) / np.sqrt(dot(a, a) * dot(b, b)))
-    return float(np.mean(np.concatenate(rs)))
+    return pixel_metrics(seen, [recon], metrics=("pixcorr",), batch=batch)[0]["pixcorr"]
 
 
 def ssim(seen, recon, *, batch: int = 64) -> float:
@@ -138,21 +183,7 @@ def ssim(seen, recon, *, batch: int = 64) -> float:
 
     seen, recon : (N, 3, H, W) in [0, 1]
     """
-    # scikit-image: optional; only scoring needs it
-    from skimage.color import rgb2gray
-    from skimage.metrics import structural_similarity
-
-    seen, recon = _pair(seen, recon)
-    scores = []
-    for part in _chunks(len(seen), batch):
-        gray_seen = rgb2gray(resize(seen[part], PIXEL_SIZE).transpose(0, 2, 3, 1))
-        gray_recon = rgb2gray(resize(recon[part], PIXEL_SIZE).transpose(0, 2, 3, 1))
-        for im, rec in zip(gray_seen, gray_recon):
-            scores.append(
-                structural_similarity(rec, im, gaussian_weights=True, sigma=1.5,
-                                      use_sample_covariance=False, data_range=1.0)
-            )
-    return float(np.mean(scores))
+    return pixel_metrics(seen, [recon], metrics=("ssim",), batch=batch)[0]["ssim"]
 
 
 # -- feature-level metrics -----------------------------------------------------
@@ -387,15 +418,28 @@ def evaluate(seen, recon, *, metrics: Sequence[str] = METRICS, device: str = "cp
     allow_download=...)`` is :func:`shared_network` unless a caller supplies
     its own networks.
     """
+    return evaluate_sets(seen, [recon], metrics=metrics, device=device, allow_download=allow_download,
+                         loader=loader)[0]
+
+
+def evaluate_sets(seen, recons: Sequence, *, metrics: Sequence[str] = METRICS, device: str = "cpu",
+                  allow_download: bool = True,
+                  loader: Callable[..., torch.nn.Module] = shared_network) -> list[dict[str, dict]]:
+    """:func:`evaluate` for several reconstruction sets of the same seen images,
+    in the order of ``recons``: the seen images are resized, made grayscale and
+    passed through each network once for all sets (the values equal those of
+    one :func:`evaluate` per set)."""
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise ValueError(f"unknown metrics {unknown}; choose from {METRICS}")
-    seen, recon = _pair(seen, recon)
-    results: dict[str, dict] = {}
-    if "pixcorr" in metrics:
-        results["pixcorr"] = {"value": pixcorr(seen, recon), "note": "pixels at 425x425"}
-    if "ssim" in metrics:
-        results["ssim"] = {"value": ssim(seen, recon), "note": "grayscale at 425x425"}
+    seen = _checked(seen, "seen")
+    recons = [_checked(r, "recon", len(seen)) for r in recons]
+    results: list[dict[str, dict]] = [{} for _ in recons]
+    pixel = [m for m in ("pixcorr", "ssim") if m in metrics]
+    notes = {"pixcorr": "pixels at 425x425", "ssim": "grayscale at 425x425"}
+    if pixel:
+        for out, scores in zip(results, pixel_metrics(seen, recons, metrics=pixel)):
+            out.update({m: {"value": scores[m], "note": notes[m]} for m in pixel})
     networks: dict[str, torch.nn.Module | str] = {}  # a network, or why it is unavailable
     for metric in (m for m in metrics if m in FEATURE_SOURCES):
         source = FEATURE_SOURCES[metric]
@@ -407,12 +451,14 @@ def evaluate(seen, recon, *, metrics: Sequence[str] = METRICS, device: str = "cp
                 logger.warning("%s: n/a, %s", metric, networks[source.network])
         model = networks[source.network]
         if isinstance(model, str):
-            results[metric] = {"value": float("nan"), "note": f"n/a: {model}"}
+            for out in results:
+                out[metric] = {"value": float("nan"), "note": f"n/a: {model}"}
             continue
-        seen_f = network_features(model, seen, source, device=device)
-        recon_f = network_features(model, recon, source, device=device)
+        seen_f = network_features(model, resize(seen, EVAL_SIZE), source, device=device)
         score = two_way_identification if source.score == "two_way" else correlation_distance
-        value = score(seen_f, recon_f)  # seen features first: the metric is not symmetric
-        results[metric] = {"value": value, "note": f"{source.network} {source.layer or 'output'} at {source.size}"}
-        logger.info("%s = %.4f", metric, value)
+        for out, recon in zip(results, recons):
+            recon_f = network_features(model, resize(recon, EVAL_SIZE), source, device=device)
+            value = score(seen_f, recon_f)  # seen features first: the metric is not symmetric
+            out[metric] = {"value": value, "note": f"{source.network} {source.layer or 'output'} at {source.size}"}
+            logger.info("%s = %.4f", metric, value)
     return results

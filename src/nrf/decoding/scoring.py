@@ -34,35 +34,63 @@ def evaluate_decoded(seen, decoded, embedding, seen_features, *, space: str, dev
 
     seen, decoded : (N, 3, H, W) in [0, 1]; embedding, seen_features : (N, D) or None
     """
-    results = image_metrics.evaluate(seen, decoded, device=device, allow_download=allow_download)
-    if embedding is not None:
-        results[FEATURE_2WAY] = {
-            "value": image_metrics.two_way_identification(seen_features, embedding),
-            "note": f"two-way identification in the {space} embedding space (decoder's own features; not a paper column)",
-        }
-    return results
+    return evaluate_decoded_sets(seen, [(decoded, embedding)], seen_features, space=space, device=device,
+                                 allow_download=allow_download)[0]
+
+
+def evaluate_decoded_sets(seen, sets, seen_features, *, space: str, device: str = "cpu",
+                          allow_download: bool = False) -> list[dict[str, dict]]:
+    """:func:`evaluate_decoded` for several decoded sets of the same seen images
+    (``sets``: [(decoded images, decoded embedding or None)]), the seen side
+    computed once (nrf.decoding.image_metrics.evaluate_sets); in their order."""
+    all_results = image_metrics.evaluate_sets(seen, [decoded for decoded, _ in sets], device=device,
+                                              allow_download=allow_download)
+    for results, (_, embedding) in zip(all_results, sets):
+        if embedding is not None:
+            results[FEATURE_2WAY] = {
+                "value": image_metrics.two_way_identification(seen_features, embedding),
+                "note": f"two-way identification in the {space} embedding space (decoder's own features; "
+                        "not a paper column)",
+            }
+    return all_results
 
 
 def score_reconstructions(recon_path, stimuli_path, features_path, out_csv, *, device: str = "cpu",
                           allow_download: bool = False, log: logging.Logger = logger) -> pd.DataFrame:
     """Every available metric of one (backend, source, subject) reconstruction file."""
-    recon = read_reconstructions(recon_path)
-    seen = to_unit(read_stimuli(stimuli_path, recon.image_ids))
-    seen_features = None
-    if recon.embedding is not None:
-        seen_features = read_features(features_path, recon.image_ids, keys=("embedding",))["embedding"]
-    results = evaluate_decoded(
-        seen, to_unit(recon.images), recon.embedding, seen_features, device=device, allow_download=allow_download,
-        space=recon.attrs.get("feature_space") or "features file embedding",
-    )
-    rows = [
-        {"metric": metric, "value": r["value"], "note": r["note"], "backend": recon.attrs.get("backend", ""),
-         "source": recon.attrs.get("source", ""), "subject": recon.attrs.get("subject", "")}
-        for metric, r in results.items()
-    ]
-    table = pd.DataFrame(rows, columns=list(COLUMNS))
-    for row in rows:
-        shown = row["note"] if np.isnan(row["value"]) else f"{row['value']:.4f} ({row['note']})"
-        log.info("%s: %s", row["metric"], shown)
-    write_frame(table, out_csv, "decoding_metrics")
-    return table
+    return score_reconstruction_files([recon_path], stimuli_path, features_path, [out_csv], device=device,
+                                      allow_download=allow_download, log=log)[0]
+
+
+def score_reconstruction_files(recon_paths, stimuli_path, features_path, out_csvs, *, device: str = "cpu",
+                               allow_download: bool = False, log: logging.Logger = logger) -> list[pd.DataFrame]:
+    """:func:`score_reconstructions` for several files (one CSV each, in order):
+    files of the same test images and feature space are scored together, the
+    seen side of every metric computed once (:func:`evaluate_decoded_sets`)."""
+    if len(recon_paths) != len(out_csvs):
+        raise ValueError(f"{len(recon_paths)} reconstruction files but {len(out_csvs)} output CSVs")
+    recons = [read_reconstructions(path) for path in recon_paths]
+    groups: dict[tuple, list[int]] = {}
+    for k, recon in enumerate(recons):
+        space = recon.attrs.get("feature_space") or "features file embedding"
+        groups.setdefault((recon.image_ids.tobytes(), space), []).append(k)
+    tables: list[pd.DataFrame | None] = [None] * len(recons)
+    for (_, space), members in groups.items():
+        ids = recons[members[0]].image_ids
+        seen = to_unit(read_stimuli(stimuli_path, ids))
+        seen_features = None
+        if any(recons[k].embedding is not None for k in members):
+            seen_features = read_features(features_path, ids, keys=("embedding",))["embedding"]
+        scored = evaluate_decoded_sets(seen, [(to_unit(recons[k].images), recons[k].embedding) for k in members],
+                                       seen_features, space=space, device=device, allow_download=allow_download)
+        for k, results in zip(members, scored):
+            attrs = recons[k].attrs
+            rows = [{"metric": metric, "value": r["value"], "note": r["note"], "backend": attrs.get("backend", ""),
+                     "source": attrs.get("source", ""), "subject": attrs.get("subject", "")}
+                    for metric, r in results.items()]
+            tables[k] = pd.DataFrame(rows, columns=list(COLUMNS))
+            for row in rows:
+                shown = row["note"] if np.isnan(row["value"]) else f"{row['value']:.4f} ({row['note']})"
+                log.info("%s %s: %s", row["source"], row["metric"], shown)
+            write_frame(tables[k], out_csvs[k], "decoding_metrics")
+    return tables
