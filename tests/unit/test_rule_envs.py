@@ -162,3 +162,44 @@ def test_guard_catches_a_missing_package(tmp_path):
     assert a["at_import"] == [["__main__", "numpy"]] and a["error"] is None
     assert b["at_import"] == [] and b["error"] is None
     assert ["nrf.volumes.images.export_images", "PIL"] in b["lazy"]
+
+
+# -- which jobs load torch (issue 22) -------------------------------------------
+#: the rules whose jobs compute with torch: training, prediction, feature
+#: extraction, decoding, the volume queries, and the Universal clusters figure
+#: (it reads voxel embeddings out of a torch checkpoint). Every other job (data, scoring,
+#: tables, most figures) must not import it: torch costs a job ~3 CPU-seconds
+#: and ~600 MB before any work, and the default run starts ~180 jobs.
+TORCH_RULES = {
+    "extract_features", "train_encoder", "evaluate_encoder", "adapt_cell", "train_universal_joint",
+    "train_universal_heldout", "evaluate_universal_joint", "transfer_universal", "ablation_finetune_strategy",
+    "ablation_architecture", "probe_shuffle", "probe_transfer", "train_decoder", "decode_offline",
+    "decode_mindeye2", "mindeye2_inputs", "score_decoding", "score_adaptation_decoding", "volumes",
+    "query_volume", "build_fig_contrast", "build_table_resolution", "build_continuous_space",
+    "build_fig_universal_clusters",
+}
+TORCH = {"torch", "torchvision", "open_clip"}
+
+
+@pytest.fixture(scope="module")
+def torch_checks():
+    """The import guard run with torch forbidden: what each job would import of it."""
+    jobs = [{"rule": r["rule"], "script": str(r["script"]), "allowed": sorted(env_import_names(r["env"]) - TORCH)}
+            for r in RULES if r["env"] is not None and r["script"] and r["script"].is_file()]
+    run = subprocess.run(
+        [sys.executable, str(GUARD)], input=json.dumps({"preload": PRELOAD, "jobs": jobs}),
+        capture_output=True, text=True, timeout=600, cwd=REPO,
+        env={**__import__("os").environ, "MPLBACKEND": "Agg"},
+    )
+    assert run.returncode == 0, run.stderr[-4000:]
+    return {r["rule"]: r for r in json.loads(run.stdout)}
+
+
+def test_only_rules_that_compute_with_torch_import_it(torch_checks):
+    importing = {rule for rule, found in torch_checks.items()
+                 if any(package in TORCH for _, package in found["at_import"] + found["lazy"])}
+    assert importing - TORCH_RULES == set(), (
+        f"these jobs load torch without computing with it: {sorted(importing - TORCH_RULES)}; "
+        "import torch inside the function that needs it, or add the rule to TORCH_RULES if it computes")
+    idle = (TORCH_RULES & set(torch_checks)) - importing
+    assert not idle, f"listed in TORCH_RULES but their jobs never import torch: {sorted(idle)}"
