@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from nrf.metrics import pearson_per_voxel
 from nrf.models.universal import UniversalConfig, UniversalEncoder
-from nrf.training.loop import EncodingSplit, TrainConfig, fit_steps, nrf_loss, predict
+from nrf.training.loop import EncodingSplit, TrainConfig, fit_steps, fused_supported, nrf_loss, predict
 
 logger = logging.getLogger(__name__)
 
@@ -145,7 +145,8 @@ def train_universal(
     for p in model.parameters():  # frozen weights need no gradients
         p.requires_grad_(id(p) in trained)
     authors = model.config.variant == "authors"
-    opt = torch.optim.Adam(params, lr=config.lr, amsgrad=authors)
+    # fused on CUDA, as NRF's AdamW: fit_steps then checks the loss on the device, no sync per step
+    opt = torch.optim.Adam(params, lr=config.lr, amsgrad=authors, fused=True if fused_supported(device) else None)
     loss_fn = universal_loss(model.config.variant)
     plateau = None
     if authors and config.patience is not None:
