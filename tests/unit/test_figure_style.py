@@ -138,3 +138,30 @@ def test_save_figure_leaves_no_file_when_drawing_fails(tmp_path):
     with pytest.raises(ValueError):
         style.save_figure(fig, tmp_path / "x.png", tmp_path / "x.pdf")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_save_figure_embeds_a_surface_sized_collection_as_an_image_in_the_pdf(tmp_path):
+    """A collection of more than RASTER_PATHS paths (a brain surface's triangles)
+    goes into the PDF as one image; a small one stays vector; the PNG is unchanged
+    and both files are still the same bytes on a rebuild."""
+    from matplotlib.collections import PolyCollection
+
+    def figure(n):
+        fig, ax = plt.subplots(figsize=(2, 2))
+        rng = np.random.default_rng(0)
+        ax.add_collection(PolyCollection(rng.random((n, 3, 2)), array=rng.random(n)))
+        return fig
+
+    big = style.RASTER_PATHS + 1
+    style.save_figure(figure(big), tmp_path / "big.png", tmp_path / "big.pdf")
+    style.save_figure(figure(big), tmp_path / "again.png", tmp_path / "again.pdf")
+    style.save_figure(figure(50), tmp_path / "small.png", tmp_path / "small.pdf")
+    reference = figure(big)
+    reference.savefig(tmp_path / "plain.png", format="png", dpi=style.DPI, metadata=style.PNG_METADATA)
+    plt.close(reference)
+    assert (tmp_path / "big.png").read_bytes() == (tmp_path / "plain.png").read_bytes()
+    assert (tmp_path / "big.pdf").read_bytes() == (tmp_path / "again.pdf").read_bytes()
+    assert b"/Subtype /Image" in (tmp_path / "big.pdf").read_bytes()
+    assert b"/Subtype /Image" not in (tmp_path / "small.pdf").read_bytes()
+    # drawn as paths the big one would hold every triangle; as an image it is far smaller
+    assert (tmp_path / "big.pdf").stat().st_size < 20 * (tmp_path / "small.pdf").stat().st_size
