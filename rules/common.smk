@@ -404,6 +404,17 @@ def shuffle_model_options():
     return {**config["nrf"], **(SHUFFLE_NRF or {})}
 
 
+def get_shuffle_intact_cells(wildcards):
+    """The adaptation cells whose NRF scratch is the shuffle probe's intact arm:
+    the same subject, N, draw, schedule and model (config["nrf"]), so the probe
+    reads it instead of training it again; none with probes.shuffle_nrf (another
+    model) or for draws beyond the adaptation's."""
+    if SHUFFLE_NRF is not None or int(wildcards.n) not in SHOTS:
+        return {}
+    return {f"intact{d}": f"results/{DATASET}/adaptation/{PROBE_SUBJECT}/n{wildcards.n}_draw{d}.csv"
+            for d in range(min(PROBE_DRAWS, ADAPTATION["draws"]))}
+
+
 def shuffle_fit_output():
     """The shuffle probe's second output, its training-set fit beside the
     linear baseline's, where probes.shuffle_nrf is set ({} otherwise)."""

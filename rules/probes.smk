@@ -11,6 +11,7 @@
 
 rule probe_shuffle:
     input:
+        unpack(get_shuffle_intact_cells),
         prepared=prepared(PROBE_SUBJECT),
         features=features_file(),
     output:

@@ -17,7 +17,9 @@ common = {"protocol": p.protocol, "seed": p.seed, "train_options": p.train_optio
 # with probes.shuffle_nrf the rule asks for a second output, the training-set fit (rules/common.smk)
 fit_csv = snakemake.output.get("fit")
 if fit_csv is None:
-    rows = [run_shuffle_cell(snakemake.input.prepared, snakemake.input.features, n, draw, **common)
+    # the intact arm is the adaptation cell's NRF scratch where that cell exists (rules/common.smk)
+    rows = [run_shuffle_cell(snakemake.input.prepared, snakemake.input.features, n, draw,
+                             intact_cell=snakemake.input.get(f"intact{draw}"), **common)
             for draw in range(p.draws)]
 else:
     cells = [run_shuffle_fit_cell(snakemake.input.prepared, snakemake.input.features, n, draw,

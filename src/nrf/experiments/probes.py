@@ -28,7 +28,8 @@ from nrf.atomic import atomic_output
 from nrf.data.prepared import load_prepared
 from nrf.devices import resolve_device
 from nrf.experiments.cell import Cell, finetune, schedule, score
-from nrf.frames import write_frame
+from nrf.experiments.methods import SCRATCH
+from nrf.frames import read_frame, write_frame
 from nrf.perturbations import (
     ALIGNED,
     GLOBAL,
@@ -73,17 +74,20 @@ def _scored(model, cell: Cell, coords, columns, history, config: TrainConfig) ->
 def run_shuffle_cell(
     prepared_path, features_path, n_train: int, draw: int, *, protocol: str, seed: int, train_options: dict,
     model_options: dict, scratch_steps: int, atlases, conditions=(INTACT, GLOBAL, WITHIN_ROI), device: str = "cpu",
-    log: logging.Logger | None = None,
+    log: logging.Logger | None = None, intact_cell=None,
 ) -> pd.DataFrame:
     """Fig. 4a, one (N, draw): NRF scratch with coordinates intact, shuffled
     globally and shuffled within ROI groups (:func:`roi_groups` of ``atlases``).
 
     Every variant sees the same images and the same initial weights; only the
     coordinate paired with each voxel's responses differs (train and test alike).
+    ``intact_cell``: the adaptation cell CSV of this subject, N and draw, whose
+    NRF scratch is the intact arm (the same images, schedule, model and seed):
+    its row is read instead of training that model a second time.
     """
     return _shuffle_cell(prepared_path, features_path, n_train, draw, protocol=protocol, seed=seed,
                          train_options=train_options, model_options=model_options, scratch_steps=scratch_steps,
-                         atlases=atlases, conditions=conditions, device=device, log=log)[0]
+                         atlases=atlases, conditions=conditions, device=device, log=log, intact_cell=intact_cell)[0]
 
 
 def run_shuffle_fit_cell(
@@ -108,7 +112,7 @@ def run_shuffle_fit_cell(
 
 
 def _shuffle_cell(prepared_path, features_path, n_train, draw, *, protocol, seed, train_options, model_options,
-                  scratch_steps, atlases, conditions, device, log, linear_options=None):
+                  scratch_steps, atlases, conditions, device, log, linear_options=None, intact_cell=None):
     log = log or logger
     device = resolve_device(device)
     cell = Cell(prepared_path, features_path, n_train, draw, seed=seed, protocol=protocol)
@@ -122,6 +126,13 @@ def _shuffle_cell(prepared_path, features_path, n_train, draw, *, protocol, seed
     all_columns = np.arange(cell.n_voxels)
     rows, fits = [], []
     for condition in conditions:
+        if condition == INTACT and intact_cell is not None:
+            out = _cell_scratch(intact_cell, cell.subject, n_train, draw)
+            rows.append({"panel": "a", "subject": cell.subject, "condition": condition, "n_train": n_train,
+                         "draw": draw, **out, "n_voxels": cell.n_voxels})
+            log.info("%s N=%d draw %d %s: r=%.4f after %d steps (the adaptation cell's NRF scratch, %s)",
+                     cell.subject, n_train, draw, condition, out["pearson"], out["steps"], intact_cell)
+            continue
         perm = perms[condition]
         coords = cell.coords[perm]
         model, history = get_kind("nrf").fit(cell.train, cell.val, coords, config, model_options=model_options,
@@ -156,6 +167,18 @@ def _shuffle_cell(prepared_path, features_path, n_train, draw, *, protocol, seed
     fit_table = pd.DataFrame([{"subject": cell.subject, "n_train": n_train, "draw": draw, **f} for f in fits],
                              columns=list(FIT_COLUMNS))
     return pd.DataFrame(rows, columns=list(ROWS)), fit_table
+
+
+def _cell_scratch(cell_csv, subject: str, n_train: int, draw: int) -> dict:
+    """pearson, mse and steps of the NRF scratch row of an adaptation cell CSV,
+    checked to be that subject's, N's and draw's."""
+    table = read_frame(cell_csv, "adaptation_cell")
+    row = table[table["method"] == SCRATCH]
+    if len(row) != 1 or (row["target"].iloc[0], int(row["n_train"].iloc[0]), int(row["draw"].iloc[0])) != (
+            subject, n_train, draw):
+        raise ValueError(f"{cell_csv}: no NRF scratch row of {subject} at N = {n_train}, draw {draw}")
+    return {"pearson": float(row["pearson"].iloc[0]), "mse": float(row["mse"].iloc[0]),
+            "steps": int(row["steps"].iloc[0])}
 
 
 def _embedding(split: EncodingSplit | None) -> EncodingSplit | None:
