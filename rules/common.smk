@@ -411,8 +411,10 @@ def get_shuffle_intact_cells(wildcards):
     model) or for draws beyond the adaptation's."""
     if SHUFFLE_NRF is not None or int(wildcards.n) not in SHOTS:
         return {}
-    return {f"intact{d}": f"results/{DATASET}/adaptation/{PROBE_SUBJECT}/n{wildcards.n}_draw{d}.csv"
-            for d in range(min(PROBE_DRAWS, ADAPTATION["draws"]))}
+    return {
+        f"intact{d}": f"results/{DATASET}/adaptation/{PROBE_SUBJECT}/n{wildcards.n}_draw{d}.csv"
+        for d in range(min(PROBE_DRAWS, ADAPTATION["draws"]))
+    }
 
 
 def shuffle_fit_output():

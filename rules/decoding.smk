@@ -51,6 +51,8 @@ rule decode_offline:
         "logs/decode_offline/{dataset}_{subject}.log",
     benchmark:
         "benchmarks/runs/decode_offline/{dataset}_{subject}.tsv"
+    # long, and at the end of the DAG: start it as soon as its inputs exist
+    priority: 2
     conda:
         "../envs/decoding.yaml"
     threads: 1
@@ -153,6 +155,8 @@ rule score_adaptation_decoding:
         "logs/score_adaptation_decoding/{dataset}_{subject}.log",
     benchmark:
         "benchmarks/runs/score_adaptation_decoding/{dataset}_{subject}.tsv"
+    # long, and at the end of the DAG: start it as soon as its inputs exist
+    priority: 2
     conda:
         "../envs/decoding.yaml"
     threads: 1

@@ -14,6 +14,8 @@ rule train_encoder:
         "logs/train_encoder/{dataset}_{model}_{subject}.log",
     benchmark:
         "benchmarks/runs/train_encoder/{dataset}_{model}_{subject}.tsv"
+    # the adaptation cells, probes and volumes wait for the NRFs: train them first
+    priority: 2
     conda:
         "../envs/torch.yaml"
     threads: 1
@@ -47,6 +49,8 @@ rule evaluate_encoder:
         "logs/evaluate_encoder/{dataset}_{model}_{subject}.log",
     benchmark:
         "benchmarks/runs/evaluate_encoder/{dataset}_{model}_{subject}.tsv"
+    # short, and decoding and Table 1 wait for it: run as soon as it can (greedy scheduling)
+    priority: 3
     conda:
         "../envs/torch.yaml"
     threads: 1

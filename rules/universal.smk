@@ -74,6 +74,8 @@ rule evaluate_universal_joint:
         "logs/evaluate_universal_joint/{dataset}_{subject}.log",
     benchmark:
         "benchmarks/runs/evaluate_universal_joint/{dataset}_{subject}.tsv"
+    # short, and decoding and Table 1 wait for it: run as soon as it can (greedy scheduling)
+    priority: 3
     conda:
         "../envs/torch.yaml"
     threads: 1
