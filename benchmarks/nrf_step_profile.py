@@ -158,7 +158,14 @@ def main(argv=None):
         "| allocator | ms / step | user ms | system ms | minor page faults / step |", "|---|---|---|---|---|",
         f"| glibc defaults | {plain['ms']:.2f} | {plain['user_ms']:.2f} | {plain['sys_ms']:.2f} | {plain['faults']:.0f} |",
         f"| nrf.runlog.ALLOCATOR_SETTINGS | {tuned['ms']:.2f} | {tuned['user_ms']:.2f} | {tuned['sys_ms']:.2f} | "
-        f"{tuned['faults']:.0f} |",
+        f"{tuned['faults']:.0f} |", "",
+        f"Reading: the parts and operators above ran with this process's allocator settings "
+        f"({'ALLOCATOR_SETTINGS, as every job gets them' if all(os.environ.get(k) == v for k, v in ALLOCATOR_SETTINGS.items()) else 'glibc defaults'}). "
+        f"Matrix products are {p['matmul'] / p['profiled_ms']:.0%} of a profiled step and Python and autograd "
+        f"overhead {p['overhead'] / p['profiled_ms']:.0%}: the step is arithmetic-bound, so training an adaptation "
+        "cell's three finetunes as one batched model would save at most the overhead share of their steps; the "
+        "default run's cost was cut instead by the allocator (page faults), fewer steps (the adaptation caps) "
+        "and fewer processes (benchmarks/default_run.md).",
     ]
     text = "\n".join(lines)
     print(text)
