@@ -43,10 +43,12 @@ def _with(**sections) -> dict:
 
 def test_absent_keys_plan_the_jobs_and_files_they_always_did(tmp_path):
     plain = _dry_run(tmp_path / "plain", TINY, *TARGETS)
-    # TINY: subj01 shuffled and the base, subj02 the target, one shot; depths [2, 3] and widths [16, 32]
-    # around TINY's NRF (depth 2, width 32) share one pair: 3 trainings
+    # TINY: subj01 shuffled and the base, subj02 the target, one shot; the shuffle probe's intact arm is
+    # subj01's 2 adaptation cells (their base: subj02's NRF); depths [2, 3] and widths [16, 32] around
+    # TINY's NRF (depth 2, width 32) share one pair: 3 trainings
     assert _planned_jobs(plain) == {
-        "simulate_dataset": 1, "extract_features": 1, "prepare_subject": 2, "train_encoder": 1, "paper_tables": 1,
+        "simulate_dataset": 1, "extract_features": 1, "prepare_subject": 2, "train_encoder": 2, "adapt_cell": 2,
+        "paper_tables": 1,
         "probe_shuffle": 1, "probe_transfer": 1, "build_fig4": 1, "ablation_finetune_strategy": 1,
         "build_table4": 1, "ablation_architecture": 3, "build_table5": 1, "build_table6": 1,
         "fig4": 1, "table4": 1, "table5": 1, "table6": 1,
