@@ -1,0 +1,268 @@
+"""The claims run's keys (issue 23): probes.draws, probes.shuffle_nrf (and its
+training-set fit), ablations.seeds; their schema, the probe's fit table, the
+seed-replicated Tables 5-6 and how the claims page decides with them."""
+
+import copy
+import json
+import logging
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from snakemake.utils import update_config
+
+from nrf.config import ConfigError, validate_config
+from nrf.data import nsd_layout
+from nrf.data.prepare import prepare_subject
+from nrf.data.simulate import simulate_nsd_tree
+from nrf.experiments.ablations import training_summary
+from nrf.experiments.probes import (
+    FIT_COLUMNS,
+    LINEAR,
+    run_shuffle_cell,
+    run_shuffle_fit_cell,
+    write_fit_rows,
+)
+from nrf.features.pipeline import extract_seen_images
+from nrf.frames import write_frame
+from nrf.perturbations import GLOBAL, INTACT, WITHIN_ROI
+from nrf.reporting import claims as C
+from nrf.reporting.ablation_tables import write_architecture_table
+
+REPO = Path(__file__).resolve().parents[2]
+SCHEMA = REPO / "schemas/config.schema.yaml"
+PAPER = REPO / "reference" / "nrf_paper_tables.csv"
+TINY_SIM = {"n_train_images": 40, "n_test_images": 20, "repeats": 2, "trials_per_session": 60, "image_size": 32}
+
+
+def _default() -> dict:
+    return yaml.safe_load((REPO / "config.yaml").read_text())
+
+
+def _with(overrides: dict) -> dict:
+    """config.yaml with ``overrides`` merged key by key, as --configfile merges (Snakemake's update_config)."""
+    config = _default()
+    update_config(config, copy.deepcopy(overrides))
+    return config
+
+
+# -- schema ----------------------------------------------------------------------------------
+def test_new_keys_are_absent_by_default():
+    config = validate_config(_default(), SCHEMA)
+    assert "draws" not in config["probes"] and "shuffle_nrf" not in config["probes"]
+    assert "seeds" not in config["ablations"]
+
+
+def test_claims_yaml_sets_every_new_key():
+    config = validate_config(_with(yaml.safe_load((REPO / "configs/claims.yaml").read_text())), SCHEMA)
+    assert config["probes"]["draws"] >= 10
+    assert isinstance(config["probes"]["shuffle_nrf"], dict)  # set: the shuffle probe writes its fit
+    assert len(config["ablations"]["seeds"]) >= 3
+    # the other probe keys survive the merge
+    assert config["probes"]["subject"] == "subj01" and config["probes"]["shift_mm"] == 20.0
+
+
+def test_shuffle_nrf_fills_no_defaults():
+    # a partial override stays partial: the nrf section's schema defaults (width 4096, ...) are not filled in
+    config = validate_config(_with({"probes": {"shuffle_nrf": {"fourier_scale": 64}}}), SCHEMA)
+    assert config["probes"]["shuffle_nrf"] == {"fourier_scale": 64}
+    assert validate_config(_with({"probes": {"shuffle_nrf": {}}}), SCHEMA)["probes"]["shuffle_nrf"] == {}
+
+
+@pytest.mark.parametrize("overrides, key", [
+    ({"probes": {"draws": 0}}, "probes.draws"),
+    ({"probes": {"draws": 2.5}}, "probes.draws"),
+    ({"probes": {"draws": "many"}}, "probes.draws"),
+    ({"probes": {"shuffle_nrf": {"width": 0}}}, "probes.shuffle_nrf.width"),
+    ({"probes": {"shuffle_nrf": {"depth": 1}}}, "probes.shuffle_nrf.depth"),
+    ({"probes": {"shuffle_nrf": {"fourier_scale": -1.0}}}, "probes.shuffle_nrf.fourier_scale"),
+    ({"probes": {"shuffle_nrf": {"widht": 512}}}, "probes.shuffle_nrf"),
+    ({"probes": {"shuffle_nrf": 512}}, "probes.shuffle_nrf"),
+    ({"ablations": {"seeds": []}}, "ablations.seeds"),
+    ({"ablations": {"seeds": [0, 0]}}, "ablations.seeds"),
+    ({"ablations": {"seeds": [-1]}}, "ablations.seeds[0]"),
+    ({"ablations": {"seeds": [0.5]}}, "ablations.seeds[0]"),
+    ({"ablations": {"seeds": 3}}, "ablations.seeds"),
+    ({"presets": {"simulated": {"ablations": {"seeds": [1, 1]}}}}, "presets.simulated.ablations.seeds"),
+])
+def test_bad_values_stop_naming_the_key(overrides, key):
+    with pytest.raises(ConfigError, match=re.escape(f"config key '{key}'")):
+        validate_config(_with(overrides), SCHEMA)
+
+
+def test_values_from_the_command_line_are_coerced():
+    # --config 'probes={draws: 10}' hands nested numbers over as text
+    config = validate_config(_with({"probes": {"draws": "10", "shuffle_nrf": {"width": "512"}}}), SCHEMA)
+    assert config["probes"]["draws"] == 10 and config["probes"]["shuffle_nrf"]["width"] == 512
+
+
+# -- the shuffle probe's fit ------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_subject(tmp_path_factory):
+    """One tiny simulated subject, prepared under the paper protocol, with filter-bank features."""
+    tmp = tmp_path_factory.mktemp("claims_keys")
+    config = validate_config(_default(), SCHEMA)
+    root = tmp / "tree"
+    simulate_nsd_tree(root, subjects=["subj01"], seed=0, **TINY_SIM)
+    prepared = tmp / "subj01.hdf5"
+    prepare_subject(root, "subj01", sessions=[1, 2], protocol="paper", seed=0, out_path=prepared)
+    features = tmp / "features.hdf5"
+    extract_seen_images("filterbank", config["features"], stimuli_path=root / nsd_layout.STIMULI,
+                        expdesign_path=root / nsd_layout.EXPDESIGN, sessions={"subj01": 2},
+                        trials_per_session=TINY_SIM["trials_per_session"], out_path=features, device="cpu",
+                        log=logging.getLogger("test"))
+    nrf = dict(config["nrf"], merger_token_dim=4, merger_dim=16, depth=2, width=16)
+    train = dict(config["train"], batch_images=8, batch_voxels=64, max_steps=20, min_steps=0, patience=2)
+    return {"prepared": prepared, "features": features, "nrf": nrf, "train": train,
+            "linear": dict(config["linear"], epochs=3), "atlases": config["probes"]["shuffle_atlases"]}
+
+
+def test_shuffle_fit_cell_trains_the_given_width_and_leaves_the_probe_numbers_alone(tiny_subject, tmp_path):
+    t = tiny_subject
+    common = {"protocol": "paper", "seed": 0, "train_options": t["train"], "scratch_steps": 12,
+              "atlases": t["atlases"]}
+    wide = {**t["nrf"], "width": 24, "fourier_scale": 64.0}  # probes.shuffle_nrf merged over nrf
+    plain = run_shuffle_cell(t["prepared"], t["features"], 20, 0, model_options=wide, **common)
+    rows, fit = run_shuffle_fit_cell(t["prepared"], t["features"], 20, 0, model_options=wide,
+                                     linear_options=t["linear"], **common)
+    pd.testing.assert_frame_equal(rows, plain)  # the fit check does not move the probe's numbers
+    assert list(fit.columns) == list(FIT_COLUMNS)
+    nrf = fit[fit["model"] == "NRF"].set_index("condition")
+    assert list(nrf.index) == [INTACT, GLOBAL, WITHIN_ROI]
+    assert (nrf["width"] == 24).all() and (nrf["fourier_scale"] == 64.0).all()
+    assert nrf["test_pearson"].tolist() == pytest.approx(rows["pearson"].tolist())
+    linear = fit[fit["model"] == LINEAR]
+    assert len(linear) == 1 and linear["condition"].iloc[0] == "voxel-wise" and np.isnan(linear["width"].iloc[0])
+    assert fit["train_pearson"].between(-1, 1).all() and (fit["n_train"] == 20).all() and (fit["draw"] == 0).all()
+    write_fit_rows(fit, tmp_path / "n20_fit.csv")
+    back = pd.read_csv(tmp_path / "n20_fit.csv")
+    assert list(back.columns) == list(FIT_COLUMNS) and len(back) == 4
+    with pytest.raises(ValueError, match="lacks"):
+        write_fit_rows(fit.drop(columns="train_pearson"), tmp_path / "bad.csv")
+    # the default model options train the default width (the probe without probes.shuffle_nrf)
+    _, fit = run_shuffle_fit_cell(t["prepared"], t["features"], 20, 0, model_options=t["nrf"],
+                                  linear_options=t["linear"], conditions=(INTACT,), **common)
+    assert fit.loc[fit["model"] == "NRF", "width"].tolist() == [16]
+
+
+# -- Tables 5-6 with seed replicates -------------------------------------------------------------
+def _scores(path, r):
+    write_frame(pd.DataFrame({"voxel": np.arange(len(r)), "pearson": r, "mse": 0.5 - r / 2}), path, "scores")
+    return path
+
+
+def _training(path, points, max_steps):
+    path.write_text(json.dumps(training_summary([{"step": s, "val_median_r": r} for s, r in points], max_steps)))
+    return path
+
+
+def test_depth_table_with_seeds_shows_mean_sem_and_sd(tmp_path, rng):
+    depths, seeds = [2, 4, 8], [0, 1, 2]
+    medians = {(d, s): 0.3 + 0.01 * d / 2 + 0.004 * s for d in depths for s in seeds}
+    scores, trainings = [], []
+    for d in depths:  # value-major, seed-minor: rules/common.smk's architecture_files
+        for s in seeds:
+            r = medians[d, s] + np.linspace(-0.1, 0.1, 41)  # median over voxels: medians[d, s]
+            scores.append(_scores(tmp_path / f"d{d}_s{s}.csv", rng.permutation(r)))
+            rising = d == 8 and s == 1
+            points = [(100, 0.1), (200, 0.2), (300, 0.3)] if rising else [(100, 0.1), (200, 0.3), (300, 0.2)]
+            trainings.append(_training(tmp_path / f"d{d}_s{s}.json", points, 300))
+    out = {k: tmp_path / f"t5.{k}" for k in ("csv", "md", "html")}
+    kwargs = {"paper_csv": PAPER, "subject": "subj01", "protocol": "paper", "dataset": "simulated",
+              "test_images": "seen_by_all", "fixed": {"width": 128}, "max_steps": 300, "out_csv": out["csv"],
+              "out_md": out["md"], "out_html": out["html"]}
+    table = write_architecture_table("table5", "depth", depths, scores, trainings=trainings, seeds=seeds, **kwargs)
+    row = table.set_index("depth").loc[4]
+    per_seed = np.array([medians[4, s] for s in seeds])
+    assert row["n_seeds"] == 3
+    assert row["pearson_mean"] == pytest.approx(per_seed.mean(), abs=1e-9)
+    assert row["pearson_sd"] == pytest.approx(per_seed.std(ddof=1), abs=1e-9)
+    assert row["pearson_sem"] == pytest.approx(per_seed.std(ddof=1) / np.sqrt(3), abs=1e-9)
+    assert table["improving_at_cap"].tolist() == [False, False, True]
+    assert table["seeds_at_cap"].tolist() == [0, 0, 1]
+    md = out["md"].read_text()
+    assert "mean ± SEM over 3 seeds" in md and "Pearson SD over seeds" in md and "NRF depth 8 (1 of 3 seeds)" in md
+    assert f"{row['pearson_mean']:.3f} ± {row['pearson_sem']:.3f}" in md
+    back = pd.read_csv(out["csv"])
+    assert np.isfinite(back["pearson_sem"]).all() and np.isfinite(back["pearson_sd"]).all()
+    # one score file too few for 3 depths x 3 seeds
+    with pytest.raises(ValueError, match="3 seeds"):
+        write_architecture_table("table5", "depth", depths, scores[:-1], seeds=seeds, **kwargs)
+    # without seeds the same call is the one-training table (no spread, no seed columns)
+    plain = write_architecture_table("table5", "depth", depths, scores[::3], trainings=trainings[::3], **kwargs)
+    assert plain["pearson_sem"].isna().all() and "pearson_sd" not in plain and "n_seeds" not in plain
+    assert "one training per row, so no SEM" in out["md"].read_text()
+
+
+# -- the claims page -------------------------------------------------------------------------------
+def _write(root: Path, rel: str, rows) -> None:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(path, index=False)
+
+
+def _seed_table(root, axis, name, rows):
+    _write(root, f"tables/{name}.csv", [
+        {"method": f"NRF {axis} {v}", axis: v, "n_draws": 1, "n_seeds": 3, "pearson_mean": m, "pearson_sem": s,
+         "pearson_sd": s * np.sqrt(3), "improving_at_cap": False} for v, m, s in rows])
+
+
+def test_architecture_claims_decide_with_the_seed_spread(tmp_path):
+    # depth 8 (the paper's best) against 4 and 16: within 2 SEM of 4, far above 16
+    _seed_table(tmp_path, "depth", "table5", [(4, 0.390, 0.004), (8, 0.395, 0.004), (16, 0.300, 0.004)])
+    f = C._architecture(tmp_path, "table5", "depth", 8)
+    assert [c.verdict for c in f.comparisons] == [C.UNDECIDED, C.HOLDS]
+    assert f.verdict == "partly holds (1 of 2)"
+    assert "equal within ±2 SEM: depth 8 − depth 4: [-0.006, +0.016]" in f.note
+    assert "± 0.004 (mean ± SEM over 3 seeds)" in f.numbers and "SEM over 3 seeds, unpaired" in f.numbers
+    # scaled-down widths, rank-matched: 128 plays 4096 and beats both beyond 2 SEM
+    _seed_table(tmp_path, "width", "table6", [(64, 0.35, 0.002), (128, 0.38, 0.002), (256, 0.36, 0.002)])
+    assert C._architecture(tmp_path, "table6", "width", 4096).verdict == C.HOLDS
+    # the same tables without n_seeds and SEM are the default run's: no spread
+    _write(tmp_path, "tables/table6.csv", [
+        {"method": f"NRF width {w}", "width": w, "n_draws": 1, "pearson_mean": m, "pearson_sem": np.nan}
+        for w, m in ((64, 0.35), (128, 0.38), (256, 0.36))])
+    f = C._architecture(tmp_path, "table6", "width", 4096)
+    assert f.verdict == C.NO_SPREAD and "seeds" not in f.numbers
+
+
+def _fig4(root):
+    _write(root, "figures/fig4.csv", [
+        {"panel": "a", "condition": c, "n_train": n, "n_draws": 3, "pearson_mean": m, "pearson_sem": 0.005}
+        for n in (20, 800) for c, m in ((INTACT, 0.4), (GLOBAL, 0.2), (WITHIN_ROI, 0.3))])
+
+
+def _fits(root, n, nrf_train, linear_train, draws=3):
+    rows = []
+    for d in range(draws):
+        for condition, r in ((INTACT, nrf_train), (GLOBAL, nrf_train - 0.3)):
+            rows.append({"subject": "subj01", "n_train": n, "draw": d, "model": "NRF", "condition": condition,
+                         "width": 512, "fourier_scale": 64.0, "train_pearson": r + 0.01 * d, "test_pearson": 0.3,
+                         "steps": 100})
+        rows.append({"subject": "subj01", "n_train": n, "draw": d, "model": LINEAR, "condition": "voxel-wise",
+                     "width": np.nan, "fourier_scale": np.nan, "train_pearson": linear_train + 0.005 * d,
+                     "test_pearson": 0.2, "steps": 50})
+    write_fit_rows(pd.DataFrame(rows), root / f"probes/shuffle/n{n}_fit.csv")
+
+
+def test_shuffle_row_shows_the_identity_fit_at_the_largest_n(tmp_path):
+    _fig4(tmp_path)
+    before = C._fig4(tmp_path, True)
+    assert "fit to the training images" not in before.numbers and before.note == ""  # no fit tables: as before
+    _fits(tmp_path, 20, nrf_train=0.99, linear_train=0.99)
+    _fits(tmp_path, 800, nrf_train=0.80, linear_train=0.70)
+    f = C._fig4(tmp_path, True)
+    assert f.verdict == C.HOLDS  # the fit decides nothing, it qualifies
+    assert "fit to the training images at N = 800 (width 512, Fourier scale 64): NRF intact 0.810, linear 0.705" \
+        in f.numbers
+    assert "NRF shuffled globally 0.510" in f.numbers and "mean over 3 draws" in f.numbers
+    assert "capacity to fit each voxel's identity" in f.note
+    rows = C.claim_rows(PAPER, tmp_path).set_index("claim")
+    assert "N = 800" in rows.at["shuffle", "run_numbers"] and "capacity" in rows.at["shuffle", "run_reason"]
+    # an NRF that fits the training images far worse than the linear model cannot tell voxels apart
+    _fits(tmp_path, 800, nrf_train=0.40, linear_train=0.70)
+    f = C._fig4(tmp_path, True)
+    assert "cannot fit each voxel's identity" in f.note and "0.295 below" in f.note
