@@ -21,7 +21,8 @@ What it embodies (DESIGN.md §2, notes/simulation-findings.md):
   place-selective ROIs prefer their category. Each point's weights are
   scaled so that its noiseless response has unit variance over the latents.
 - **Anatomy**: a template brain (two hemisphere ellipsoids, cortex = a 6 mm
-  shell) defines brainmask, nsdgeneral and the ROI atlases in MNI space.
+  shell) defines brainmask, nsdgeneral and the ROI atlases in MNI space (the
+  atlases on a ribbon 3 mm deeper, so some ROI voxels lie outside nsdgeneral).
 - **Subjects**: each has its own func grid (voxel size 4.0-4.6 mm, a small
   rotation, scale and shift from native to MNI, so subjects' voxel centres
   sit at different sub-voxel offsets in MNI) and a smooth registration
@@ -66,6 +67,12 @@ _HEMI_RADII = np.array([35.0, 88.0, 54.0])
 HEAD_CENTRE = np.array([0.0, -18.0, 14.0])
 HEAD_RADII = np.array([84.0, 104.0, 78.0])
 _CORTEX_MM = 6.0  # cortical shell thickness
+# The ROI atlases are drawn on a ribbon 3 mm deeper than the cortex nsdgeneral
+# is made of: on NSD the label volumes and nsdgeneral are drawn apart, so an
+# ROI (EBA, V1) reaches brainmask voxels nsdgeneral leaves out, and Figure 4
+# must take its regions from the whole brain mask as the authors do
+# (nrf.data.roi_voxels). Inside nsdgeneral (all cortex) no label changes.
+_ROI_RIBBON_MM = _CORTEX_MM + 3.0
 # nsdgeneral: the cortex in an occipital box plus a ventral temporal extension
 _OCCIPITAL_BOX = np.array([[-75.0, -115.0, -32.0], [75.0, -46.0, 18.0]])
 _VENTRAL_BOX = np.array([[-75.0, -115.0, -38.0], [75.0, -36.0, -6.0]])
@@ -246,26 +253,29 @@ def template_anatomy(points: np.ndarray) -> dict[str, np.ndarray]:
 
     Returns ``brain``, ``cortex``, ``nsdgeneral`` (n,) bool and, for each atlas
     in ``nsd_layout.ROI_ATLASES``, (n,) int16 labels (0 = unlabelled; labels
-    are cortical, not restricted to nsdgeneral, as in NSD).
+    lie on a ribbon 3 mm deeper than the cortex, so they are not restricted to
+    nsdgeneral and reach voxels outside it, as in NSD).
     """
     points = np.asarray(points, dtype=np.float64)
     brain = np.zeros(len(points), bool)
     cortex = np.zeros(len(points), bool)
+    ribbon = np.zeros(len(points), bool)
     for sign in (-1.0, 1.0):
         centre = _HEMI_CENTRE * np.array([sign, 1.0, 1.0])
         inside, depth = _ellipsoid_depth(points, centre, _HEMI_RADII)
         brain |= inside
         cortex |= inside & (depth < _CORTEX_MM)
+        ribbon |= inside & (depth < _ROI_RIBBON_MM)
     nsdgeneral = cortex & (_in_box(points, _OCCIPITAL_BOX) | _in_box(points, _VENTRAL_BOX))
     out = {"brain": brain, "cortex": cortex, "nsdgeneral": nsdgeneral}
-    out["prf-visualrois"] = _visual_rois(points, cortex)
+    out["prf-visualrois"] = _visual_rois(points, ribbon)
     for atlas, rois in _floc_centres().items():
         labels = np.zeros(len(points), np.int16)
         best = np.full(len(points), np.inf)
         for label, centres, radius in rois:
             for c in centres:
                 dist = np.linalg.norm(points - c, axis=1) / radius
-                take = cortex & (dist < 1.0) & (dist < best)
+                take = ribbon & (dist < 1.0) & (dist < best)
                 labels[take] = label
                 best[take] = dist[take]
         out[atlas] = labels
@@ -300,8 +310,8 @@ def _onto_cortex(c, depth_mm=3.0):
     return c
 
 
-def _visual_rois(points, cortex):
-    """V1-V3 as bands around a calcarine line, split ventral/dorsal; hV4 ventral."""
+def _visual_rois(points, ribbon):
+    """V1-V3 as bands around a calcarine line, split ventral/dorsal; hV4 ventral; on ``ribbon`` only."""
     x, y, z = points.T
     labels = np.zeros(len(points), np.int16)
     # the calcarine line runs from the pole forward, at |x| = 8, z rising 2 -> 8
@@ -310,11 +320,11 @@ def _visual_rois(points, cortex):
     dist = np.sqrt((np.abs(x) - 8.0) ** 2 + (z - calc_z) ** 2 + np.maximum(y + 76.0, 0.0) ** 2)
     ventral = z < calc_z
     for band, (lo, hi) in enumerate([(0.0, 12.0), (12.0, 20.0), (20.0, 28.0)]):
-        sel = cortex & (dist >= lo) & (dist < hi) & (labels == 0)
+        sel = ribbon & (dist >= lo) & (dist < hi) & (labels == 0)
         labels[sel & ventral] = 1 + 2 * band  # V1v, V2v, V3v
         labels[sel & ~ventral] = 2 + 2 * band  # V1d, V2d, V3d
     hv4 = np.linalg.norm((np.abs(x) - 30.0, y + 76.0, z + 12.0), axis=0) < 9.0
-    labels[cortex & hv4 & (labels == 0)] = 7
+    labels[ribbon & hv4 & (labels == 0)] = 7
     return labels
 
 
