@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from http_server import RangeServer
 
-from nrf.data import compact_betas, fetch_nsd, nsd_layout, nsd_tree
+from nrf.data import compact_betas, fetch_nsd, nsd_layout, nsd_tree, roi_voxels
 from nrf.data.http import HttpClient, RemoteError, RemoteNotFoundError
 from nrf.data.simulate import simulate_nsd_tree
 
@@ -78,6 +78,29 @@ def test_range_read_betas_equal_the_whole_file(bucket, tmp_path, block_size):
     np.testing.assert_array_equal(nsd_tree.session_betas(tmp_path, SUBJECT, 2, ijk, "compact"), expected)
     again = fetch_nsd.fetch_session_betas(srv.url, tmp_path, SUBJECT, 2, ijk, grid, client=client())
     assert again["source"] == "present" and again["requests"] == 0
+
+
+def test_probe_roi_voxels_have_their_own_file_fetched_again_when_stale(bucket, tmp_path):
+    """Figure 4's ROI voxels outside nsdgeneral go to betas_sessionNN.probe_rois.hdf5; one
+    holding other voxels (another probes.rois, or nsdgeneral's) is fetched again, not reused."""
+    srv, root, _ = bucket
+    _fetch_masks(srv.url, tmp_path)
+    rois = {"EBA": ("floc-bodies", [1]), "V1": ("prf-visualrois", [1, 2])}
+    ijk, grid = roi_voxels.tree_outside_voxels(tmp_path, SUBJECT, rois)
+    nsdgeneral, _ = nsd_tree.subject_voxels(tmp_path, SUBJECT)
+    assert len(ijk) > 0
+    stale = tmp_path / compact_betas.compact_key(nsd_layout.betas(SUBJECT, 2), "probe_rois")
+    compact_betas.write_compact_betas(stale, np.zeros((TRIALS, len(nsdgeneral)), np.int16), nsdgeneral,
+                                      source_key="old", grid_shape=grid)
+    stats = fetch_nsd.fetch_session_betas(srv.url, tmp_path, SUBJECT, 2, ijk, grid, voxel_set="probe_rois",
+                                          client=client())
+    assert stats["path"] == str(stale) and stats["source"] == "hdf5_ranges" and stats["n_voxels"] == len(ijk)
+    betas, stored_ijk = compact_betas.read_compact_betas(stale)
+    np.testing.assert_array_equal(stored_ijk, ijk)
+    np.testing.assert_array_equal(betas, nsd_tree.session_betas(root, SUBJECT, 2, ijk, "nifti"))
+    with h5py.File(stale) as f:
+        assert f.attrs["voxel_set"] == "probe_rois"
+    assert not (tmp_path / compact_betas.compact_key(nsd_layout.betas(SUBJECT, 2))).exists()
 
 
 def test_dropped_connection_during_range_reads(bucket, tmp_path):

@@ -3,7 +3,8 @@
 Only what the configured subjects and sessions need, from NSD's public bucket
 (anonymous HTTPS), under ``root`` (``resources/nsd``): whole files by
 :func:`fetch_key` (atomic, resumed, verified: :func:`nrf.data.http.download`);
-one session's nsdgeneral voxels by :func:`fetch_session_betas`, read by h5py
+one session's nsdgeneral voxels (or the probe target's ROI voxels outside
+nsdgeneral, :mod:`nrf.data.roi_voxels`) by :func:`fetch_session_betas`, read by h5py
 from the ``.hdf5`` twin over HTTP ranges (or extracted from the whole
 ``.nii.gz``) into the compact file (:mod:`nrf.data.compact_betas`); the images
 the subjects saw by :func:`fetch_stimuli_subset`, read by range from
@@ -138,8 +139,8 @@ def _write_stats(stats: dict, stats_path) -> None:
 
 
 def fetch_session_betas(base_url: str, root, subject: str, session: int, voxel_ijk, grid_shape, *,
-                        source: str = "hdf5_ranges", fallback: bool = True, keep_nifti: bool = True,
-                        client: HttpClient | None = None, block_size: int = BLOCK_SIZE,
+                        voxel_set: str = "nsdgeneral", source: str = "hdf5_ranges", fallback: bool = True,
+                        keep_nifti: bool = True, client: HttpClient | None = None, block_size: int = BLOCK_SIZE,
                         cache_bytes: int = CACHE_BYTES, stats_path=None) -> dict:
     """Write one session's betas at ``voxel_ijk`` as the compact file; return what it cost.
 
@@ -148,6 +149,8 @@ def fetch_session_betas(base_url: str, root, subject: str, session: int, voxel_i
     session : 1-based
     voxel_ijk : (n_voxels, 3) int, (i, j, k) on the func grid, C-order (:func:`nrf.data.nsd_tree.subject_voxels`)
     grid_shape : (X, Y, Z) of the func grid
+    voxel_set : the voxels' set, which names the compact file
+        (``betas_sessionNN.{voxel_set}.hdf5``, nrf.data.compact_betas.VOXEL_SETS)
     source : ``"hdf5_ranges"`` reads only the voxels from the ``.hdf5`` twin;
         ``"nifti"`` downloads the whole ``.nii.gz`` (kept if ``keep_nifti``)
     fallback : with ``hdf5_ranges``, use ``nifti`` when h5py cannot read the
@@ -165,8 +168,9 @@ def fetch_session_betas(base_url: str, root, subject: str, session: int, voxel_i
     voxel_ijk = np.asarray(voxel_ijk, dtype=np.int32).reshape(-1, 3)
     grid_shape = tuple(int(s) for s in grid_shape)
     nifti_key = nsd_layout.betas(subject, session)
-    out = Path(root) / compact_betas.compact_key(nifti_key)
-    stats = {"subject": subject, "session": int(session), "path": str(out), "n_voxels": len(voxel_ijk)}
+    out = Path(root) / compact_betas.compact_key(nifti_key, voxel_set)
+    stats = {"subject": subject, "session": int(session), "path": str(out), "n_voxels": len(voxel_ijk),
+             "voxel_set": voxel_set}
     if out.exists():
         try:
             if np.array_equal(compact_betas.read_compact_betas(out)[1], voxel_ijk):
@@ -177,7 +181,7 @@ def fetch_session_betas(base_url: str, root, subject: str, session: int, voxel_i
             pass
         log.warning("%s holds other voxels or is unreadable; fetching it again", out)
     t0 = time.monotonic()
-    args = (base_url, root, subject, session, voxel_ijk, grid_shape, out)
+    args = (base_url, root, subject, session, voxel_ijk, grid_shape, out, voxel_set)
     with nullcontext(client) if client else closing(HttpClient()) as c:
         if source == "hdf5_ranges":
             try:
@@ -196,8 +200,8 @@ def fetch_session_betas(base_url: str, root, subject: str, session: int, voxel_i
     return stats
 
 
-def _betas_by_ranges(base_url, root, subject, session, voxel_ijk, grid_shape, out, *, client, block_size,
-                     cache_bytes) -> dict:
+def _betas_by_ranges(base_url, root, subject, session, voxel_ijk, grid_shape, out, voxel_set, *, client,
+                     block_size, cache_bytes) -> dict:
     key = nsd_layout.betas(subject, session, "hdf5")
     before = client.traffic.snapshot()
     with open_remote(key_url(base_url, key), client=client, name=key, block_size=block_size,
@@ -216,7 +220,7 @@ def _betas_by_ranges(base_url, root, subject, session, voxel_ijk, grid_shape, ou
         betas = read_voxels(dset, voxel_ijk[:, ::-1]).T  # (n_trials, n_voxels)
         chunks = list(dset.chunks or [])
     compact_betas.write_compact_betas(out, np.ascontiguousarray(betas), voxel_ijk, source_key=key,
-                                      grid_shape=grid_shape)
+                                      grid_shape=grid_shape, voxel_set=voxel_set)
     stats = {"source": "hdf5_ranges", "key": key, "n_trials": int(betas.shape[0]), **client.traffic.since(before),
              "whole_file_bytes": int(size), "chunks": chunks, "block_size": block_size, "cache_bytes": cache_bytes}
     try:  # for the record: the .nii.gz the nifti source would download (one HEAD, not counted)
@@ -226,7 +230,7 @@ def _betas_by_ranges(base_url, root, subject, session, voxel_ijk, grid_shape, ou
     return stats
 
 
-def _betas_from_nifti(base_url, root, subject, session, voxel_ijk, grid_shape, out, *, client,
+def _betas_from_nifti(base_url, root, subject, session, voxel_ijk, grid_shape, out, voxel_set, *, client,
                       keep_nifti) -> dict:
     key = nsd_layout.betas(subject, session)
     got = fetch_key(base_url, key, root, client=client)
@@ -236,7 +240,8 @@ def _betas_from_nifti(base_url, root, subject, session, voxel_ijk, grid_shape, o
         raise ValueError(f"{key}: shape {shape}, expected {tuple(grid_shape)} + (n_trials,) — "
                          f"are the masks from func1pt8mm?")
     betas = nsd_tree.session_betas(root, subject, session, voxel_ijk, "nifti")
-    compact_betas.write_compact_betas(out, betas, voxel_ijk, source_key=key, grid_shape=grid_shape)
+    compact_betas.write_compact_betas(out, betas, voxel_ijk, source_key=key, grid_shape=grid_shape,
+                                      voxel_set=voxel_set)
     if not keep_nifti:
         path.unlink()
     return {"source": "nifti", "key": key, "n_trials": int(betas.shape[0]), "requests": got["requests"],

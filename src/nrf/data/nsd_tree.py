@@ -202,22 +202,22 @@ def roi_labels(root, subject: str, voxel_ijk: np.ndarray, grid_shape=None) -> di
 # ---------------------------------------------------------------- betas
 
 
-def _betas_key(subject: str, session: int, betas_format: str) -> str:
+def _betas_key(subject: str, session: int, betas_format: str, voxel_set: str = "nsdgeneral") -> str:
     if betas_format == "nifti":
         return nsd_layout.betas(subject, session)
     if betas_format == "compact":
-        return compact_betas.compact_key(nsd_layout.betas(subject, session))
+        return compact_betas.compact_key(nsd_layout.betas(subject, session), voxel_set)
     raise ValueError(f"betas_format must be one of {BETAS_FORMATS}, got {betas_format!r}")
 
 
-def betas_path(root, subject: str, session: int, betas_format: str) -> Path:
-    """Local path of one session's betas in the given format."""
-    return _path(root, _betas_key(subject, session, betas_format))
+def betas_path(root, subject: str, session: int, betas_format: str, voxel_set: str = "nsdgeneral") -> Path:
+    """Local path of one session's betas in the given format (compact: the file of ``voxel_set``)."""
+    return _path(root, _betas_key(subject, session, betas_format, voxel_set))
 
 
-def session_trial_count(root, subject: str, session: int, betas_format: str) -> int:
+def session_trial_count(root, subject: str, session: int, betas_format: str, voxel_set: str = "nsdgeneral") -> int:
     """Number of trials in one session, read from the file's header only."""
-    path = betas_path(root, subject, session, betas_format)
+    path = betas_path(root, subject, session, betas_format, voxel_set)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: {subject} session {session} betas not found")
     if betas_format == "nifti":
@@ -279,7 +279,8 @@ def _nifti_betas_at(path: Path, voxel_ijk: np.ndarray) -> np.ndarray:
     return out
 
 
-def session_betas(root, subject: str, session: int, voxel_ijk: np.ndarray, betas_format: str = "nifti") -> np.ndarray:
+def session_betas(root, subject: str, session: int, voxel_ijk: np.ndarray, betas_format: str = "nifti",
+                  voxel_set: str = "nsdgeneral") -> np.ndarray:
     """One session's betas at the selected voxels.
 
     Parameters
@@ -287,15 +288,17 @@ def session_betas(root, subject: str, session: int, voxel_ijk: np.ndarray, betas
     session : 1-based session number
     voxel_ijk : (n_voxels, 3) int, func-grid indices in C-order
     betas_format : ``"nifti"`` reads ``betas_sessionNN.nii.gz`` (X, Y, Z, T);
-        ``"compact"`` reads ``betas_sessionNN.nsdgeneral.hdf5``, whose
-        voxel_ijk must equal ``voxel_ijk``
+        ``"compact"`` reads ``betas_sessionNN.{voxel_set}.hdf5``, whose
+        voxel_ijk must equal ``voxel_ijk`` (a file made from other masks or
+        other probe ROIs is refused, naming it)
+    voxel_set : the compact file's voxel set (nrf.data.compact_betas.VOXEL_SETS)
 
     Returns
     -------
     betas : (n_trials, n_voxels) int16, NSD's scale (beta x 300)
     """
     voxel_ijk = np.asarray(voxel_ijk, dtype=np.int32)
-    path = betas_path(root, subject, session, betas_format)
+    path = betas_path(root, subject, session, betas_format, voxel_set)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: {subject} session {session} betas not found")
     if betas_format == "nifti":
@@ -306,8 +309,8 @@ def session_betas(root, subject: str, session: int, voxel_ijk: np.ndarray, betas
     if stored_ijk.shape != voxel_ijk.shape or not np.array_equal(stored_ijk, voxel_ijk):
         raise ValueError(
             f"{path}: its {len(stored_ijk):,} voxels differ from the {len(voxel_ijk):,} selected by "
-            f"brainmask > 0 & nsdgeneral > 0 — it was made from other masks; download the session "
-            f"again: snakemake --cores 1 --force {path}"
+            f"{compact_betas.VOXEL_SETS[voxel_set]} — it was made from other masks or settings; download "
+            f"the session again: snakemake --cores 1 --force {path}"
         )
     if betas.ndim != 2 or betas.shape[1] != len(voxel_ijk):
         raise ValueError(f"{path}: betas must be (n_trials, {len(voxel_ijk)}), got {betas.shape}")

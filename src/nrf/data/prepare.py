@@ -6,6 +6,10 @@ image; keep brainmask ∩ nsdgeneral voxels in C-order of the func grid; attach
 each voxel's MNI coordinate and ROI labels; split train (masterordering >
 n_shared) / test (the shared images the subject saw), and a validation set.
 
+The same steps prepare a second voxel set, ``probe_rois``: Figure 4's ROI
+voxels outside nsdgeneral (nrf.data.roi_voxels), written to a file of their
+own so that the prepared subject every model reads never changes with them.
+
 Two protocols:
     paper : z-score statistics over ALL trials of a session; val = test (the
             authors stopped early on the test images).
@@ -21,12 +25,13 @@ per-image sums (n_images, n_voxels) float32 and one session.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from nrf.data import nsd_layout, nsd_tree
+from nrf.data import nsd_layout, nsd_tree, roi_voxels
 from nrf.data.prepared import PROTOCOLS, PreparedSubject, Split, write_prepared
 from nrf.runlog import as_logfn
 
@@ -155,11 +160,13 @@ def split_images(
 class VoxelTable:
     """The voxels a subject's responses are kept at (step 1).
 
-    voxel_ijk : (n_voxels, 3) int32, brainmask ∩ nsdgeneral in C-order of the grid
+    voxel_ijk : (n_voxels, 3) int32, brainmask ∩ nsdgeneral (or the voxel set
+        ``voxel_set``) in C-order of the grid
     grid_shape : (X, Y, Z)
     coords : (n_voxels, 3) float32, MNI mm
     rois : {atlas: (n_voxels,) int16}
     ncsnr : (n_voxels,) float32
+    voxel_set : "nsdgeneral" or "probe_rois" (nrf.data.roi_voxels)
     """
 
     voxel_ijk: np.ndarray
@@ -167,6 +174,7 @@ class VoxelTable:
     coords: np.ndarray
     rois: dict[str, np.ndarray]
     ncsnr: np.ndarray
+    voxel_set: str = roi_voxels.NSDGENERAL
 
     @property
     def n_voxels(self) -> int:
@@ -199,19 +207,28 @@ class TrialPlan:
         return np.cumsum([0] + [len(self.splits[p]) for p in self.parts])
 
 
-def voxel_table(root, subject: str, *, expected_voxels: int | None = None, log=None) -> VoxelTable:
-    """Step 1: voxel selection, MNI coordinates, ROI labels and ncsnr of one subject."""
+def voxel_table(root, subject: str, *, expected_voxels: int | None = None, voxel_set: str = roi_voxels.NSDGENERAL,
+                probe_rois: dict | None = None, log=None) -> VoxelTable:
+    """Step 1: voxel selection, MNI coordinates, ROI labels and ncsnr of one subject.
+
+    voxel_set : "nsdgeneral" (every model's voxels) or "probe_rois" (the ROI
+        voxels of ``probe_rois`` outside nsdgeneral; there may be none)
+    """
     log = as_logfn(log)
-    voxel_ijk, grid_shape = nsd_tree.subject_voxels(root, subject)
+    voxel_ijk, grid_shape = roi_voxels.voxel_set(root, subject, voxel_set, probe_rois)
     n_voxels = len(voxel_ijk)
-    if expected_voxels is not None and n_voxels != int(expected_voxels):
-        raise ValueError(
-            f"{subject}: {n_voxels:,} voxels in nsdgeneral, expected {int(expected_voxels):,} — "
-            f"is the mask from func1pt8mm?"
-        )
-    if n_voxels == 0:
-        raise ValueError(f"{subject}: no voxel has brainmask > 0 and nsdgeneral > 0")
-    log(f"{subject}: {n_voxels:,} voxels in brainmask ∩ nsdgeneral on grid {grid_shape}")
+    if voxel_set == roi_voxels.NSDGENERAL:
+        if expected_voxels is not None and n_voxels != int(expected_voxels):
+            raise ValueError(
+                f"{subject}: {n_voxels:,} voxels in nsdgeneral, expected {int(expected_voxels):,} — "
+                f"is the mask from func1pt8mm?"
+            )
+        if n_voxels == 0:
+            raise ValueError(f"{subject}: no voxel has brainmask > 0 and nsdgeneral > 0")
+        log(f"{subject}: {n_voxels:,} voxels in brainmask ∩ nsdgeneral on grid {grid_shape}")
+    else:
+        log(f"{subject}: {n_voxels:,} voxels of the probe's ROIs {sorted(probe_rois)} outside nsdgeneral "
+            f"(in the brain mask) on grid {grid_shape}")
 
     key = nsd_layout.mni_transform(subject)
     transform, _ = nsd_tree.load_volume(root, key)
@@ -223,7 +240,7 @@ def voxel_table(root, subject: str, *, expected_voxels: int | None = None, log=N
     ncsnr_volume, _ = nsd_tree.load_volume(root, key)
     nsd_tree.check_grid(ncsnr_volume, grid_shape, f"{subject}: {key}")
     ncsnr = ncsnr_volume[tuple(voxel_ijk.T)].astype(np.float32)
-    return VoxelTable(voxel_ijk, grid_shape, coords, rois, ncsnr)
+    return VoxelTable(voxel_ijk, grid_shape, coords, rois, ncsnr, voxel_set)
 
 
 def trial_plan(
@@ -237,6 +254,7 @@ def trial_plan(
     betas_format: str = "nifti",
     test_images: str = "seen_by_subject",
     test_sessions: int | None = None,
+    voxel_set: str = roi_voxels.NSDGENERAL,
     log=None,
 ) -> TrialPlan:
     """Step 2: the trials of the requested sessions, their images, and the splits.
@@ -246,6 +264,7 @@ def trial_plan(
         first ``test_sessions`` sessions, which every NSD subject completed;
         907 images on NSD). Trials of shared images outside the test set are
         not used at all (they are not training images either).
+    voxel_set : whose compact betas files give the trial counts (compact format)
     """
     log = as_logfn(log)
     if test_images not in TEST_IMAGE_RULES:
@@ -253,7 +272,7 @@ def trial_plan(
     if test_images == "seen_by_all" and (test_sessions is None or test_sessions < 1):
         raise ValueError(f"test_images 'seen_by_all' needs test_sessions >= 1, got {test_sessions!r}")
     expdesign = nsd_tree.read_expdesign(root)
-    offsets, counts, starts = _session_offsets(root, subject, sessions, betas_format, log)
+    offsets, counts, starts = _session_offsets(root, subject, sessions, betas_format, log, voxel_set)
     n_total = max(offsets[s] + counts[s] for s in sessions)
     all_ids, all_shared = nsd_tree.trial_images(expdesign, subject, n_total)
     used = np.concatenate([np.arange(offsets[s], offsets[s] + counts[s]) for s in sessions])
@@ -301,7 +320,7 @@ def accumulate_sessions(
     n_repeats = np.zeros(len(plan.row_ids), dtype=np.int64)
     for s in sorted(plan.offsets):
         sl = slice(plan.offsets[s], plan.offsets[s] + plan.counts[s])
-        betas = nsd_tree.session_betas(root, subject, s, voxels.voxel_ijk, betas_format)
+        betas = nsd_tree.session_betas(root, subject, s, voxels.voxel_ijk, betas_format, voxels.voxel_set)
         if betas.shape != (plan.counts[s], voxels.n_voxels):
             raise ValueError(
                 f"{subject}: session {s} betas are {betas.shape}, expected ({plan.counts[s]}, {voxels.n_voxels})"
@@ -326,7 +345,7 @@ def accumulate_sessions(
 # ---------------------------------------------------------------- orchestration
 
 
-def _session_offsets(root, subject, sessions, betas_format, log):
+def _session_offsets(root, subject, sessions, betas_format, log, voxel_set=roi_voxels.NSDGENERAL):
     """First trial (0-based, into masterordering) and trial count of each requested
     session, and the first trial of every session 1..max(sessions) + 1.
 
@@ -334,13 +353,13 @@ def _session_offsets(root, subject, sessions, betas_format, log):
     sessions not requested are read from their files' headers when present,
     else assumed equal to the requested sessions' common count (NSD: 750).
     """
-    counts = {s: nsd_tree.session_trial_count(root, subject, s, betas_format) for s in sessions}
+    counts = {s: nsd_tree.session_trial_count(root, subject, s, betas_format, voxel_set) for s in sessions}
     offsets, starts, start = {}, {}, 0
     for s in range(1, max(sessions) + 1):
         if s in counts:
             n = counts[s]
-        elif nsd_tree.betas_path(root, subject, s, betas_format).is_file():
-            n = nsd_tree.session_trial_count(root, subject, s, betas_format)
+        elif nsd_tree.betas_path(root, subject, s, betas_format, voxel_set).is_file():
+            n = nsd_tree.session_trial_count(root, subject, s, betas_format, voxel_set)
         elif len(set(counts.values())) == 1:
             n = next(iter(counts.values()))
             log(f"{subject}: session {s} not present; assuming {n} trials as in the others")
@@ -371,6 +390,8 @@ def prepare_subject(
     test_sessions: int | None = None,
     expected_test_images: int | None = None,
     min_train_images: int | None = None,
+    voxel_set: str = roi_voxels.NSDGENERAL,
+    probe_rois: dict | None = None,
     out_path,
     log=None,
 ) -> PreparedSubject:
@@ -384,13 +405,17 @@ def prepare_subject(
     protocol : "paper" or "clean" (see the module docstring)
     val_fraction, seed : the clean protocol's validation split
     betas_format : "nifti" (betas_sessionNN.nii.gz) or "compact"
-        (betas_sessionNN.nsdgeneral.hdf5)
+        (betas_sessionNN.{voxel_set}.hdf5)
     expected_voxels : if given, the number of nsdgeneral voxels must match
     test_images, test_sessions : the test-image rule (see :func:`trial_plan`)
     expected_test_images : if given, the number of test images must match
         (907 on NSD with the authors' rule)
     min_train_images : if given, stop before reading any betas when fewer
         training images remain (the largest of the config's ``shots``)
+    voxel_set, probe_rois : "nsdgeneral" (the default: the prepared subject
+        every model reads), or "probe_rois" with ``probe_rois`` ({name:
+        {atlas, labels}}, probes.rois): Figure 4's ROI voxels outside
+        nsdgeneral, prepared the same way (attrs voxel_set, probe_rois)
     log : a logging.Logger, a callable taking a str, or None (module logger)
 
     Returns the PreparedSubject that was written.
@@ -405,10 +430,12 @@ def prepare_subject(
         raise ValueError(f"betas_format must be one of {nsd_tree.BETAS_FORMATS}, got {betas_format!r}")
     nsd_tree.subject_index(subject)
 
-    voxels = voxel_table(root, subject, expected_voxels=expected_voxels, log=log)
+    voxels = voxel_table(root, subject, expected_voxels=expected_voxels, voxel_set=voxel_set,
+                         probe_rois=probe_rois, log=log)
     plan = trial_plan(
         root, subject, sessions, protocol=protocol, val_fraction=val_fraction, seed=seed,
-        betas_format=betas_format, test_images=test_images, test_sessions=test_sessions, log=log,
+        betas_format=betas_format, test_images=test_images, test_sessions=test_sessions, voxel_set=voxel_set,
+        log=log,
     )
     n_test, n_train = len(plan.splits["test"]), len(plan.splits["train"])
     if expected_test_images is not None and n_test != int(expected_test_images):
@@ -438,6 +465,10 @@ def prepare_subject(
     }
     if protocol == "clean":
         attrs.update(seed=int(seed), val_fraction=float(val_fraction))
+    if voxel_set != roi_voxels.NSDGENERAL:  # the prepared subject's own file keeps the attrs it always had
+        rois = {name: {"atlas": a, "labels": list(labels)} for name, (a, labels) in
+                roi_voxels.parse_rois(probe_rois or {}).items()}
+        attrs.update(voxel_set=voxel_set, probe_rois=json.dumps(rois, sort_keys=True))
     prepared = PreparedSubject(
         coords=voxels.coords, voxel_ijk=voxels.voxel_ijk, rois=voxels.rois, ncsnr=voxels.ncsnr,
         train=views["train"], val=views["val"], test=views["test"], attrs=attrs,

@@ -40,6 +40,10 @@ attrs:
                   completed (shared images shown in them are the test set)
     seed        : int, the validation split's seed (protocol clean only)
     val_fraction: float, the fraction of training images held out (clean only)
+    voxel_set, probe_rois : only in the companion file
+                  ``{subject}.probe_rois.hdf5``: "probe_rois" and the JSON of
+                  probes.rois. That file has the same keys at Figure 4's ROI
+                  voxels outside nsdgeneral (nrf.data.roi_voxels; possibly none)
 """
 
 from __future__ import annotations
@@ -181,7 +185,7 @@ def write_prepared(path, prepared: PreparedSubject) -> None:
         f.attrs["grid_shape"] = np.asarray(attrs["grid_shape"], dtype=np.int32)
         f.attrs["sessions"] = np.asarray(attrs["sessions"], dtype=np.int32)
         f.attrs["val_is_test"] = val_is_test
-        for key in ("test_images", "test_sessions"):
+        for key in ("test_images", "test_sessions", "voxel_set", "probe_rois"):
             if attrs.get(key) is not None:
                 f.attrs[key] = attrs[key]
         if attrs.get("seed") is not None:
