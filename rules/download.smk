@@ -55,6 +55,49 @@ rule download_session_betas:
         "../workflow_scripts/download_session_betas.py"
 
 
+def probe_roi_volumes(wildcards):
+    """The masks and the atlases of probes.rois: what selects the probe's ROI
+    voxels outside nsdgeneral (nrf.data.roi_voxels)."""
+    atlases = sorted({roi["atlas"] for roi in config["probes"]["rois"].values()})
+    keys = {
+        "brainmask": nsd_layout.brainmask(wildcards.subject),
+        "nsdgeneral": nsd_layout.roi(wildcards.subject, "nsdgeneral"),
+    }
+    keys.update({atlas: nsd_layout.roi(wildcards.subject, atlas) for atlas in atlases})
+    return {name: f"resources/nsd/{key}" for name, key in keys.items()}
+
+
+# The probe target's ROI voxels outside nsdgeneral (Figure 4's regions are
+# whole-brain, as the authors'), one compact file a session beside the
+# nsdgeneral one, which every model reads and which stays as it is.
+rule download_probe_roi_betas:
+    input:
+        unpack(probe_roi_volumes),
+    output:
+        "resources/nsd/nsddata_betas/ppdata/{subject}/func1pt8mm/betas_fithrf_GLMdenoise_RR/betas_session{session}.probe_rois.hdf5",
+    log:
+        "logs/download_probe_roi_betas/{subject}_{session}.log",
+    benchmark:
+        "benchmarks/runs/download_probe_roi_betas/{subject}_{session}.tsv"
+    wildcard_constraints:
+        session=r"\d\d",
+    conda:
+        "../envs/download.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=120,
+        nsd_downloads=1,
+    params:
+        base_url=config["nsd"]["base_url"],
+        source=config["nsd"]["betas_source"],
+        block_size=config["nsd"]["range_block_kib"] * 1024,
+        cache_bytes=config["nsd"]["range_cache_mib"] * 1024 * 1024,
+        root=get_download_root,
+        probe_rois=config["probes"]["rois"],
+    script:
+        "../workflow_scripts/download_probe_roi_betas.py"
+
+
 rule download_stimuli_subset:
     input:
         expdesign="resources/nsd/nsddata/experiments/nsd/nsd_expdesign.mat",

@@ -1,12 +1,18 @@
 # Figure 4's perturbation probes (nrf.perturbations): NRF scratch with shuffled
 # coordinates (4a) and ROI-only finetuning with aligned or shifted
-# coordinates (4b, 4c). One job per (probe, N) trains every condition and
+# coordinates (4b, 4c); 4b/c's regions are whole-brain (the prepared subject
+# and its probe_rois file, rule prepare_probe_rois). One job per (probe, N) trains every condition and
 # draw of that N, so torch is imported once for several small trainings.
 # Subjects, sizes and draws (probes.draws, else adaptation.draws): the probe
 # helpers in rules/common.smk; Figure 4 itself is drawn by build_fig4
 # (rules/report.smk). With probes.shuffle_nrf the shuffle probe trains its own
 # NRF sizes and also writes n{n}_fit.csv, the training-set fit of each of its
 # models beside the linear baseline's (read by the claims page).
+
+
+def get_probe_target_rois(wildcards):
+    """The target's ROI voxels outside nsdgeneral (rule prepare_probe_rois)."""
+    return get_probe_target(wildcards)[: -len(".hdf5")] + ".probe_rois.hdf5"
 
 
 rule probe_shuffle:
@@ -46,6 +52,7 @@ rule probe_transfer:
     input:
         base=f"results/{DATASET}/models/nrf/{PROBE_BASE}.pt",
         prepared=get_probe_target,
+        probe_rois=get_probe_target_rois,
         features=features_file(),
     output:
         "results/{dataset}/probes/transfer/n{n}.csv",

@@ -56,6 +56,10 @@ def probe_data(tmp_path_factory):
         prepared[s] = tmp / f"{s}.hdf5"
         prepare_subject(root, s, sessions=list(range(1, sessions + 1)), protocol="clean", val_fraction=0.1, seed=0,
                         out_path=prepared[s])
+    # 4b/c's regions are whole-brain: subj07's ROI voxels outside nsdgeneral, prepared beside it
+    prepared["subj07_rois"] = tmp / "subj07.probe_rois.hdf5"
+    prepare_subject(root, "subj07", sessions=list(range(1, sessions + 1)), protocol="clean", val_fraction=0.1,
+                    seed=0, voxel_set="probe_rois", probe_rois=ROIS, out_path=prepared["subj07_rois"])
     features = tmp / "features.hdf5"
     extract_seen_images("filterbank", config["features"], stimuli_path=root / nsd_layout.STIMULI,
                         expdesign_path=root / nsd_layout.EXPDESIGN, sessions={s: sessions for s in SUBJECTS},
@@ -86,7 +90,8 @@ def test_aligned_and_shifted_transfer_both_learn_and_stay_close_at_the_smallest_
     r = {ALIGNED: [], SHIFTED: []}
     for draw in range(DRAWS):
         rows = run_transfer_cell(base, prepared["subj07"], features, N_SMALL, draw, protocol="clean", seed=0,
-                                 train_options=config["train"], finetune_steps=60, rois_wanted=ROIS, shift_mm=20.0,
+                                 target_probe_rois=prepared["subj07_rois"], train_options=config["train"],
+                                 finetune_steps=60, rois_wanted=ROIS, shift_mm=20.0,
                                  shift_direction="random", shift_seed=1000, log=log)
         for cond in r:
             r[cond] += rows.loc[rows["condition"] == cond, "pearson"].tolist()

@@ -49,8 +49,9 @@ def test_absent_keys_plan_the_jobs_and_files_they_always_did(tmp_path):
     assert _planned_jobs(plain) == {
         "simulate_dataset": 1, "extract_features": 1, "prepare_subject": 2, "train_encoder": 2, "adapt_cell": 2,
         "paper_tables": 1,
-        "probe_shuffle": 1, "probe_transfer": 1, "build_fig4": 1, "ablation_finetune_strategy": 1,
-        "build_table4": 1, "ablation_architecture": 3, "build_table5": 1, "build_table6": 1,
+        "probe_shuffle": 1, "probe_transfer": 1, "prepare_probe_rois": 1, "build_fig4": 1,
+        "ablation_finetune_strategy": 1, "build_table4": 1, "ablation_architecture": 3, "build_table5": 1,
+        "build_table6": 1,
         "fig4": 1, "table4": 1, "table5": 1, "table6": 1,
     }
     files = _outputs(plain)

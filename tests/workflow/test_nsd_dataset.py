@@ -3,7 +3,10 @@
 A simulated tree in NSD's layout (with the betas' HDF5 twins) is served by a
 real HTTP server on 127.0.0.1 as NSD's bucket; the pipeline downloads what it
 needs and runs every downstream rule unchanged. The paper's configuration is
-checked by a dry run that lists the jobs a real run would execute.
+checked by a dry run that lists the jobs a real run would execute. Figure
+4b/c's probe runs on the downloaded target too: its regions are whole-brain
+(the simulated atlases reach outside nsdgeneral), so the target's ROI voxels
+outside nsdgeneral are downloaded into their own compact files and reach it.
 """
 
 import copy
@@ -21,13 +24,16 @@ from http_server import RangeServer
 
 from nrf.data import nsd_layout
 from nrf.data.compact_betas import compact_key, read_compact_betas
-from nrf.data.nsd_tree import select_voxels, session_betas
+from nrf.data.nsd_tree import load_volume, session_betas
 from nrf.data.prepare import prepare_subject
+from nrf.data.roi_voxels import tree_outside_voxels
+from nrf.frames import read_frame
 from nrf.data.simulate import simulate_nsd_tree
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.workflow
 SUBJECTS = ["subj01", "subj02"]
+PROBE_CSV = "results/nsd/probes/transfer/n20.csv"  # subj01's NRF finetuned on subj02's regions
 TINY_MODELS = {
     "features": {"extractor": "filterbank"},
     "nrf": {"merger_token_dim": 4, "merger_dim": 16, "fourier_scale": 8.0, "depth": 2, "width": 32},
@@ -62,9 +68,10 @@ def served_run(tmp_path_factory):
             "nsd": {"base_url": server.url, "check_voxel_counts": False, "trials_per_session": 60},
             "presets": {"nsd": TINY_MODELS},
             "decoding": "none",  # decoding has its own tests; this one is about the download path
+            "adaptation": {"draws": 1, "finetune_steps": 30},  # the probe's one draw, a few steps
         }
         (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-        result = snakemake(workdir, "table1", "--cores", "2", "--configfile", str(workdir / "config.yaml"))
+        result = snakemake(workdir, "table1", PROBE_CSV, "--cores", "2", "--configfile", str(workdir / "config.yaml"))
         keys_requested = {key for method, key, _ in server.requests if method == "GET"}
     assert result.returncode == 0, result.stderr[-4000:]
     return served, workdir, keys_requested
@@ -102,6 +109,27 @@ def test_downloaded_betas_equal_the_served_voxels(served_run):
         np.testing.assert_array_equal(betas, session_betas(served, subject, 3, voxel_ijk, "nifti"))
 
 
+def test_probe_regions_reach_outside_nsdgeneral(served_run):
+    """Figure 4b/c's EBA is its label inside the brain mask, as the authors build it:
+    the downloaded run's probe sees every such voxel of the target, nsdgeneral or not."""
+    served, workdir, keys = served_run
+    volume = {name: load_volume(served, nsd_layout.roi("subj02", name))[0] for name in ("nsdgeneral", "floc-bodies")}
+    brainmask = load_volume(served, nsd_layout.brainmask("subj02"))[0] > 0
+    eba = (volume["floc-bodies"] == 1) & brainmask
+    outside = int((eba & ~(volume["nsdgeneral"] > 0)).sum())
+    assert outside > 0  # the fixture's EBA reaches outside nsdgeneral
+    rows = read_frame(workdir / PROBE_CSV, "probe_rows")
+    assert set(rows.loc[rows["panel"] == "EBA", "n_voxels"]) == {int(eba.sum())}
+    # the target's ROI voxels outside nsdgeneral arrive in their own compact files; the base's never
+    local = workdir / "resources/nsd"
+    betas, voxel_ijk = read_compact_betas(local / compact_key(nsd_layout.betas("subj02", 2), "probe_rois"))
+    rois = {"EBA": ("floc-bodies", [1]), "V1": ("prf-visualrois", [1, 2])}  # probes.rois' default
+    np.testing.assert_array_equal(voxel_ijk, tree_outside_voxels(served, "subj02", rois)[0])
+    np.testing.assert_array_equal(betas, session_betas(served, "subj02", 2, voxel_ijk, "nifti"))
+    assert not (local / compact_key(nsd_layout.betas("subj01", 2), "probe_rois")).exists()
+    assert not any("probe_rois" in k for k in keys)  # read from the served twins, as the nsdgeneral voxels
+
+
 def test_prepared_data_equal_a_local_preparation(served_run, tmp_path):
     served, workdir, _ = served_run
     local = prepare_subject(served, "subj02", sessions=[1, 2, 3, 4], protocol="paper", out_path=tmp_path / "p.hdf5")
@@ -120,6 +148,9 @@ def test_paper_config_dry_run_lists_the_real_jobs(tmp_path):
     # transform, ncsnr) for each of 4 subjects; 40 sessions each
     assert counts["download_nsd_file"] == "38"
     assert counts["download_session_betas"] == "160"
+    # Figure 4b/c's target (subj07): its ROI voxels outside nsdgeneral, 40 sessions, prepared once
+    assert counts["download_probe_roi_betas"] == "40" and counts["prepare_probe_rois"] == "1"
+    assert "subj07/func1pt8mm/betas_fithrf_GLMdenoise_RR/betas_session40.probe_rois.hdf5" in out
     assert counts["download_stimuli_subset"] == "1"
     # every target x shot count x draw of the paper's adaptation experiments
     for rule, n in (("prepare_subject", 4), ("train_encoder", 20), ("build_table1", 1), ("train_universal_joint", 1),

@@ -19,10 +19,11 @@ def test_fig4_plans_only_its_subtree(tmp_path):
     # TINY runs subj01 and subj02 with one shot: subj01 is shuffled and is the base,
     # subj02 (subj07 is not configured) the target. The shuffle probe's intact arm
     # is subj01's adaptation cells' NRF scratch (one experiment trained once), so
-    # those 2 cells (2 draws) and their base, subj02's NRF, are in the subtree
+    # those 2 cells (2 draws) and their base, subj02's NRF, are in the subtree; the
+    # target's ROI voxels outside nsdgeneral are prepared for 4b/c (whole-brain regions)
     assert _plan(tmp_path, "fig4") == {
         **PREPARE, "prepare_subject": 2, "train_encoder": 2, "adapt_cell": 2, "probe_shuffle": 1,
-        "probe_transfer": 1, "build_fig4": 1, "fig4": 1,
+        "prepare_probe_rois": 1, "probe_transfer": 1, "build_fig4": 1, "fig4": 1,
     }
 
 

@@ -8,8 +8,10 @@
                        model fit each voxel's identity from its coordinate?
                        (probes.shuffle_nrf; FIT_COLUMNS)
     run_transfer_cell  Fig. 4b/c: a base subject's full-data NRF finetuned on a
-                       target's ROI-only voxels (EBA, V1) with aligned or
-                       shifted coordinates
+                       target's ROI-only voxels (EBA, V1: each ROI's label in
+                       the whole brain mask, as the authors build it, so
+                       inside and outside nsdgeneral) with aligned or shifted
+                       coordinates
 
 A cell is one (N, draw) of nrf.experiments.adaptation.Cell; the schedule is
 nrf.experiments.adaptation.schedule (paper: validate on the test images every epoch,
@@ -26,6 +28,7 @@ import pandas as pd
 
 from nrf.atomic import atomic_output
 from nrf.data.prepared import load_prepared
+from nrf.data.roi_voxels import WholeBrainVoxels, parse_rois
 from nrf.devices import resolve_device
 from nrf.experiments.cell import Cell, finetune, schedule, score
 from nrf.experiments.methods import SCRATCH
@@ -38,7 +41,6 @@ from nrf.perturbations import (
     SHIFTED,
     WITHIN_ROI,
     roi_groups,
-    roi_mask,
     shift_inside,
     shuffle_global,
     shuffle_within_rois,
@@ -189,8 +191,8 @@ def _embedding(split: EncodingSplit | None) -> EncodingSplit | None:
 
 
 def run_transfer_cell(
-    base_checkpoint, target_prepared, features_path, n_train: int, draw: int, *, protocol: str, seed: int,
-    train_options: dict, finetune_steps: int, rois_wanted: dict, shift_mm: float, shift_direction,
+    base_checkpoint, target_prepared, features_path, n_train: int, draw: int, *, target_probe_rois, protocol: str,
+    seed: int, train_options: dict, finetune_steps: int, rois_wanted: dict, shift_mm: float, shift_direction,
     shift_seed: int, min_voxels: int = 5, device: str = "cpu", log: logging.Logger | None = None,
 ) -> pd.DataFrame:
     """Fig. 4b/c, one (N, draw): the base NRF finetuned on the target's voxels
@@ -198,33 +200,61 @@ def run_transfer_cell(
     coordinates shifted inside the target's voxel hull (:func:`shift_inside`).
 
     rois_wanted : {name: (atlas, [labels])}, e.g. {"EBA": ("floc-bodies", [1])}
+        (or probes.rois' {name: {atlas, labels}})
+    target_probe_rois : the target's ``probe_rois`` preparation, its ROI voxels
+        outside nsdgeneral. An ROI is its label inside the brain mask, as the
+        authors build it (nrf.data.roi_voxels): the prepared subject's voxels
+        of that label (nsdgeneral) and these, in the authors' order. Finetuned
+        on its voxels' responses to the N images and scored on them for the
+        test images, as the authors train and evaluate on an ROI's list.
     The shift of each ROI is fixed by ``shift_seed`` (not by the draw), so
-    every N and draw sees the same misalignment. Scored on the ROI's voxels.
+    every N and draw sees the same misalignment; the hull is that of all the
+    target's voxels (nsdgeneral and the probe's ROI voxels outside it).
     """
     log = log or logger
     device = resolve_device(device)
     cell = Cell(target_prepared, features_path, n_train, draw, seed=seed, protocol=protocol)
-    rois = load_prepared(target_prepared, splits=()).rois
+    whole, train, test = _whole_brain(cell, target_prepared, target_probe_rois)
+    val = test if cell.val is not None else None
     config = TrainConfig(**schedule(protocol, n_train, train_options, finetune_steps), seed=seed + draw, device=device)
     rows = []
-    for k, (name, (atlas, labels)) in enumerate(sorted(rois_wanted.items())):
-        columns = np.flatnonzero(roi_mask(rois, atlas, labels))
+    for k, (name, (atlas, labels)) in enumerate(sorted(parse_rois(rois_wanted).items())):
+        columns = whole.region(atlas, labels)
         if len(columns) < min_voxels:
             raise ValueError(f"{target_prepared}: ROI {name} ({atlas} labels {list(labels)}) has "
                              f"{len(columns)} voxels, the probe needs at least {min_voxels}")
-        aligned = cell.coords[columns]
-        shifted, vector = shift_inside(aligned, cell.coords, shift_mm, shift_direction, [shift_seed, k])
-        log.info("%s: %d voxels, shift %s mm (|%.1f| mm)", name, len(columns), np.round(vector, 1), shift_mm)
-        train, val = _subset(cell.train, columns), _subset(cell.val, columns)
+        aligned = whole.coords[columns]
+        shifted, vector = shift_inside(aligned, whole.coords, shift_mm, shift_direction, [shift_seed, k])
+        log.info("%s: %d voxels (%d outside nsdgeneral), shift %s mm (|%.1f| mm)", name, len(columns),
+                 int((columns >= whole.n_inside).sum()), np.round(vector, 1), shift_mm)
+        roi_train, roi_val = _subset(train, columns), _subset(val, columns)
+        roi_test = _subset(test, columns)
         for condition, coords in ((ALIGNED, aligned), (SHIFTED, shifted)):
-            model, history = finetune(base_checkpoint, train, val, coords, config, log,
-                                         f"{cell.subject} {name} {condition}")
-            out = _scored(model, cell, coords, columns, history, config)
+            model, history = finetune(base_checkpoint, roi_train, roi_val, coords, config, log,
+                                      f"{cell.subject} {name} {condition}")
+            pred = predict(model, roi_test.features, coords, device=config.device, precision=config.precision)
+            out = score(pred, roi_test.responses)
+            steps = int(history[-1]["step"]) if history else 0
             rows.append({"panel": name, "subject": cell.subject, "condition": condition, "n_train": n_train,
-                         "draw": draw, **out, "n_voxels": len(columns)})
+                         "draw": draw, "pearson": out["pearson"], "mse": out["mse"], "steps": steps,
+                         "n_voxels": len(columns)})
             log.info("%s %s N=%d draw %d: r=%.4f after %d steps", name, condition, n_train, draw, out["pearson"],
-                     out["steps"])
+                     steps)
     return pd.DataFrame(rows, columns=list(ROWS))
+
+
+def _whole_brain(cell: Cell, target_prepared, target_probe_rois):
+    """The target's voxels on the whole brain mask (:class:`WholeBrainVoxels`) and the
+    cell's train and test splits at them: the prepared responses, then those of the
+    probe's ROI voxels outside nsdgeneral for the same images."""
+    outside = load_prepared(target_probe_rois, splits=("train", "test"))
+    whole = WholeBrainVoxels.join(load_prepared(target_prepared, splits=()), outside, source=str(target_probe_rois))
+    if not (np.array_equal(outside.train.image_ids[cell.rows], cell.train_ids)
+            and np.array_equal(outside.test.image_ids, cell.test_ids)):
+        raise ValueError(f"{target_probe_rois}: its images differ from {target_prepared}'s: prepare both again")
+    train = EncodingSplit(cell.train.features, np.hstack([cell.train.responses, outside.train.responses[cell.rows]]))
+    test = EncodingSplit(cell.test.features, np.hstack([cell.test.responses, outside.test.responses]))
+    return whole, train, test
 
 
 def write_rows(table: pd.DataFrame, out_csv) -> None:
