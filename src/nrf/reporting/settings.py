@@ -258,6 +258,8 @@ REFERENCES: dict[str, Reference] = {
     "probe base": Reference(ref("subj01"), None),
     "probe target": Reference(ref("subj07"), None),
     "probe ROIs": Reference(ref(["EBA", "V1"]), None),
+    "probe ROI voxels": Reference(says("not stated"), ref(
+        "label ∩ brainmask", "label ∩ brainmask (nsd_data_processing/common.py build_roi_masks: no nsdgeneral)")),
     "decoding": Reference(ref("mindeye2"), None, kept="offline",
                           why="the offline ridge decoder by default: MindEye2 needs its checkpoints and a GPU "
                               "(decoding: mindeye2)"),
@@ -554,6 +556,8 @@ def settings_rows(config: dict, sources: Sources) -> pd.DataFrame:
     t.add(e, "probe base", base, keys=["probes.base", "subjects"])
     t.add(e, "probe target", target, keys=["probes.target", "subjects"])
     t.add(e, "probe ROIs", sorted(config["probes"]["rois"]), keys=["probes.rois"])
+    # each region on the whole brain mask, nsdgeneral or not, as the authors build it
+    t.add(e, "probe ROI voxels", "label ∩ brainmask", code="nrf.data.roi_voxels")
     t.key(e, "probes.rois")
     for key in ("shift_mm", "shift_direction", "seed_offset"):
         t.key(e, f"probes.{key}")
