@@ -137,6 +137,23 @@ def test_predict_chunks_agree(problem):
     np.testing.assert_allclose(chunked, whole, atol=1e-6)
 
 
+
+def test_cpu_pair_blocks_change_no_prediction(problem, monkeypatch):
+    """On the CPU the head runs over blocks of CPU_PAIRS_PER_BLOCK pairs (a few
+    images at a time); every pair's row goes through the same products, so the
+    predictions equal those of one block per image chunk."""
+    _, val, coords = problem
+    model = NRF(NRFConfig(TOK, N_TOK, EMB, merger_token_dim=4, merger_dim=8, depth=4, width=128), init_seed=0)
+    blocked = predict(model, val.features, coords)
+    from nrf.training import loop
+
+    assert loop.CPU_PAIRS_PER_BLOCK // len(coords) < len(val.responses)  # more than one block here
+    monkeypatch.setattr(loop, "CPU_PAIRS_PER_BLOCK", 10**9)
+    whole = predict(model, val.features, coords)
+    np.testing.assert_allclose(blocked, whole, rtol=0, atol=1e-6)
+    assert np.mean(blocked == whole) > 0.99  # bit-equal on this machine's GEMMs; the tolerance is for others'
+
+
 # -- files: train -> predict -> score --------------------------------------------
 def _write_files(tmp_path, rng):
     features, responses, coords = make_problem(rng, n_img=60, n_vox=40)

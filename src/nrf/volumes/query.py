@@ -49,6 +49,7 @@ from nrf.data.prepared import load_prepared
 from nrf.devices import resolve_device
 from nrf.features.extractors import get_extractor
 from nrf.training.encoders import load_encoder, read_checkpoint
+from nrf.training.loop import forward_in_blocks
 from nrf.volumes.grid import MNI_CODE, VolumeError, build_mask, mni_grid
 from nrf.volumes.images import ImageSet, read_image_folder
 
@@ -124,7 +125,7 @@ def nrf_predictor(model, features: dict, device: str = "cpu") -> Callable[[np.nd
     @torch.no_grad()
     def predict(points: np.ndarray) -> np.ndarray:
         coord_code = model.coord_code(torch.as_tensor(np.asarray(points, dtype=np.float32), device=dev))
-        return model.forward_codes(image_code, coord_code).float().cpu().numpy()
+        return forward_in_blocks(model, image_code, coord_code, dev).numpy()
 
     return predict
 
