@@ -132,6 +132,40 @@ def test_round_trip_dtypes_order_and_attrs(tmp_path, subset_file):
     assert info["tokens_shallow_shape"] == (4, 3) and info["embedding_shape"] == (5,)
 
 
+class MapsExtractor(FakeExtractor):
+    """FakeExtractor plus two layer maps at different resolutions, listed coarse first."""
+
+    map_layers = ("coarse", "fine")
+
+    def extract(self, images):
+        out = super().extract(images)
+        value = images[:, 0, 0, 0].astype(np.float32)
+        out["maps/fine"] = np.broadcast_to(value[:, None, None] * 2, (len(images), 16, 2)).copy()
+        out["maps/coarse"] = np.broadcast_to(value[:, None, None] + 1, (len(images), 4, 7)).copy()
+        return out
+
+
+def test_layer_maps_round_trip_in_the_extractors_order(tmp_path, subset_file):
+    out = tmp_path / "maps.hdf5"
+    extract_to_hdf5(MapsExtractor(), subset_file, [55, 3, 41], out, batch_size=2)
+    with h5py.File(out, "r") as f:
+        assert f["maps/fine"].dtype == np.float16 and f["maps/fine"].shape == (3, 16, 2)
+        assert f["maps/fine"].fletcher32 and f["maps/fine"].chunks == (1, 16, 2)
+    got = read_features(out, [41, 3], keys=("maps",))
+    assert list(got) == ["maps/coarse", "maps/fine"]  # the extractor's order, not the alphabet's
+    np.testing.assert_array_equal(got["maps/fine"][:, 5, 1], [82, 6])
+    assert got["maps/coarse"].dtype == np.float16 and got["maps/coarse"].shape == (2, 4, 7)
+    assert list(read_features(out, [3], keys=("maps/fine",))) == ["maps/fine"]
+    info = read_feature_info(out)
+    assert info["map_layers"] == ("coarse", "fine") and info["maps/fine_shape"] == (16, 2)
+    # a cache without maps (CLIP's) names what fWRF needs
+    plain = tmp_path / "plain.hdf5"
+    extract_to_hdf5(FakeExtractor(), subset_file, [3], plain)
+    assert read_feature_info(plain)["map_layers"] == ()
+    with pytest.raises(KeyError, match="no layer maps.*'fake'"):
+        read_features(plain, [3], keys=("maps",))
+
+
 def test_extraction_reads_only_requested_rows(tmp_path, full_brick):
     extractor = FakeExtractor()
     extract_to_hdf5(extractor, full_brick, [7, 1, 4], tmp_path / "fake.hdf5", batch_size=8)

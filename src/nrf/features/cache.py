@@ -7,6 +7,9 @@ image and stored (``results/{dataset}/features/{extractor}.hdf5``):
     tokens_shallow : (n, n_tokens, token_dim) float16, one chunk per image
     tokens_deep    : (n, n_tokens, token_dim) float16, one chunk per image
     embedding      : (n, embedding_dim) float32
+    maps/<layer>   : (n, side², channels) float16, one chunk per image, for each
+                     of the extractor's ``map_layers`` (fWRF's input; absent when
+                     it has none); the group's attr ``layers`` lists them in order
     attrs          : extractor (name), layers (2,) int64
 
 Stimuli come from an HDF5 file with ``imgBrick`` (n, H, W, 3) uint8: either
@@ -28,12 +31,10 @@ import numpy as np
 
 from nrf.atomic import atomic_output
 from nrf.checks import add_dataset, new_hdf5, open_hdf5, require_finite
-from nrf.features.base import FEATURE_KEYS, Extractor, check_features
+from nrf.features.base import FEATURE_KEYS, MAPS, Extractor, check_features, map_key
 from nrf.runlog import as_logfn
 
 logger = logging.getLogger(__name__)
-
-TOKEN_KEYS = ("tokens_shallow", "tokens_deep")
 
 
 class MissingImagesError(KeyError):
@@ -106,15 +107,21 @@ def extract_to_hdf5(
             dst.attrs["extractor"] = extractor.name
             dst.attrs["layers"] = layers
             shapes = None
+            keys = FEATURE_KEYS + tuple(map_key(layer) for layer in extractor.map_layers)
             for start in range(0, len(ids), batch_size):
                 stop = min(start + batch_size, len(ids))
                 images = _read_rows(bricks, rows[start:stop])
                 features = extractor.extract(images)
                 check_features(features, stop - start)
+                missing = [k for k in keys if k not in features]
+                if missing:
+                    raise ValueError(f"{extractor.name}: its output lacks the layer maps {missing}")
                 if shapes is None:
-                    shapes = {k: np.shape(features[k])[1:] for k in FEATURE_KEYS}
+                    shapes = {k: np.shape(features[k])[1:] for k in keys}
                     _create_feature_datasets(dst, len(ids), shapes)
-                for key in FEATURE_KEYS:
+                    if extractor.map_layers:
+                        dst[MAPS].attrs["layers"] = list(extractor.map_layers)
+                for key in keys:
                     if np.shape(features[key])[1:] != shapes[key]:
                         raise ValueError(
                             f"{extractor.name}: {key} has shape {np.shape(features[key])[1:]} per "
@@ -134,33 +141,57 @@ def read_features(path, image_ids, keys: Sequence[str] = FEATURE_KEYS) -> dict[s
 
     Returns
     -------
-    dict with, for each of ``keys`` (default all three):
+    dict with, for each of ``keys`` (default the three of the interface):
         tokens_shallow, tokens_deep : (n, n_tokens, token_dim) float16
         embedding                   : (n, embedding_dim) float32
+        maps/<layer>                : (n, side², channels) float16; the key
+                                      ``maps`` reads every layer, in order
     """
-    unknown = [k for k in keys if k not in FEATURE_KEYS]
+    unknown = [k for k in keys if k not in FEATURE_KEYS and k != MAPS and not k.startswith(MAPS + "/")]
     if unknown:
-        raise ValueError(f"unknown feature keys {unknown}; choose from {FEATURE_KEYS}")
+        raise ValueError(f"unknown feature keys {unknown}; choose from {FEATURE_KEYS} or {MAPS!r}")
     ids = _as_ids(image_ids, path)
     with open_hdf5(path, what="features file") as f:
         stored = f["image_ids"][()].astype(np.int64)
         rows = _rows_for(ids, stored, len(stored), path, what="features")
         out = {}
-        for key in keys:
-            dtype = np.float16 if key in TOKEN_KEYS else np.float32
+        for key in _expand_maps(f, keys, path):
+            dtype = np.float32 if key == "embedding" else np.float16
             out[key] = require_finite(_read_rows(f[key], rows).astype(dtype, copy=False), name=key, source=path)
         return out
 
 
 def read_feature_info(path) -> dict:
-    """What a features file holds: extractor, layers, image_ids and per-image shapes."""
+    """What a features file holds: extractor, layers, image_ids, per-image
+    shapes, and its layer maps (``map_layers``, in order; empty when none)."""
     with open_hdf5(path, what="features file") as f:
+        maps = _map_layers(f)
         return {
             "extractor": str(f.attrs["extractor"]),
             "layers": tuple(int(x) for x in f.attrs["layers"]),
             "image_ids": f["image_ids"][()].astype(np.int64),
             **{f"{key}_shape": tuple(f[key].shape[1:]) for key in FEATURE_KEYS},
+            "map_layers": maps,
+            **{f"{map_key(layer)}_shape": tuple(f[map_key(layer)].shape[1:]) for layer in maps},
         }
+
+
+def _map_layers(f: h5py.File) -> tuple[str, ...]:
+    return tuple(str(x) for x in f[MAPS].attrs["layers"]) if MAPS in f else ()
+
+
+def _expand_maps(f: h5py.File, keys, path) -> list[str]:
+    """``keys`` with ``maps`` replaced by every layer map of the file, in order."""
+    out = []
+    for key in keys:
+        if key != MAPS:
+            out.append(key)
+        elif not _map_layers(f):
+            raise KeyError(f"{path}: no layer maps ('{MAPS}/...'); fWRF needs an extractor that writes them "
+                           f"(alexnet, filterbank), this file is {f.attrs['extractor']!r}'s")
+        else:
+            out.extend(map_key(layer) for layer in _map_layers(f))
+    return out
 
 
 # -- helpers -------------------------------------------------------------------
@@ -218,7 +249,7 @@ def _read_rows(dataset: h5py.Dataset, rows: np.ndarray) -> np.ndarray:
 
 
 def _create_feature_datasets(f: h5py.File, n: int, shapes: dict) -> None:
-    for key in TOKEN_KEYS:
+    for key in (k for k in shapes if k != "embedding"):  # the token grids and layer maps
         add_dataset(f, key, shape=(n, *shapes[key]), dtype=np.float16, chunks=(1, *shapes[key]))
     add_dataset(f, "embedding", shape=(n, *shapes["embedding"]), dtype=np.float32)
 
