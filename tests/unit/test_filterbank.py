@@ -40,6 +40,25 @@ def test_interface_shapes_and_dtypes(images):
     assert ext.name == "filterbank" and len(ext.layers) == 2
 
 
+def test_layer_maps_for_fwrf_fine_to_coarse(images):
+    ext = FilterBankExtractor()
+    out = ext.extract(images)
+    check_features(out, len(images))
+    assert ext.map_layers == ("s1_16", "s1_8", "s1_4", "s2_8", "s2_4")
+    sides = {layer: round(out[f"maps/{layer}"].shape[1] ** 0.5) for layer in ext.map_layers}
+    assert sides == {"s1_16": 16, "s1_8": 8, "s1_4": 4, "s2_8": 8, "s2_4": 4}
+    for layer in ext.map_layers:
+        assert out[f"maps/{layer}"].shape == (9, sides[layer] ** 2, ext.token_dim)
+        assert out[f"maps/{layer}"].dtype == np.float32
+    # the grids at the token grid's size are the token grids; NRF's inputs are unchanged
+    np.testing.assert_array_equal(out["maps/s1_4"], out["tokens_shallow"])
+    np.testing.assert_array_equal(out["maps/s2_4"], out["tokens_deep"])
+    # a finer stage-1 grid averages back to the coarser one's colour channels (linear before the log)
+    fine = out["maps/s1_16"].reshape(9, 4, 4, 4, 4, -1)[..., ext.n_filters:ext.n_filters + 3]
+    np.testing.assert_allclose(fine.mean(axis=(2, 4)).reshape(9, 16, 3),
+                               out["tokens_shallow"][..., ext.n_filters:ext.n_filters + 3], atol=1e-5)
+
+
 def test_options_change_shapes(images):
     ext = FilterBankExtractor(grid=2, n_orientations=6, wavelengths=(4.0, 8.0))
     out = ext.extract(images[:3])
@@ -101,3 +120,4 @@ def test_resizes_other_image_sizes(images):
 def test_empty_batch():
     out = FilterBankExtractor().extract(np.zeros((0, 64, 64, 3), np.uint8))
     assert out["tokens_shallow"].shape == (0, 16, 20) and out["embedding"].shape == (0, 200)
+    assert out["maps/s1_16"].shape == (0, 256, 20)

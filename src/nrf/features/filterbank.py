@@ -23,6 +23,13 @@ Both token grids are (n, grid**2, token_dim) with
 ``token_dim = n_orientations * len(wavelengths) + 4``; all outputs float32
 and log-compressed to O(1) values, not standardised (an image's features
 never depend on the other images in its batch).
+
+fWRF's layer maps (``maps/<layer>``, AlexNet's conv1..conv5 on NSD): the two
+stages again, each pooled on grids of several resolutions, fine to coarse, so
+fWRF runs the same multi-layer code on the simulator as on NSD. At the
+default grid 4: ``s1_16``, ``s1_8``, ``s1_4`` (stage 1 on 16², 8², 4² grids),
+``s2_8``, ``s2_4`` (stage 2 on 8², 4²); ``s1_4`` and ``s2_4`` equal
+``tokens_shallow`` and ``tokens_deep``.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nrf.features.base import Extractor
+from nrf.features.base import Extractor, map_key
 
 
 class FilterBankExtractor(Extractor):
@@ -78,6 +85,10 @@ class FilterBankExtractor(Extractor):
         c_in = 2 * self.n_filters + 3
         k = self.deep_kernel
         self._deep_w = torch.randn(self.token_dim, c_in, k, k, generator=g) / np.sqrt(c_in * k * k)
+        # fWRF's maps, fine to coarse: stage 1 at 4x, 2x and 1x the grid, stage 2 at 2x and 1x
+        self.map_grids = {f"s1_{m * grid}": (1, m * grid) for m in (4, 2, 1)}
+        self.map_grids.update({f"s2_{m * grid}": (2, m * grid) for m in (2, 1)})
+        self.map_layers = tuple(self.map_grids)
 
     def __repr__(self):
         return (f"FilterBankExtractor(grid={self.grid}, n_orientations={self.n_orientations}, "
@@ -123,17 +134,19 @@ class FilterBankExtractor(Extractor):
         images = np.asarray(images)
         if images.ndim != 4 or images.shape[-1] != 3:
             raise ValueError(f"images must be (n, H, W, 3), got {images.shape}")
-        out = {"tokens_shallow": [], "tokens_deep": [], "embedding": []}
+        out = {}
         with torch.no_grad():
             for start in range(0, len(images), self.batch_size):
                 feats = self._extract_batch(images[start:start + self.batch_size])
                 for k, v in feats.items():
-                    out[k].append(v)
+                    out.setdefault(k, []).append(v)
         if not len(images):
             return {
                 "tokens_shallow": np.zeros((0, self.n_tokens, self.token_dim), np.float32),
                 "tokens_deep": np.zeros((0, self.n_tokens, self.token_dim), np.float32),
                 "embedding": np.zeros((0, self.embedding_dim), np.float32),
+                **{map_key(layer): np.zeros((0, g * g, self.token_dim), np.float32)
+                   for layer, (_, g) in self.map_grids.items()},
             }
         return {k: np.concatenate(v).astype(np.float32) for k, v in out.items()}
 
@@ -142,47 +155,63 @@ class FilterBankExtractor(Extractor):
         if x.shape[-2:] != (self.work_size, self.work_size):
             x = F.interpolate(x, size=(self.work_size, self.work_size), mode="bilinear",
                               antialias=True, align_corners=False)
-        n, S = x.shape[0], self.work_size
+        S = self.work_size
         r, g, b = x[:, 0], x[:, 1], x[:, 2]
         lum = (r + g + b) / 3.0
         colour = torch.stack([lum, r - g, b - 0.5 * (r + g)], dim=1)  # (n, 3, S, S)
 
         # stage 1: Gabor energies, each scale at its pyramid level; e4: all at S / 4
-        cell = S // self.grid
         centred = (lum - lum.mean(dim=(1, 2), keepdim=True))[:, None]
-        e_pool, e4 = [], []
+        energies = []
         for d, bank in self._banks.items():
             img = F.avg_pool2d(centred, d) if d > 1 else centred
             p, size = self._pad(d), S // d
             spec = torch.fft.fft2(F.pad(img, (p, p, p, p), mode="reflect")[:, 0])
             z = torch.fft.ifft2(spec[:, None] * bank[None])[..., p:p + size, p:p + size]
-            energy = torch.hypot(z.real, z.imag)  # (n, F_d, S/d, S/d)
-            e_pool.append(F.avg_pool2d(energy, cell // d))
-            if d < 4:
-                e4.append(F.avg_pool2d(energy, 4 // d))
-            elif d == 4:
-                e4.append(energy)
-            else:
-                e4.append(energy.repeat_interleave(d // 4, dim=2).repeat_interleave(d // 4, dim=3))
-        e_pool = torch.cat(e_pool, dim=1)  # (n, F, g, g)
-        e4 = torch.cat(e4, dim=1)  # (n, F, S/4, S/4)
-
-        c_pool = F.avg_pool2d(colour, cell)
-        sq = F.avg_pool2d(lum[:, None] ** 2, cell) - F.avg_pool2d(lum[:, None], cell) ** 2
-        contrast = sq.clamp_min(0).sqrt()
-        shallow = torch.cat([torch.log1p(e_pool / 0.02), c_pool * 4.0, torch.log1p(contrast / 0.02)], dim=1)
+            energies.append(torch.hypot(z.real, z.imag))  # (n, F_d, S/d, S/d)
+        e4 = torch.cat([_on_grid(e, S // 4) for e in energies], dim=1)  # (n, F, S/4, S/4)
+        stage1 = lambda g: self._stage1(energies, colour, lum, g)  # noqa: E731
+        shallow = stage1(self.grid)
 
         # stage 2: normalised energy configurations, fixed random filters, full rectification
         norm = e4 / (e4.mean(dim=1, keepdim=True) + 0.01)
         x2 = torch.cat([norm, torch.log1p(e4 / 0.02), F.avg_pool2d(colour, 4) * 4.0], dim=1)
         y = F.conv2d(x2, self._deep_w, padding=self.deep_kernel // 2).abs()
-        deep = torch.log1p(F.avg_pool2d(y, (S // 4) // self.grid))
+        stage2 = lambda g: torch.log1p(_on_grid(y, g))  # noqa: E731
+        deep = stage2(self.grid)
 
         emb = [shallow.mean(dim=(2, 3)), deep.mean(dim=(2, 3)),
                F.adaptive_avg_pool2d(shallow, 2).flatten(1), F.adaptive_avg_pool2d(deep, 2).flatten(1)]
         tokens = lambda t: t.flatten(2).transpose(1, 2)  # noqa: E731  (n, C, g, g) -> (n, g*g, C)
+        maps = {}
+        for layer, (stage, g) in self.map_grids.items():
+            same = g == self.grid  # the token grids themselves: computed once
+            grid = (shallow if same else stage1(g)) if stage == 1 else (deep if same else stage2(g))
+            maps[map_key(layer)] = tokens(grid).numpy()
         return {
             "tokens_shallow": tokens(shallow).numpy(),
             "tokens_deep": tokens(deep).numpy(),
             "embedding": torch.cat(emb, dim=1).numpy(),
+            **maps,
         }
+
+    def _stage1(self, energies, colour, lum, g):
+        """Stage 1 on a g x g grid: log energies, colour, log contrast: (n, token_dim, g, g)."""
+        cell = self.work_size // g
+        e_pool = torch.cat([_on_grid(e, g) for e in energies], dim=1)
+        c_pool = F.avg_pool2d(colour, cell)
+        sq = F.avg_pool2d(lum[:, None] ** 2, cell) - F.avg_pool2d(lum[:, None], cell) ** 2
+        contrast = sq.clamp_min(0).sqrt()
+        return torch.cat([torch.log1p(e_pool / 0.02), c_pool * 4.0, torch.log1p(contrast / 0.02)], dim=1)
+
+
+def _on_grid(t: torch.Tensor, g: int) -> torch.Tensor:
+    """A (n, C, s, s) map on a g x g grid: averaged over blocks where s > g,
+    each value repeated where s < g (a coarse pyramid level under a fine grid)."""
+    s = t.shape[-1]
+    if s % g and g % s:
+        raise ValueError(f"a {s} x {s} map cannot be put on a {g} x {g} grid (neither divides the other)")
+    if s >= g:
+        return F.avg_pool2d(t, s // g) if s > g else t
+    r = g // s
+    return t.repeat_interleave(r, dim=2).repeat_interleave(r, dim=3)
