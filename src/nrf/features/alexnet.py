@@ -1,14 +1,26 @@
 """AlexNet feature maps for fWRF on NSD (DESIGN.md §1, "Baselines").
 
 torchvision's AlexNet with its ImageNet weights (IMAGENET1K_V1), images
-resized to 227 x 227 (bilinear) and ImageNet-normalised. Returned in the
-image-block interface (nrf.features.base) so the feature cache and fWRF's
-registry entry read it like any extractor:
+resized to 227 x 227 (bilinear) and ImageNet-normalised. fWRF reads the five
+conv layers after their ReLU, each at its own resolution (St-Yves & Naselaris
+2018 place each voxel's pooling field on every layer's own grid):
 
-    tokens_shallow : conv1 (64) and conv2 (192) after ReLU, each
-                     average-pooled to AlexNet's 13 x 13 conv5 grid,
-                     concatenated: (n, 169, 256)
-    tokens_deep    : conv5 (256) after ReLU: (n, 169, 256)
+    maps/conv1 : (n, 27², 64)   features[2]: after conv1's ReLU and max-pool
+    maps/conv2 : (n, 27², 192)  features[4]: after conv2's ReLU, before its max-pool
+    maps/conv3 : (n, 13², 384)  features[7]
+    maps/conv4 : (n, 13², 256)  features[9]
+    maps/conv5 : (n, 13², 256)  features[11]: before the last max-pool
+
+conv1 is tapped after its max-pool (27², not the 56² of its ReLU at 227 px),
+as St-Yves' AlexNet fwRF for NSD groups it: the pool keeps the strongest
+response of each 3 x 3 neighbourhood, and the map is a quarter the size. The
+cache stores every map as float16 with all its channels (0.68 MB an image;
+fWRF keeps each layer's ``n_top`` channels of largest training variance when
+it fits). The rest of the image-block interface (nrf.features.base), which
+nothing reads on NSD:
+
+    tokens_shallow : conv4, as maps/conv4: (n, 169, 256)
+    tokens_deep    : conv5, as maps/conv5: (n, 169, 256)
     embedding      : fc7 after ReLU: (n, 4096)
 
 Weights that cannot be had stop the extractor with what to do: it never
@@ -21,10 +33,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nrf.features.base import Extractor
+from nrf.features.base import Extractor, map_key
 
 IMAGE_SIZE = 227
-GRID = 13
+#: fWRF's layers: the index in torchvision's ``features`` whose output each layer's map is
+CONV_TAPS = {"conv1": 2, "conv2": 4, "conv3": 7, "conv4": 9, "conv5": 11}
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 #: torchvision's file name for AlexNet's ImageNet weights
@@ -59,10 +72,11 @@ def load_alexnet(weights: str = "imagenet"):
 
 
 class AlexNetExtractor(Extractor):
-    """AlexNet conv1+conv2 / conv5 grids and fc7 (see the module docstring)."""
+    """AlexNet's five conv layers at their own grids and fc7 (see the module docstring)."""
 
     name = "alexnet"
-    layers = (2, 5)
+    layers = (4, 5)
+    map_layers = tuple(CONV_TAPS)
 
     def __init__(self, *, weights: str = "imagenet", device: str = "cpu", batch_size: int = 64):
         self.model = load_alexnet(weights).to(device)
@@ -74,18 +88,16 @@ class AlexNetExtractor(Extractor):
         x = torch.as_tensor(np.asarray(images)).permute(0, 3, 1, 2).float().div(255.0).to(self.device)
         x = F.interpolate(x, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False)
         x = (x - torch.tensor(MEAN, device=x.device)[:, None, None]) / torch.tensor(STD, device=x.device)[:, None, None]
-        maps, feats = {}, self.model.features
-        for i, layer in enumerate(feats):
+        taps, maps = {i: name for name, i in CONV_TAPS.items()}, {}
+        for i, layer in enumerate(self.model.features):
             x = layer(x)
-            if i in (1, 4, 11):  # ReLUs after conv1, conv2, conv5
-                maps[i] = x
-        grid = lambda t: F.adaptive_avg_pool2d(t, GRID).flatten(2).transpose(1, 2)  # noqa: E731
-        shallow = torch.cat([grid(maps[1]), grid(maps[4])], dim=2)
-        deep = grid(maps[11])
+            if i in taps:  # (n, C, s, s) -> (n, s², C), row-major over (y, x) like every token grid
+                maps[map_key(taps[i])] = x.flatten(2).transpose(1, 2).cpu().numpy().astype(np.float32)
         pooled = torch.flatten(self.model.avgpool(x), 1)
         fc7 = self.model.classifier[:6](pooled)  # dropout (eval: identity), fc6, ReLU, dropout, fc7, ReLU
         return {
-            "tokens_shallow": shallow.cpu().numpy().astype(np.float32),
-            "tokens_deep": deep.cpu().numpy().astype(np.float32),
+            "tokens_shallow": maps[map_key("conv4")],
+            "tokens_deep": maps[map_key("conv5")],
             "embedding": fc7.cpu().numpy().astype(np.float32),
+            **maps,
         }
