@@ -2,33 +2,42 @@
 reference solvers, shapes across subjects, and the shared file round trip
 (fit -> save -> load -> predict gives the same predictions)."""
 
+from pathlib import Path
+
 import h5py
 import numpy as np
 import pytest
 import torch
+import yaml
 from sklearn.linear_model import Ridge
 
 from nrf.data import nsd_layout
 from nrf.data.prepared import PreparedSubject, write_prepared
 from nrf.data.prepared import Split as PreparedSplit
-from nrf.models.fwrf import FWRFConfig, fit_fwrf, pooling_fields, rf_candidates
+from nrf.features.cache import read_features
+from nrf.models.fwrf import FWRF, FWRFConfig, fit_fwrf, pooling_fields, rf_candidates
 from nrf.models.universal import UniversalConfig, UniversalEncoder
 from nrf.training.loop import EncodingSplit, TrainConfig, predict
 from nrf.training.universal import SubjectData, train_universal
 from nrf.training import encoders as encoding
 
+CONFIG_YAML = Path(__file__).resolve().parents[2] / "config.yaml"
 GRID, TOK, EMB = 3, 5, 6
+FINE = 6  # the side of the finer layer map
 
 
 def make_problem(rng, n_img=80, n_vox=30, k=3):
-    """Latent factors z drive the token grids, the embedding and the responses."""
+    """Latent factors z drive the token grids, two layer maps (6 x 6 and 3 x 3),
+    the embedding and the responses."""
     z = rng.normal(size=(n_img, k))
     a, b = rng.normal(size=(2, k, GRID * GRID * TOK))
     features = {
         "tokens_shallow": (z @ a).reshape(n_img, GRID * GRID, TOK).astype(np.float16),
         "tokens_deep": np.tanh(z @ b).reshape(n_img, GRID * GRID, TOK).astype(np.float16),
         "embedding": (z @ rng.normal(size=(k, EMB)) + 0.1 * rng.normal(size=(n_img, EMB))).astype(np.float32),
+        "maps/fine": (z @ rng.normal(size=(k, FINE * FINE * 4))).reshape(n_img, FINE * FINE, 4).astype(np.float16),
     }
+    features["maps/coarse"] = features["tokens_deep"]
     responses = (z @ rng.normal(size=(k, n_vox)) + 0.3 * rng.normal(size=(n_img, n_vox))).astype(np.float32)
     return features, responses
 
@@ -50,6 +59,7 @@ def write_files(tmp_path, rng, n_img=80, n_vox=30, subject="subj01"):
         f["image_ids"] = ids
         for key, value in features.items():
             f[key] = value
+        f["maps"].attrs["layers"] = ["fine", "coarse"]
         f.attrs["extractor"] = "synthetic"
         f.attrs["layers"] = [0, 1]
     return prepared, feats
@@ -83,12 +93,13 @@ def test_pooling_fields_are_normalised_gaussians_at_their_centres():
 
 def test_fwrf_weights_equal_sklearn_ridge_for_the_chosen_field(rng):
     features, responses = make_problem(rng, n_img=60, n_vox=12)
-    keys = ("tokens_shallow", "tokens_deep")
-    config = FWRFConfig(keys, ((GRID * GRID, TOK),) * 2, 12, n_top=3, lambdas=(1.0, 30.0))
+    keys = ("maps/fine", "maps/coarse")  # two layers at their own resolutions
+    config = FWRFConfig(keys, ((FINE * FINE, 4), (GRID * GRID, TOK)), 12, n_top=3, lambdas=(30.0, 1.0))
     model, history = fit_fwrf(features, responses, config, seed=0)
     assert len(model.channels_0) == 3 and history[0]["holdout_images"] == 12
+    assert config.lambdas == (1.0, 30.0)  # ascending: the grid's ends are its first and last
     # top channels by variance
-    var = features["tokens_shallow"].astype(np.float64).var(axis=(0, 1))
+    var = features["maps/fine"].astype(np.float64).var(axis=(0, 1))
     assert set(model.channels_0.tolist()) == set(np.argsort(-var)[:3].tolist())
     x = model.pooled({k: torch.as_tensor(v) for k, v in features.items()}).double()  # standardised
     for v in (0, 5, 11):
@@ -96,6 +107,57 @@ def test_fwrf_weights_equal_sklearn_ridge_for_the_chosen_field(rng):
         ref = Ridge(alpha=lam).fit(x[:, k].numpy(), responses[:, v].astype(np.float64))
         np.testing.assert_allclose(model.weight[:, v].numpy(), ref.coef_, rtol=1e-4, atol=1e-6)
         assert model.bias[v].item() == pytest.approx(ref.intercept_, abs=1e-5)
+
+
+LAYER_SIDES = (27, 13, 4)  # AlexNet's conv1/2 and conv3-5 grids, the filter bank's coarsest
+
+
+def test_a_field_sums_to_one_on_each_layers_grid_over_the_same_part_of_the_image():
+    config = FWRFConfig([f"maps/l{s}" for s in LAYER_SIDES], [(s * s, 8) for s in LAYER_SIDES], 5, n_top=6)
+    model = FWRF(config)
+    assert config.grid_sides == LAYER_SIDES and config.feature_dim == 18
+    centres = []
+    for i, side in enumerate(LAYER_SIDES):
+        fields = getattr(model, f"fields_{i}").double().numpy()
+        assert fields.shape == (18, side * side)
+        np.testing.assert_allclose(fields.sum(1), 1.0, rtol=1e-6)
+        cell = (np.arange(side) + 0.5) / side - 0.5
+        gy, gx = np.meshgrid(cell, cell, indexing="ij")
+        centres.append(np.stack([fields @ gx.ravel(), fields @ gy.ravel()], axis=1))  # centre of mass
+    for other in centres[1:]:  # the same Gaussian on every grid (a 4 x 4 grid resolves it coarsely)
+        np.testing.assert_allclose(other, centres[0], atol=0.05)
+    np.testing.assert_allclose(centres[0][4], [0.0, 0.0], atol=1e-9)  # candidate 4: the image's centre
+
+
+def test_fwrf_shapes_with_layers_at_their_own_resolutions(rng):
+    config = FWRFConfig(["maps/a", "maps/b"], [(36, 5), (9, 3)], 7, n_top=4)
+    model = FWRF(config)
+    feats = {"maps/a": torch.randn(10, 36, 5), "maps/b": torch.randn(10, 9, 3)}
+    assert config.kept_channels == (4, 3)
+    assert model.pooled(feats).shape == (10, 18, 7)
+    assert model(feats).shape == (10, 7)
+    with pytest.raises(ValueError, match="square"):
+        FWRFConfig(["maps/a"], [(35, 5)], 7)
+
+
+def test_fwrf_recovers_the_layer_and_the_field_that_drive_a_voxel(rng):
+    """Each voxel responds to one channel of one layer pooled by one candidate
+    field; the fit finds that field and puts its largest weight on that feature."""
+    n_img, channels = 400, 4
+    config = FWRFConfig([f"maps/l{s}" for s in LAYER_SIDES], [(s * s, channels) for s in LAYER_SIDES], 5,
+                        lambdas=(1e-3, 0.1, 10.0))
+    maps = {k: rng.normal(size=(n_img, s * s, channels)).astype(np.float16)
+            for k, s in zip(config.layer_keys, LAYER_SIDES)}
+    drivers = [(0, 2, 1), (1, 8, 3), (2, 15, 0), (1, 4, 2), (0, 13, 2)]  # (layer, candidate, channel) per voxel
+    cand = rf_candidates()
+    responses = np.stack([
+        maps[config.layer_keys[layer]][:, :, c].astype(np.float64) @ pooling_fields(cand, LAYER_SIDES[layer])[k]
+        for layer, k, c in drivers], axis=1)
+    responses = responses / responses.std(0) + 0.05 * rng.normal(size=responses.shape)
+    model, _ = fit_fwrf(maps, responses, config, seed=0)
+    for v, (layer, k, c) in enumerate(drivers):
+        assert int(model.candidate[v]) == k
+        assert int(model.weight[:, v].abs().argmax()) == layer * channels + c
 
 
 # -- Universal -----------------------------------------------------------------------
@@ -164,7 +226,8 @@ def test_fit_save_load_predict_round_trip(tmp_path, rng, kind):
     again = encoding.get_kind(kind).build(ckpt["model_config"])
     again.load_state_dict(ckpt["state_dict"])
     with h5py.File(feats, "r") as f:
-        test = {k: f[k][()][64:] for k in encoding.get_kind(kind).feature_keys}
+        test_ids = f["image_ids"][64:]
+    test = read_features(feats, test_ids, encoding.get_kind(kind).feature_keys)
     np.testing.assert_array_equal(predict(again, test), from_file)
     np.testing.assert_array_equal(predict(model, test), from_file)
     if kind != "universal":  # the closed-form fits predict the test images above chance
@@ -200,3 +263,68 @@ def test_alexnet_without_weights_stops_with_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_cache"))
     with pytest.raises(RuntimeError, match="AlexNet ImageNet weights could not be loaded.*alexnet-owt-7be5be79.pth"):
         get_extractor("alexnet", weights=str(tmp_path / "missing.pth"))
+
+
+def test_alexnet_maps_every_conv_layer_at_its_own_grid(monkeypatch):
+    """Shapes only: a random-weight torchvision AlexNet stands in for the
+    ImageNet one inside this test (the extractor itself never builds one)."""
+    import torchvision
+
+    from nrf.features import alexnet
+    from nrf.features.base import check_features
+
+    monkeypatch.setattr(alexnet, "load_alexnet", lambda weights: torchvision.models.alexnet(weights=None).eval())
+    ext = alexnet.AlexNetExtractor(weights="unused")
+    images = np.random.default_rng(0).integers(0, 256, size=(2, 40, 40, 3), dtype=np.uint8)
+    out = ext.extract(images)
+    check_features(out, 2)
+    assert ext.map_layers == ("conv1", "conv2", "conv3", "conv4", "conv5")
+    shapes = {layer: out[f"maps/{layer}"].shape for layer in ext.map_layers}
+    assert shapes == {"conv1": (2, 27 * 27, 64), "conv2": (2, 27 * 27, 192), "conv3": (2, 13 * 13, 384),
+                      "conv4": (2, 13 * 13, 256), "conv5": (2, 13 * 13, 256)}
+    assert (out["maps/conv1"] >= 0).all()  # after ReLU (and max-pool)
+    np.testing.assert_array_equal(out["tokens_shallow"], out["maps/conv4"])
+    np.testing.assert_array_equal(out["tokens_deep"], out["maps/conv5"])
+    assert out["embedding"].shape == (2, 4096)
+
+
+def test_alexnet_refuses_random_weights(tmp_path, monkeypatch):
+    from nrf.features.extractors import get_extractor
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_cache"))
+    with pytest.raises(RuntimeError, match="never computed from random weights"):
+        get_extractor("alexnet", weights=None)
+
+
+# -- fWRF's ridge grid on the simulator ------------------------------------------------------
+@pytest.fixture(scope="module")
+def small_simulation():
+    """400 simulated images through the filter bank, 300 voxels of the
+    simulated field with noise as the default's (ncsnr ~0.35, 3 repeats)."""
+    from nrf.data.sim_images import render_images
+    from nrf.data.sim_model import SimulatedBrain, SimulationParams, sample_in_nsdgeneral
+    from nrf.features.filterbank import FilterBankExtractor
+
+    n_img, n_vox = 400, 300
+    brain = SimulatedBrain(SimulationParams(subjects=("subj01",), n_train_images=n_img, n_test_images=100))
+    ids = np.arange(n_img)
+    features = FilterBankExtractor().extract(render_images({k: v[ids] for k, v in brain.images.items()}))
+    maps = {k: v.astype(np.float16) for k, v in features.items() if k.startswith("maps/")}
+    g = np.random.default_rng(0)
+    signal = brain.responses(ids, sample_in_nsdgeneral(g, n_vox))
+    ncsnr = 0.35 * np.exp(0.25 * g.standard_normal(n_vox))
+    return maps, ncsnr * signal + g.standard_normal((n_img, n_vox)) / np.sqrt(3)
+
+
+def test_the_simulated_lambda_grid_brackets_the_voxels_best_penalties(small_simulation):
+    """Under 10% of voxels at either end of the default's grid; the old grid
+    [10 .. 1e5] put most at its smallest λ."""
+    lambdas = yaml.safe_load(CONFIG_YAML.read_text())["presets"]["simulated"]["fwrf"]["lambdas"]
+    maps, responses = small_simulation
+    keys = list(maps)
+    fit = lambda grid: fit_fwrf(maps, responses, FWRFConfig(  # noqa: E731
+        keys, [maps[k].shape[1:] for k in keys], responses.shape[1], lambdas=grid), seed=0)[1][0]
+    record = fit(lambdas)
+    assert record["at_smallest_lambda"] < 0.1 and record["at_largest_lambda"] < 0.1, record
+    assert sum(record["lambda_counts"]) == responses.shape[1]
+    assert fit([10.0, 100.0, 1e3, 1e4, 1e5])["at_smallest_lambda"] > 0.3

@@ -1,27 +1,32 @@
 """fWRF, the feature-weighted receptive field (St-Yves & Naselaris 2018), as
 the NRF paper's appendix runs it (DESIGN.md §1, "Baselines").
 
-Each voxel sees the image through one Gaussian pooling field placed on every
-layer's feature map, then a linear readout of the pooled features:
+Each voxel sees the image through one Gaussian pooling field, defined in image
+coordinates and placed on every layer's own feature grid, then a linear
+readout of the pooled features:
 
-    x_k(n) = [ sum_p g_k(p) F_l(n, p, c) for c in top channels of layer l, for l ]
+    x_k(n) = [ sum_p g_k,l(p) F_l(n, p, c) for c in top channels of layer l, for l ]
     response(n, v) = (x_{k_v}(n) - mean_{k_v}) / std_{k_v} . w_v + b_v
 
-* Layers: the cached token grids named by ``layer_keys``, each a square grid
-  (n, side², channels). On NSD these are AlexNet maps at 227²
-  (nrf.features.alexnet); on the simulated default the filter bank's two grids.
+* Layers: the cached layer maps named by ``layer_keys``, each a square grid
+  (n, side², channels) at its own resolution. On NSD these are AlexNet's five
+  conv layers (56², 27², 13², 13², 13²; nrf.features.alexnet); on the
+  simulated default the filter bank's five grids (16², 8², 4², 8², 4²).
 * Channels: the ``n_top`` channels of each layer with the largest variance
   over the training images (all of them when a layer has fewer).
 * Candidate fields: a ``n_centres`` x ``n_centres`` grid of centres spanning
   ``aperture`` of the image (image coordinates in [-0.5, 0.5]), and
   ``n_sizes`` Gaussian widths log-spaced over ``sizes`` (fractions of the
-  image width): 3 x 3 x 2 = 18 candidates. Each field is normalised to sum 1
-  on each layer's grid.
+  image width): 3 x 3 x 2 = 18 candidates. A field g_k,l is the same Gaussian
+  evaluated at the cell centres of layer l's grid and normalised to sum 1
+  there, so every layer is pooled over the same part of the image.
 * Readout: ridge regression on z-scored pooled features, for every candidate
-  and every λ in ``lambdas`` at once (one batched solve per λ, all voxels as
-  right-hand sides, in chunks of voxels); each voxel keeps the (candidate, λ) with the lowest
-  mean squared error on held-out training images, and its weights are refit on
-  all training images with that choice.
+  and every λ in ``lambdas`` (one eigendecomposition of each candidate's Gram
+  matrix serves every λ, so a wide grid costs little; voxels in chunks). Each
+  voxel keeps the (candidate, λ) with the lowest mean squared error on
+  held-out training images, and its weights are refit on all training images
+  with that choice. The fit logs the fraction of voxels at each end of the λ
+  grid: many at an end means the grid does not bracket their best penalty.
 """
 
 from __future__ import annotations
@@ -36,12 +41,15 @@ from torch import nn
 
 logger = logging.getLogger(__name__)
 
+#: images pooled at a time: bounds the float32 copy of a large map (AlexNet's conv1)
+POOL_CHUNK = 256
+
 
 @dataclass
 class FWRFConfig:
     """Sizes of an fWRF.
 
-    layer_keys  : feature arrays read as layers (token grids)
+    layer_keys  : feature arrays read as layers (square grids)
     layer_shape : per layer (n_tokens, channels) of the cached grid
     n_voxels    : voxels predicted
     n_top       : channels kept per layer, by training-set variance (paper 256)
@@ -49,7 +57,7 @@ class FWRFConfig:
     aperture    : extent of the centre grid, fraction of the image (paper 0.8)
     sizes       : (smallest, largest) Gaussian sd, fraction of the image (paper 0.15, 0.25)
     n_sizes     : log-spaced sizes between them (paper 2)
-    lambdas     : ridge penalties tried per voxel (paper 1e4, 1e5)
+    lambdas     : ridge penalties tried per voxel (paper 1e4, 1e5), sorted ascending
     holdout_fraction : training images held out to choose candidate and λ
     """
 
@@ -68,7 +76,7 @@ class FWRFConfig:
         self.layer_keys = tuple(self.layer_keys)
         self.layer_shape = tuple(tuple(int(v) for v in s) for s in self.layer_shape)
         self.sizes = tuple(float(s) for s in self.sizes)
-        self.lambdas = tuple(float(v) for v in self.lambdas)
+        self.lambdas = tuple(sorted(float(v) for v in self.lambdas))
         if len(self.layer_keys) != len(self.layer_shape):
             raise ValueError(f"layer_keys {self.layer_keys} and layer_shape {self.layer_shape} differ in length")
         for key, (n_tokens, _) in zip(self.layer_keys, self.layer_shape):
@@ -91,6 +99,10 @@ class FWRFConfig:
     @property
     def n_candidates(self) -> int:
         return self.n_centres ** 2 * self.n_sizes
+
+    @property
+    def grid_sides(self) -> tuple[int, ...]:
+        return tuple(round(n_tokens ** 0.5) for n_tokens, _ in self.layer_shape)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -125,8 +137,7 @@ class FWRF(nn.Module):
         c = config
         cand = rf_candidates(c.n_centres, c.aperture, c.sizes, c.n_sizes)
         self.register_buffer("candidates", torch.tensor(cand, dtype=torch.float32))
-        for i, ((n_tokens, _), k) in enumerate(zip(c.layer_shape, c.kept_channels)):
-            side = round(n_tokens ** 0.5)
+        for i, (side, k) in enumerate(zip(c.grid_sides, c.kept_channels)):
             self.register_buffer(f"fields_{i}", torch.tensor(pooling_fields(cand, side), dtype=torch.float32))
             self.register_buffer(f"channels_{i}", torch.zeros(k, dtype=torch.int64))
         d, v, k = c.feature_dim, c.n_voxels, c.n_candidates
@@ -137,13 +148,20 @@ class FWRF(nn.Module):
         self.register_buffer("candidate", torch.zeros(v, dtype=torch.int64))
         self.register_buffer("lam", torch.zeros(v))
 
-    def pooled(self, features: Mapping[str, torch.Tensor], *, standardise: bool = True) -> torch.Tensor:
-        """Pooled top-channel features of every candidate: (n_img, n_candidates, feature_dim)."""
+    def pooled(self, features: Mapping, *, standardise: bool = True) -> torch.Tensor:
+        """Pooled top-channel features of every candidate: (n_img, n_candidates, feature_dim).
+
+        Each layer is cast to float32 POOL_CHUNK images at a time, so a large
+        float16 map is never copied whole."""
         parts = []
         for i, key in enumerate(self.config.layer_keys):
-            tokens = features[key].to(torch.float32)
-            tokens = tokens.index_select(2, getattr(self, f"channels_{i}"))
-            parts.append(torch.einsum("kp,npc->nkc", getattr(self, f"fields_{i}"), tokens))
+            grid = torch.as_tensor(np.asarray(features[key])) if not torch.is_tensor(features[key]) else features[key]
+            field, channels = getattr(self, f"fields_{i}"), getattr(self, f"channels_{i}")
+            parts.append(torch.cat([
+                torch.einsum("kp,npc->nkc", field, grid[j:j + POOL_CHUNK].to(field.device, torch.float32)
+                             .index_select(2, channels))
+                for j in range(0, max(len(grid), 1), POOL_CHUNK)
+            ]))
         x = torch.cat(parts, dim=2)
         return (x - self.feature_mean) / self.feature_std if standardise else x
 
@@ -157,15 +175,45 @@ class FWRF(nn.Module):
         return out
 
 
-def ridge_operators(x: torch.Tensor, lambdas) -> torch.Tensor:
-    """(xᵀx + λI)⁻¹ xᵀ for every candidate and λ (float64): (L, K, D, n).
+def top_channels(grid, n_keep: int) -> torch.Tensor:
+    """Indices (sorted) of the ``n_keep`` channels of a (n, tokens, channels)
+    grid with the largest variance over images and positions; summed in
+    float64 POOL_CHUNK images at a time."""
+    grid = torch.as_tensor(np.asarray(grid)) if not torch.is_tensor(grid) else grid
+    total = torch.zeros(grid.shape[2], dtype=torch.float64)
+    squares = torch.zeros_like(total)
+    for j in range(0, len(grid), POOL_CHUNK):
+        chunk = grid[j:j + POOL_CHUNK].to(torch.float64)
+        total += chunk.sum(dim=(0, 1))
+        squares += (chunk ** 2).sum(dim=(0, 1))
+    count = grid.shape[0] * grid.shape[1]
+    variance = squares / count - (total / count) ** 2
+    return torch.sort(torch.argsort(variance, descending=True)[:n_keep]).values
 
-    x : (K, n, D) centred features. Ridge weights of responses y (n, V) are
-    then ``operator @ y`` (L, K, D, V) for all voxels at once.
-    """
-    xtx = x.transpose(1, 2) @ x  # (K, D, D)
-    eye = torch.eye(x.shape[2], dtype=x.dtype)
-    return torch.stack([torch.linalg.solve(xtx + lam * eye, x.transpose(1, 2)) for lam in lambdas])
+
+class RidgePaths:
+    """Ridge solutions of every candidate's features at any λ, from one
+    eigendecomposition of each Gram matrix: x = (K, n, D) centred features,
+    xᵀx = Q diag(s) Qᵀ, so w(λ) = Q diag(1 / (s + λ)) Qᵀ xᵀ y."""
+
+    def __init__(self, x: torch.Tensor):
+        s, q = torch.linalg.eigh(x.transpose(1, 2) @ x)  # (K, D), (K, D, D)
+        self.eigenvalues, self.basis, self.x = s.clamp_min(0), q, x
+
+    def projected(self, y: torch.Tensor, k=slice(None)) -> torch.Tensor:
+        """Qᵀ xᵀ y for responses y (n, v), of candidates ``k`` (all by default): (K, D, v)."""
+        return self.basis[k].transpose(-1, -2) @ (self.x[k].transpose(-1, -2) @ y)
+
+    def weights(self, projected: torch.Tensor, lam: float, k=slice(None)) -> torch.Tensor:
+        """Ridge weights (K, D, v) at one λ from :meth:`projected` of the same candidates."""
+        return self.basis[k] @ (projected / (self.eigenvalues[k] + lam)[..., None])
+
+
+def lambda_ends(lam_idx: torch.Tensor, n_lambdas: int) -> dict:
+    """Fractions of voxels at the smallest and the largest λ of the grid."""
+    n = max(len(lam_idx), 1)
+    return {"at_smallest_lambda": float((lam_idx == 0).sum()) / n,
+            "at_largest_lambda": float((lam_idx == n_lambdas - 1).sum()) / n}
 
 
 def fit_fwrf(features: Mapping, responses: np.ndarray, config: FWRFConfig, *, seed: int = 0,
@@ -174,23 +222,22 @@ def fit_fwrf(features: Mapping, responses: np.ndarray, config: FWRFConfig, *, se
 
     features  : {layer_key: (n, n_tokens, channels)}; responses : (n, n_voxels)
     seed      : draws the held-out training images that choose candidate and λ
-    chunk_voxels : voxels whose candidate x λ predictions are held at once
+    chunk_voxels : voxels whose held-out predictions are held at once
     Returns (model, history) with one history record: the held-out MSE of the
-    choices, the counts per candidate and λ.
+    choices, the counts per candidate and λ, the fractions of voxels at the
+    grid's two ends.
     """
     log = log or logger
     model = FWRF(config)
     y = torch.as_tensor(np.asarray(responses, dtype=np.float64))
     n = len(y)
-    feats = {k: torch.as_tensor(np.asarray(features[k])).to(torch.float32) for k in config.layer_keys}
     for i, key in enumerate(config.layer_keys):
-        if tuple(feats[key].shape[1:]) != config.layer_shape[i]:
-            raise ValueError(f"features[{key!r}] is {tuple(feats[key].shape)}, the model expects (n, *{config.layer_shape[i]})")
-        variance = feats[key].to(torch.float64).var(dim=(0, 1))  # per channel, over images and positions
-        top = torch.argsort(variance, descending=True)[: config.kept_channels[i]]
-        getattr(model, f"channels_{i}").copy_(torch.sort(top).values)
+        shape = tuple(np.shape(features[key]))
+        if shape[1:] != config.layer_shape[i] or shape[0] != n:
+            raise ValueError(f"features[{key!r}] is {shape}, the model expects ({n}, *{config.layer_shape[i]})")
+        getattr(model, f"channels_{i}").copy_(top_channels(features[key], config.kept_channels[i]))
 
-    x = model.pooled(feats, standardise=False).to(torch.float64)  # (n, K, D)
+    x = model.pooled(features, standardise=False).to(torch.float64)  # (n, K, D)
     holdout = np.random.default_rng(seed).permutation(n)[: max(1, round(config.holdout_fraction * n))]
     is_fit = torch.ones(n, dtype=torch.bool)
     is_fit[torch.as_tensor(holdout)] = False
@@ -201,30 +248,31 @@ def fit_fwrf(features: Mapping, responses: np.ndarray, config: FWRFConfig, *, se
         mean, std = x[rows].mean(0), x[rows].std(0).clamp_min(1e-8)
         return mean, std, ((x - mean) / std).transpose(0, 1)  # (K, n, D)
 
-    # choose (λ, candidate) per voxel on the held-out images, voxels in chunks
+    # held-out MSE of every (λ, candidate), voxels in chunks; each voxel's lowest
     mean, std, xs = standardised(is_fit)
-    op = ridge_operators(xs[:, is_fit], config.lambdas)  # (L, K, D, n_fit)
-    y_fit, y_hold = y[is_fit], y[~is_fit]
-    y_mean = y_fit.mean(0)
-    best_err = torch.empty(y.shape[1], dtype=torch.float64)
-    best = torch.empty(y.shape[1], dtype=torch.int64)
-    for j in range(0, y.shape[1], chunk_voxels):
+    paths = RidgePaths(xs[:, is_fit])
+    x_hold = xs[:, ~is_fit]  # (K, n_hold, D)
+    y_fit_mean = y[is_fit].mean(0)
+    y_fit, y_hold = y[is_fit] - y_fit_mean, y[~is_fit] - y_fit_mean
+    n_lambdas, n_candidates, n_voxels = len(config.lambdas), config.n_candidates, y.shape[1]
+    mse = torch.empty(n_lambdas, n_candidates, n_voxels, dtype=torch.float64)
+    for j in range(0, n_voxels, chunk_voxels):
         c = slice(j, j + chunk_voxels)
-        w = op @ (y_fit[:, c] - y_mean[c])  # (L, K, D, v)
-        pred = xs[:, ~is_fit] @ w + y_mean[c]  # (L, K, n_hold, v)
-        err = ((pred - y_hold[:, c]) ** 2).mean(2).reshape(-1, w.shape[-1])  # (L*K, v)
-        best_err[c], best[c] = err.min(0)
-    lam_idx, cand_idx = best // config.n_candidates, best % config.n_candidates
+        projected = paths.projected(y_fit[:, c])  # (K, D, v)
+        for li, lam in enumerate(config.lambdas):
+            mse[li, :, c] = ((x_hold @ paths.weights(projected, lam) - y_hold[:, c]) ** 2).mean(1)
+    best_mse, best = mse.reshape(n_lambdas * n_candidates, n_voxels).min(0)
+    lam_idx, cand_idx = best // n_candidates, best % n_candidates
 
     # refit on every training image with each voxel's choice
     mean, std, xs = standardised(torch.ones(n, dtype=torch.bool))
-    op = ridge_operators(xs, config.lambdas)  # (L, K, D, n)
+    paths = RidgePaths(xs)
     y_mean = y.mean(0)
     weight = torch.empty(xs.shape[2], y.shape[1], dtype=torch.float64)
-    for choice in torch.unique(best).tolist():  # at most L*K groups of voxels
-        cols = torch.nonzero(best == choice).squeeze(1)
-        l, k = divmod(choice, config.n_candidates)
-        weight[:, cols] = op[l, k] @ (y[:, cols] - y_mean[cols])
+    for pair in torch.unique(best).tolist():  # at most L*K groups of voxels
+        group = torch.nonzero(best == pair).squeeze(1)
+        li, k = divmod(pair, n_candidates)
+        weight[:, group] = paths.weights(paths.projected(y[:, group] - y_mean[group], k), config.lambdas[li], k)
 
     model.feature_mean.copy_(mean.to(torch.float32))
     model.feature_std.copy_(std.to(torch.float32))
@@ -234,10 +282,14 @@ def fit_fwrf(features: Mapping, responses: np.ndarray, config: FWRFConfig, *, se
     model.lam.copy_(torch.as_tensor(config.lambdas, dtype=torch.float64)[lam_idx].to(torch.float32))
     record = {
         "holdout_images": int(len(holdout)),
-        "holdout_mse": float(best_err.mean()),
-        "candidate_counts": torch.bincount(cand_idx, minlength=config.n_candidates).tolist(),
-        "lambda_counts": torch.bincount(lam_idx, minlength=len(config.lambdas)).tolist(),
+        "holdout_mse": float(best_mse.mean()),
+        "candidate_counts": torch.bincount(cand_idx, minlength=n_candidates).tolist(),
+        "lambda_counts": torch.bincount(lam_idx, minlength=n_lambdas).tolist(),
+        **lambda_ends(lam_idx, n_lambdas),
     }
-    log.info("fWRF: %d images (%d held out), %d voxels, %d candidates x %d lambdas; %s",
-             n, len(holdout), y.shape[1], config.n_candidates, len(config.lambdas), record)
+    log.info("fWRF: %d images (%d held out), %d voxels, %d layers %s, %d candidates x %d lambdas "
+             "[%g .. %g]; voxels at the smallest lambda %.1f%%, at the largest %.1f%%; %s",
+             n, len(holdout), n_voxels, len(config.layer_keys), config.grid_sides, n_candidates, n_lambdas,
+             config.lambdas[0], config.lambdas[-1], 100 * record["at_smallest_lambda"],
+             100 * record["at_largest_lambda"], record)
     return model.eval(), [record]

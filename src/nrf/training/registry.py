@@ -23,7 +23,7 @@ from typing import Callable
 
 from torch import nn
 
-from nrf.features.base import FEATURE_KEYS, TOKEN_GRIDS
+from nrf.features.base import FEATURE_KEYS, MAPS, TOKEN_GRIDS
 from nrf.models.fwrf import FWRF, FWRFConfig, fit_fwrf
 from nrf.models.linear import LinearConfig, LinearEncoder
 from nrf.models.nrf import NRF, NRFConfig
@@ -66,8 +66,9 @@ def _fit_fwrf(train, val, coords_mm, config, *, model_options, model=None, log=N
 
     if model is not None:
         raise ValueError("fWRF is fit in closed form and cannot continue from a checkpoint")
+    layers = [k for k in train.features if k.startswith(MAPS + "/")]  # fine to coarse, as the cache lists them
     fwrf_config = FWRFConfig(
-        layer_keys=TOKEN_GRIDS, layer_shape=tuple(tuple(train.features[k].shape[1:]) for k in TOKEN_GRIDS),
+        layer_keys=layers, layer_shape=tuple(tuple(train.features[k].shape[1:]) for k in layers),
         n_voxels=train.responses.shape[1], **model_options,
     )
     return fit_fwrf(train.features, train.responses, fwrf_config, seed=config.seed, log=log)
@@ -110,7 +111,7 @@ def _build_universal(c):
 REGISTRY: dict[str, EncoderKind] = {
     "nrf": EncoderKind("nrf", FEATURE_KEYS, True, lambda c: NRF(NRFConfig(**c)), _fit_nrf),
     "linear": EncoderKind("linear", ("embedding",), False, lambda c: LinearEncoder(LinearConfig(**c)), _fit_linear),
-    "fwrf": EncoderKind("fwrf", TOKEN_GRIDS, False, _build_fwrf, _fit_fwrf),
+    "fwrf": EncoderKind("fwrf", (MAPS,), False, _build_fwrf, _fit_fwrf),
     "ridge": EncoderKind("ridge", ("embedding",), False, _build_ridge, _fit_ridge),
     "universal": EncoderKind("universal", TOKEN_GRIDS, False, _build_universal, _fit_universal),
 }
