@@ -106,6 +106,14 @@ def test_simulated_default_says_16_by_256_and_why_it_differs(simulated):
     assert not (simulated["note"] == S.UNDOCUMENTED).any()
 
 
+def test_fwrf_rows_name_the_layers_and_why_the_simulated_penalties_differ(simulated, nsd_paper):
+    lambdas = _one(simulated, "fWRF", "fwrf.lambdas")  # also fails if config.yaml's grid drifts from the note's
+    assert lambdas["differs"] == "yes" and "either end" in lambdas["note"]
+    assert _one(nsd_paper, "fWRF", "fwrf.lambdas")["differs"] == "no"
+    assert _one(nsd_paper, "fWRF", "fwrf layers")["value"] == S.FWRF_LAYERS["alexnet"]
+    assert _one(simulated, "fWRF", "fwrf layers")["value"] == S.FWRF_LAYERS["filterbank"]
+
+
 def test_a_command_line_value_wins_and_an_undocumented_difference_is_flagged():
     # Snakemake hands nested --config values over as text ('train={lr: 0.001}')
     _, rows = _table([("configs/nsd_paper.yaml", copy.deepcopy(NSD_PAPER))],

@@ -65,6 +65,14 @@ NO_CAP_EPOCHS = 100
 PAPER_SUBJECTS = ["subj01", "subj02", "subj05", "subj07"]
 #: one epoch of the authors' full-data training on NSD: ceil(9,000 / 32)
 NSD_EPOCH_STEPS = math.ceil(9000 / 32)
+#: fWRF's layer maps per extractor (nrf.features.alexnet, nrf.features.filterbank; no torch here)
+FWRF_LAYERS = {
+    "alexnet": "conv1-conv5 after ReLU (conv1 after its max-pool), each on its own grid "
+               "(27², 27², 13², 13², 13²), cached float16",
+    "filterbank": "five filter-bank grids (16², 8², 4², 8², 4²)",
+}
+#: the simulated preset's fWRF penalties (config.yaml), a documented difference from the paper's
+SIMULATED_FWRF_LAMBDAS = [1e-4, 1e-3, 0.01, 0.1, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6]
 
 
 # -- values ------------------------------------------------------------------------------
@@ -218,7 +226,10 @@ REFERENCES: dict[str, Reference] = {
     "fwrf.aperture": Reference(ref(0.8), None),
     "fwrf.sizes": Reference(ref([0.15, 0.25]), None),
     "fwrf.n_sizes": Reference(ref(2), None),
-    "fwrf.lambdas": Reference(ref([1e4, 1e5]), None),
+    "fwrf.lambdas": Reference(ref([1e4, 1e5]), None, kept=SIMULATED_FWRF_LAMBDAS,
+                              why="simulated default: decades from no shrinkage to the mean for the filter bank's "
+                                  "pooled maps, so under 10% of voxels sit at either end (docs/FIDELITY.md)"),
+    "fwrf layers": Reference(says("fWRF (St-Yves & Naselaris 2018) on AlexNet"), None),
     "universal.backbone": Reference(says("DINOv2 ViT-G/14 + LoRA"), ref("dinov2_vitl14_reg", "DINOv2 ViT-L/14 + LoRA"),
                                     kept="clip_vitb16",
                                     why="stand-in: the cached CLIP ViT-B/16 taps of the NRF (docs/FIDELITY.md)"),
@@ -449,6 +460,8 @@ def settings_rows(config: dict, sources: Sources) -> pd.DataFrame:
     t.add(e, "feature network", fwrf_features, keys=["features.extractor"])
     if fwrf_features == "alexnet":
         t.key(e, "features.alexnet_weights")
+    t.add(e, "fwrf layers", FWRF_LAYERS.get(fwrf_features, "the extractor's layer maps"),
+          keys=["features.extractor"])
     t.section(e, "fwrf")
 
     e = "ridge"
