@@ -31,6 +31,10 @@ def test_resize_is_torchvision_bilinear_without_antialias(pair):
     np.testing.assert_allclose(im.resize(seen, 256), torchvision_resize(seen, 256), atol=1e-6)
     big = torchvision_resize(seen, 425)
     np.testing.assert_allclose(im.resize(big, 256), torchvision_resize(big, 256), atol=1e-6)
+    # the channels-last route changes no bit, up or down, and hands back C order
+    for images, size in ((seen, 425), (big, 256)):
+        got = im.resize(images, size)
+        assert got.flags["C_CONTIGUOUS"] and np.array_equal(got, torchvision_resize(images, size))
 
 
 def test_pixcorr_is_the_mean_per_image_pearson_at_425(pair):
