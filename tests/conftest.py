@@ -1,3 +1,5 @@
+import argparse
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -5,6 +7,24 @@ matplotlib.use("Agg")
 import numpy as np
 import pytest
 import torch
+
+
+def seed_list(text: str) -> tuple[int, ...]:
+    """``--science-seeds``' value: distinct integers separated by commas, e.g. 0,1,2."""
+    try:
+        seeds = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        seeds = ()
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"distinct integers separated by commas, e.g. 0,1,2; got {text!r}")
+    return seeds
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--science-seeds", type=seed_list, default="0", metavar="SEEDS",
+        help="comma-separated seeds for tests/science, e.g. 0,1,2: each seed simulates its own data and trains "
+             "and draws with that seed (default 0, CI's cost; benchmarks/science_seeds.md has 0,1,2)")
 
 
 @pytest.fixture

@@ -20,24 +20,25 @@ TARGET = "subj07"
 
 
 @pytest.fixture(scope="module")
-def cells(tmp_path_factory, build_simulation):
-    sim = build_simulation(tmp_path_factory.mktemp("adaptation"), SUBJECTS,
-                           sessions=range(1, (300 + 60) * 3 // 270 + 1),
+def cells(tmp_path_factory, build_simulation, science_seed):
+    seed = science_seed
+    sim = build_simulation(tmp_path_factory.mktemp(f"adaptation_seed{seed}"), SUBJECTS,
+                           sessions=range(1, (300 + 60) * 3 // 270 + 1), seed=seed,
                            n_train_images=300, n_test_images=60, trials_per_session=270)
     config, tmp, prepared, features = sim.config, sim.tmp, sim.prepared, sim.features
     bases = {}
     for s in SUBJECTS[:2]:
         bases[s] = tmp / f"{s}.pt"
         train_encoder("nrf", prepared[s], features, bases[s], model_options=config["nrf"],
-                      train_options=dict(config["train"], max_steps=500, patience=None), seed=0, device="cpu")
+                      train_options=dict(config["train"], max_steps=500, patience=None), seed=seed, device="cpu")
     out = {}
     for n in (20, 200):
-        results, _ = run_cell(prepared[TARGET], features, bases, n, 0, protocol="clean", seed=0,
+        results, _ = run_cell(prepared[TARGET], features, bases, n, 0, protocol="clean", seed=seed,
                               train_options=config["train"], model_options=config["nrf"],
                               linear_options=dict(config["linear"], epochs=30), finetune_steps=150,
                               scratch_steps=300)
         out[n] = {m: r["pearson"] for m, r in results.items()}
-        print(f"N={n}:", {m: round(v, 3) for m, v in out[n].items()})
+        print(f"seed {seed} N={n}:", {m: round(v, 3) for m, v in out[n].items()})
     return out
 
 

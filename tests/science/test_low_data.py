@@ -8,7 +8,6 @@ linear baseline's by a margin and stay below the noise ceiling.
 
 import h5py
 import numpy as np
-import pandas as pd
 import pytest
 
 from nrf.experiments.scoring import score_predictions
@@ -31,11 +30,11 @@ def low_data_run(simulated_subject):
     for kind, options in (("nrf", config["train"]), ("linear", config["linear"])):
         ckpt, preds, scores = (tmp / f"{kind}.{ext}" for ext in ("pt", "hdf5", "csv"))
         train_encoder(kind, prepared, features, ckpt, model_options=config["nrf"] if kind == "nrf" else {},
-                      train_options=options, n_train=N_TRAIN, seed=0, device="cpu")
+                      train_options=options, n_train=N_TRAIN, seed=simulated_subject.seed, device="cpu")
         predict_test(ckpt, prepared, features, preds, device="cpu")
         score_predictions(preds, prepared, scores)
         medians[kind] = float(np.nanmedian(read_frame(scores, "scores")["pearson"]))
-    print(f"N={N_TRAIN} test median r:", {k: round(v, 3) for k, v in medians.items()})
+    print(f"seed {simulated_subject.seed} N={N_TRAIN} test median r:", {k: round(v, 3) for k, v in medians.items()})
     return root, prepared, medians
 
 

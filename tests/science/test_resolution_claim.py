@@ -35,10 +35,11 @@ def trained(simulated_subject):
     for kind, options in (("nrf", dict(config["train"], max_steps=600)), ("linear", config["linear"])):
         ckpt, preds = tmp / f"{kind}.pt", tmp / f"{kind}.hdf5"
         train_encoder(kind, prepared, features, ckpt, model_options=config["nrf"] if kind == "nrf" else {},
-                      train_options=options, seed=0, device="cpu")
+                      train_options=options, seed=simulated_subject.seed, device="cpu")
         predict_test(ckpt, prepared, features, preds, device="cpu")
         files[kind] = (ckpt, preds)
-    return {"tmp": tmp, "prepared": prepared, "features": features, "files": files, "sim": sim}
+    return {"tmp": tmp, "prepared": prepared, "features": features, "files": files, "sim": sim,
+            "seed": simulated_subject.seed}
 
 
 def test_nrf_queried_between_voxels_beats_interpolated_linear(trained):
@@ -46,10 +47,10 @@ def test_nrf_queried_between_voxels_beats_interpolated_linear(trained):
     table = run_resolution(subject=SUBJECT, nrf_checkpoint=trained["files"]["nrf"][0],
                            predictions={"Linear": trained["files"]["linear"][1], "NRF": trained["files"]["nrf"][1]},
                            prepared=trained["prepared"], features=trained["features"], simulation=trained["sim"],
-                           subjects=[SUBJECT], seed=0, out_csv=tmp / "t.csv", out_md=tmp / "t.md",
+                           subjects=[SUBJECT], seed=trained["seed"], out_csv=tmp / "t.csv", out_md=tmp / "t.md",
                            out_truth=tmp / "truth.hdf5", max_points=2000)
     r = table.set_index(["model", "method"])["r_mean"]
-    print("resolution r_mean:", {f"{m} {k}": round(v, 3) for (m, k), v in r.items()})
+    print(f"seed {trained['seed']} resolution r_mean:", {f"{m} {k}": round(v, 3) for (m, k), v in r.items()})
     # seed 0, one thread, measured (600 steps): NRF queried 0.856, NRF trilinear 0.857, linear trilinear 0.733,
     # linear nearest 0.654, truth trilinear 0.998
     assert r["NRF", "queried"] > r["Linear", "trilinear"] + 0.05, r
@@ -59,7 +60,7 @@ def test_nrf_queried_between_voxels_beats_interpolated_linear(trained):
 
 
 def test_nrf_face_vs_place_contrast_peaks_in_simulated_face_and_place_regions(trained):
-    brain = SimulatedBrain(SimulationParams(subjects=[SUBJECT], seed=0, **trained["sim"]))
+    brain = SimulatedBrain(SimulationParams(subjects=[SUBJECT], seed=trained["seed"], **trained["sim"]))
     model, _ = load_nrf(trained["files"]["nrf"][0])
     with h5py.File(trained["prepared"]) as f:
         test_ids, coords = f["test/image_ids"][()], f["coords"][()]
@@ -73,4 +74,6 @@ def test_nrf_face_vs_place_contrast_peaks_in_simulated_face_and_place_regions(tr
     paths = write_contrast(predict["faces"], predict["places"], mask, affine, trained["tmp"] / "fp")
     where = peak(nib.load(paths["t"]), mask)
     regions = brain.regions(np.array([where["max_mm"], where["min_mm"]]), SUBJECT)
+    print(f"seed {trained['seed']} faces-vs-places t peak:", REGIONS[regions[0]], where["max_mm"],
+          "trough:", REGIONS[regions[1]], where["min_mm"])
     assert (REGIONS[regions[0]], REGIONS[regions[1]]) == ("face", "place"), where

@@ -12,7 +12,6 @@ sizes with a short fixed budget; joint training counts its steps per subject
 
 import h5py
 import numpy as np
-import pandas as pd
 import pytest
 
 from nrf.data.predictions import write_predictions
@@ -30,31 +29,32 @@ TARGET = SUBJECTS[0]
 
 
 @pytest.fixture(scope="module")
-def simulated(tmp_path_factory, build_simulation):
-    sim = build_simulation(tmp_path_factory.mktemp("universal"), SUBJECTS, sessions=[1, 2, 3],
+def simulated(tmp_path_factory, build_simulation, science_seed):
+    sim = build_simulation(tmp_path_factory.mktemp(f"universal_seed{science_seed}"), SUBJECTS, sessions=[1, 2, 3],
+                           seed=science_seed,
                            n_train_images=240, trials_per_session=340)
-    config, root, tmp, prepared, features = sim.config, sim.root, sim.tmp, sim.prepared, sim.features
-    return config, root, tmp, prepared, features
+    return sim.config, sim.root, sim.tmp, sim.prepared, sim.features, sim.seed
 
 
 def test_joint_training_beats_single_subject(simulated):
-    config, _, tmp, prepared, features = simulated
+    config, _, tmp, prepared, features, seed = simulated
     model_options, train_options, _ = universal_options(config["universal"])
     train_options = dict(train_options, max_steps=200, eval_every=100, patience=None, batch_voxels=256)
     medians = {}
     train_encoder("universal", prepared[TARGET], features, tmp / "single.pt", model_options=model_options,
-                  train_options=train_options, seed=0)
+                  train_options=train_options, seed=seed)
     predict_test(tmp / "single.pt", prepared[TARGET], features, tmp / "single.hdf5")
     medians["single"] = score_predictions(tmp / "single.hdf5", prepared[TARGET], tmp / "single.csv")["median_r"]
     train_joint([prepared[s] for s in SUBJECTS], features, tmp / "joint.pt", model_options=model_options,
-                train_options=train_options, seed=0)
+                train_options=train_options, seed=seed)
     predict_joint(tmp / "joint.pt", prepared[TARGET], features, tmp / "joint.hdf5")
     medians["joint"] = score_predictions(tmp / "joint.hdf5", prepared[TARGET], tmp / "joint.csv")["median_r"]
+    print(f"seed {seed} {TARGET} test median r:", {k: round(v, 3) for k, v in medians.items()})
     assert medians["joint"] > medians["single"] + 0.02, medians
 
 
 def test_noiseless_responses_score_100_percent_of_the_ceiling(simulated):
-    _, root, tmp, prepared, _ = simulated
+    _, root, tmp, prepared, _, _ = simulated
     noiseless = root / f"simulation/{TARGET}_noiseless.hdf5"
     voxels = write_voxel_table(prepared[TARGET], tmp / "voxels.csv", noiseless=noiseless)
     assert 0 < voxels["noise_ceiling"].median() < 100
