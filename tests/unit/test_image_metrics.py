@@ -57,6 +57,14 @@ def test_ssim_is_scikit_image_on_grayscale_425(pair):
     assert im.ssim(seen, recon) == pytest.approx(expected, abs=1e-6)
     assert im.ssim(seen, seen) == pytest.approx(1.0, abs=1e-6)
     assert im.ssim(seen, recon) < 0.9
+    # the seen image's filtered maps are computed once for all sets: each pair's
+    # SSIM is still scikit-image's, bit for bit, in float32 and float64
+    for x, y in zip(a, b):
+        for dtype in (np.float32, np.float64):
+            x_, y_ = x.astype(dtype), y.astype(dtype)
+            reference = structural_similarity(y_, x_, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+                                              data_range=1.0)
+            assert im._ssim_with_seen(y_, im._ssim_seen_terms(x_)) == reference
 
 
 def two_way_loop(seen, recon):
