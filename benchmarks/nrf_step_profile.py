@@ -10,7 +10,8 @@ every training job runs. Measured in one process, in this order:
   element-wise operators, and the rest; what the operators do not account for
   is Python and autograd overhead;
 - a validation pass of the paper protocol (100 test images x 807 voxels), which
-  the adaptation cells run once per epoch;
+  the adaptation cells run once per epoch, as predict() runs it and, as its
+  baseline, with one block of pairs per 64 images (before 7738a01);
 - the process's page faults per step, with glibc's default allocator settings
   and with nrf.runlog.ALLOCATOR_SETTINGS (they act at process start, so that
   row runs this script again in a child process).
@@ -38,6 +39,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 from nrf.models.nrf import NRF, NRFConfig  # noqa: E402
 from nrf.runlog import ALLOCATOR_SETTINGS  # noqa: E402
+from nrf.training import loop  # noqa: E402
 from nrf.training.loop import EncodingSplit, TrainConfig, TrainingBatches, adamw, evaluate, nrf_loss  # noqa: E402
 
 N_TRAIN, N_TEST, N_VOX = 200, 100, 807  # an adaptation cell at N = 200 on subj01
@@ -119,12 +121,28 @@ def parts(steps: int) -> dict:
     matmul = sum(v for k, v in self_ms.items() if k in MATMUL)
     elementwise = sum(v for k, v in self_ms.items() if k in ELEMENTWISE)
     ops = sum(v for k, v in self_ms.items() if k.startswith("aten::"))
-    t0 = time.perf_counter()
-    for _ in range(5):
-        evaluate(model, test, coords, TrainConfig())
     totals.update(profiled_ms=wall, matmul=matmul, elementwise=elementwise, other_ops=ops - matmul - elementwise,
-                  overhead=max(wall - ops, 0.0), eval_ms=1e3 * (time.perf_counter() - t0) / 5)
+                  overhead=max(wall - ops, 0.0), **validation_ms(model, test, coords))
     return totals
+
+
+def validation_ms(model, test, coords, repeats: int = 5) -> dict:
+    """Milliseconds of a validation pass as predict() runs it on the CPU (the
+    head over blocks of loop.CPU_PAIRS_PER_BLOCK pairs) and, as the baseline in
+    the same process, with one block per 64-image chunk (before 7738a01);
+    interleaved so that the machine's load falls on both alike."""
+    blocked, whole = [], []
+    default = loop.CPU_PAIRS_PER_BLOCK
+    try:
+        for _ in range(repeats):
+            for times, pairs in ((blocked, default), (whole, 10**12)):
+                loop.CPU_PAIRS_PER_BLOCK = pairs
+                t0 = time.perf_counter()
+                evaluate(model, test, coords, TrainConfig())
+                times.append(1e3 * (time.perf_counter() - t0))
+    finally:
+        loop.CPU_PAIRS_PER_BLOCK = default
+    return {"eval_ms": float(np.median(blocked)), "eval_one_block_ms": float(np.median(whole))}
 
 
 def main(argv=None):
@@ -154,7 +172,10 @@ def main(argv=None):
         f"matrix products {p['matmul']:.2f} ms, element-wise {p['elementwise']:.2f} ms, other operators "
         f"{p['other_ops']:.2f} ms; Python and autograd overhead (the rest) {p['overhead']:.2f} ms.", "",
         f"A validation pass ({N_TEST} test images x {N_VOX} voxels, the paper protocol's per-epoch check): "
-        f"{p['eval_ms']:.1f} ms, {p['eval_ms'] / max(p['profiled_ms'], 1e-9):.1f} training steps' worth.", "",
+        f"{p['eval_ms']:.1f} ms, {p['eval_ms'] / max(p['profiled_ms'], 1e-9):.1f} training steps' worth, with the "
+        f"head over blocks of {loop.CPU_PAIRS_PER_BLOCK} pairs; {p['eval_one_block_ms']:.1f} ms with one block per "
+        f"64 images, as before 7738a01 ({p['eval_one_block_ms'] / p['eval_ms']:.2f}x; medians of 5, interleaved).",
+        "",
         "| allocator | ms / step | user ms | system ms | minor page faults / step |", "|---|---|---|---|---|",
         f"| glibc defaults | {plain['ms']:.2f} | {plain['user_ms']:.2f} | {plain['sys_ms']:.2f} | {plain['faults']:.0f} |",
         f"| nrf.runlog.ALLOCATOR_SETTINGS | {tuned['ms']:.2f} | {tuned['user_ms']:.2f} | {tuned['sys_ms']:.2f} | "

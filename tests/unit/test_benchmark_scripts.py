@@ -5,6 +5,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -147,3 +148,14 @@ def test_gpu_hours_arithmetic_per_job():
     assert len(rows) == 2  # tables cost no GPU
     capped = hours.job_costs(jobs[:1], cfg, best_epochs=None)[0]
     assert capped["steps"] == 100_000 and capped["evals"] == math.ceil(100_000 / 282)
+
+
+def test_decoded_metrics_times_both_routes_of_each_part(tmp_path):
+    bench = _load("decoded_metrics")
+    out = tmp_path / "d.md"
+    bench.main(["--images", "3", "--repeats", "1", "--out", str(out)])
+    text = out.read_text()
+    assert "| resize 32 -> 256 -> 425 |" in text and "| SSIM of every pair |" in text and "**both**" in text
+    # the baseline route is the old code: the same values as the library's route
+    x = np.random.default_rng(0).random((2, 3, 32, 32), dtype=np.float32)
+    assert np.array_equal(bench.channels_first_resize(x, 425), bench.im.resize(x, 425))
