@@ -204,9 +204,13 @@ class RidgePaths:
         """Qᵀ xᵀ y for responses y (n, v), of candidates ``k`` (all by default): (K, D, v)."""
         return self.basis[k].transpose(-1, -2) @ (self.x[k].transpose(-1, -2) @ y)
 
+    def shrunk(self, projected: torch.Tensor, lam: float, k=slice(None)) -> torch.Tensor:
+        """The ridge weights at one λ in the eigenbasis, diag(1 / (s + λ)) Qᵀ xᵀ y: (K, D, v)."""
+        return projected / (self.eigenvalues[k] + lam)[..., None]
+
     def weights(self, projected: torch.Tensor, lam: float, k=slice(None)) -> torch.Tensor:
         """Ridge weights (K, D, v) at one λ from :meth:`projected` of the same candidates."""
-        return self.basis[k] @ (projected / (self.eigenvalues[k] + lam)[..., None])
+        return self.basis[k] @ self.shrunk(projected, lam, k)
 
 
 def lambda_ends(lam_idx: torch.Tensor, n_lambdas: int) -> dict:
@@ -251,7 +255,7 @@ def fit_fwrf(features: Mapping, responses: np.ndarray, config: FWRFConfig, *, se
     # held-out MSE of every (λ, candidate), voxels in chunks; each voxel's lowest
     mean, std, xs = standardised(is_fit)
     paths = RidgePaths(xs[:, is_fit])
-    x_hold = xs[:, ~is_fit]  # (K, n_hold, D)
+    hold_rotated = xs[:, ~is_fit] @ paths.basis  # (K, n_hold, D): held-out features in each eigenbasis
     y_fit_mean = y[is_fit].mean(0)
     y_fit, y_hold = y[is_fit] - y_fit_mean, y[~is_fit] - y_fit_mean
     n_lambdas, n_candidates, n_voxels = len(config.lambdas), config.n_candidates, y.shape[1]
@@ -260,11 +264,12 @@ def fit_fwrf(features: Mapping, responses: np.ndarray, config: FWRFConfig, *, se
         c = slice(j, j + chunk_voxels)
         projected = paths.projected(y_fit[:, c])  # (K, D, v)
         for li, lam in enumerate(config.lambdas):
-            mse[li, :, c] = ((x_hold @ paths.weights(projected, lam) - y_hold[:, c]) ** 2).mean(1)
+            mse[li, :, c] = ((hold_rotated @ paths.shrunk(projected, lam) - y_hold[:, c]) ** 2).mean(1)
     best_mse, best = mse.reshape(n_lambdas * n_candidates, n_voxels).min(0)
     lam_idx, cand_idx = best // n_candidates, best % n_candidates
 
     # refit on every training image with each voxel's choice
+    del paths, hold_rotated, xs  # before the refit's copies: AlexNet's pooled features are ~1 GB each
     mean, std, xs = standardised(torch.ones(n, dtype=torch.bool))
     paths = RidgePaths(xs)
     y_mean = y.mean(0)
