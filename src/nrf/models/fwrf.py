@@ -10,7 +10,7 @@ readout of the pooled features:
 
 * Layers: the cached layer maps named by ``layer_keys``, each a square grid
   (n, side², channels) at its own resolution. On NSD these are AlexNet's five
-  conv layers (56², 27², 13², 13², 13²; nrf.features.alexnet); on the
+  conv layers (27², 27², 13², 13², 13²; nrf.features.alexnet); on the
   simulated default the filter bank's five grids (16², 8², 4², 8², 4²).
 * Channels: the ``n_top`` channels of each layer with the largest variance
   over the training images (all of them when a layer has fewer).
@@ -155,7 +155,7 @@ class FWRF(nn.Module):
         float16 map is never copied whole."""
         parts = []
         for i, key in enumerate(self.config.layer_keys):
-            grid = torch.as_tensor(np.asarray(features[key])) if not torch.is_tensor(features[key]) else features[key]
+            grid = torch.as_tensor(features[key])  # numpy arrays are shared, not copied
             field, channels = getattr(self, f"fields_{i}"), getattr(self, f"channels_{i}")
             parts.append(torch.cat([
                 torch.einsum("kp,npc->nkc", field, grid[j:j + POOL_CHUNK].to(field.device, torch.float32)
@@ -179,7 +179,7 @@ def top_channels(grid, n_keep: int) -> torch.Tensor:
     """Indices (sorted) of the ``n_keep`` channels of a (n, tokens, channels)
     grid with the largest variance over images and positions; summed in
     float64 POOL_CHUNK images at a time."""
-    grid = torch.as_tensor(np.asarray(grid)) if not torch.is_tensor(grid) else grid
+    grid = torch.as_tensor(grid)
     total = torch.zeros(grid.shape[2], dtype=torch.float64)
     squares = torch.zeros_like(total)
     for j in range(0, len(grid), POOL_CHUNK):
