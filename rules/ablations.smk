@@ -9,6 +9,7 @@
 
 rule ablation_finetune_strategy:
     input:
+        unpack(get_table4_both_cells),
         base=f"results/{DATASET}/models/nrf/{PROBE_BASE}.pt",
         prepared=get_probe_target,
         features=features_file(),
@@ -27,6 +28,7 @@ rule ablation_finetune_strategy:
         gpu=gpus(),
     params:
         n_train=TABLE4_N,
+        base=PROBE_BASE,
         draws=config["adaptation"]["draws"],
         finetune_steps=config["adaptation"]["finetune_steps"],
         train_options=config["train"],

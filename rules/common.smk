@@ -437,6 +437,21 @@ def get_probe_target(wildcards):
 
 # Table 4's N: the paper's 800, or the largest shot when the data are smaller.
 TABLE4_N = min(config["ablations"]["finetune_n"], max(SHOTS))
+
+
+def get_table4_both_cells(wildcards):
+    """The adaptation cells whose finetune of the probe base is Table 4's
+    "finetune both" row (the same target, N, draw, schedule and seed), so the
+    ablation reads it instead of training it again; none where Table 4's N is
+    not one of the cells' shots."""
+    if PROBE_TARGET is None or TABLE4_N not in SHOTS:
+        return {}
+    return {
+        f"both{d}": f"results/{DATASET}/adaptation/{PROBE_TARGET}/n{TABLE4_N}_draw{d}.csv"
+        for d in range(ADAPTATION["draws"])
+    }
+
+
 # The step cap Tables 5-6 trained under: ablations.max_steps where it is
 # lower than the pipeline's own (nrf.experiments.ablations.capped).
 ABLATION_MAX_STEPS = min(

@@ -44,10 +44,11 @@ def _with(**sections) -> dict:
 def test_absent_keys_plan_the_jobs_and_files_they_always_did(tmp_path):
     plain = _dry_run(tmp_path / "plain", TINY, *TARGETS)
     # TINY: subj01 shuffled and the base, subj02 the target, one shot; the shuffle probe's intact arm is
-    # subj01's 2 adaptation cells (their base: subj02's NRF); depths [2, 3] and widths [16, 32] around
-    # TINY's NRF (depth 2, width 32) share one pair: 3 trainings
+    # subj01's 2 adaptation cells (their base: subj02's NRF) and Table 4's "finetune both" subj02's 2
+    # (their base: subj01's); depths [2, 3] and widths [16, 32] around TINY's NRF (depth 2, width 32)
+    # share one pair: 3 trainings
     assert _planned_jobs(plain) == {
-        "simulate_dataset": 1, "extract_features": 1, "prepare_subject": 2, "train_encoder": 2, "adapt_cell": 2,
+        "simulate_dataset": 1, "extract_features": 1, "prepare_subject": 2, "train_encoder": 2, "adapt_cell": 4,
         "paper_tables": 1,
         "probe_shuffle": 1, "probe_transfer": 1, "prepare_probe_rois": 1, "build_fig4": 1,
         "ablation_finetune_strategy": 1, "build_table4": 1, "ablation_architecture": 3, "build_table5": 1,

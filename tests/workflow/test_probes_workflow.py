@@ -29,9 +29,11 @@ def test_fig4_plans_only_its_subtree(tmp_path):
 
 def test_ablation_tables_plan_only_their_subtrees(tmp_path):
     # TINY's NRF is depth 2, width 32: depths [2, 3] and widths [16, 32] share (2, 32);
-    # Table 4 finetunes subj01's full-data NRF on subj02
+    # Table 4 finetunes subj01's full-data NRF on subj02; its "finetune both" rows are
+    # read from subj02's 2 adaptation cells (one experiment trained once)
     assert _plan(tmp_path, "table4", "table5", "table6") == {
-        **PREPARE, "prepare_subject": 2, "train_encoder": 1, "ablation_finetune_strategy": 1, "build_table4": 1,
+        **PREPARE, "prepare_subject": 2, "train_encoder": 1, "adapt_cell": 2, "ablation_finetune_strategy": 1,
+        "build_table4": 1,
         "ablation_architecture": 3, "build_table5": 1, "build_table6": 1, "table4": 1, "table5": 1, "table6": 1,
         "paper_tables": 1,  # the paper's numbers, copied into the run once
     }

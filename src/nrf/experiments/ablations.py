@@ -23,7 +23,9 @@ import pandas as pd
 
 from nrf.atomic import atomic_output
 from nrf.devices import resolve_device
+from nrf.experiments.adaptation import read_cell_row
 from nrf.experiments.cell import Cell, finetune, schedule, score
+from nrf.experiments.methods import base_label
 from nrf.experiments.scoring import score_predictions
 from nrf.frames import write_frame
 from nrf.training.encoders import predict_test, train_encoder
@@ -38,18 +40,28 @@ STRATEGIES = {"finetune both": "all", "finetune image block only": "image_block"
 def run_finetune_strategies(
     base_checkpoint, target_prepared, features_path, n_train: int, draws: int, *, protocol: str, seed: int,
     train_options: dict, finetune_steps: int, device: str = "cpu", log: logging.Logger | None = None,
+    both_cells: dict[int, str] | None = None, base: str | None = None,
 ) -> pd.DataFrame:
     """Table 4: one row per (strategy, draw): method, n_train, draw, pearson, mse, steps.
 
-    Each draw is the adaptation cell's draw (nrf.experiments.adaptation.draw_rows), so the
-    "finetune both" rows repeat the adaptation experiment's single-base finetune.
+    Each draw is the adaptation cell's draw (nrf.experiments.cell.draw_rows), so the
+    "finetune both" rows are the adaptation experiment's finetune of ``base`` to
+    this target: with ``both_cells`` ({draw: that cell's CSV}) they are read from
+    those cells instead of trained a second time (same images, schedule, seed).
     """
     log = log or logger
     device = resolve_device(device)
+    both_cells = both_cells or {}
     rows = []
     for draw in range(draws):
         cell = Cell(target_prepared, features_path, n_train, draw, seed=seed, protocol=protocol)
         for method, trainable in STRATEGIES.items():
+            if trainable == "all" and draw in both_cells:
+                out = read_cell_row(both_cells[draw], base_label(base, cell.subject), cell.subject, n_train, draw)
+                rows.append({"method": method, "subject": cell.subject, "n_train": n_train, "draw": draw, **out})
+                log.info("%s N=%d draw %d %s: r=%.4f after %d steps (the adaptation cell's finetune of %s, %s)",
+                         cell.subject, n_train, draw, method, out["pearson"], out["steps"], base, both_cells[draw])
+                continue
             options = dict(schedule(protocol, n_train, train_options, finetune_steps), trainable=trainable)
             config = TrainConfig(**options, seed=seed + draw, device=device)
             model, history = finetune(base_checkpoint, cell.train, cell.val, cell.coords, config, log,

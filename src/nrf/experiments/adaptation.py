@@ -43,7 +43,7 @@ from nrf.experiments.methods import (
     SCRATCH,
     base_label,
 )
-from nrf.frames import write_frame
+from nrf.frames import read_frame, write_frame
 from nrf.training.loop import EncodingSplit, TrainConfig, predict
 from nrf.training.registry import get_kind
 
@@ -152,6 +152,19 @@ def write_cell(results: dict, *, target: str, n_train: int, draw: int, protocol:
         for m, r in results.items()
     ]
     write_frame(pd.DataFrame(rows), out_csv, "adaptation_cell")
+
+
+def read_cell_row(cell_csv, method: str, target: str, n_train: int, draw: int) -> dict:
+    """pearson, mse and steps of one method's row of a cell CSV (:func:`write_cell`),
+    checked to be that target's, N's and draw's: what another experiment that
+    repeats the same training reads instead of training it again."""
+    table = read_frame(cell_csv, "adaptation_cell")
+    row = table[table["method"] == method]
+    if len(row) != 1 or (row["target"].iloc[0], int(row["n_train"].iloc[0]), int(row["draw"].iloc[0])) != (
+            target, n_train, draw):
+        raise ValueError(f"{cell_csv}: no {method!r} row of {target} at N = {n_train}, draw {draw}")
+    return {"pearson": float(row["pearson"].iloc[0]), "mse": float(row["mse"].iloc[0]),
+            "steps": int(row["steps"].iloc[0])}
 
 
 def read_cell(path) -> tuple[dict, dict[str, dict[str, np.ndarray]]]:
