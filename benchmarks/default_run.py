@@ -7,6 +7,7 @@ largest peak RSS) and names the slowest rules. With ``--run`` it first runs
 the embedded default ``all`` from scratch in a fresh folder and times it.
 
     python benchmarks/default_run.py --run [--cores 2] [--out benchmarks/default_run.md]
+    python benchmarks/default_run.py --run --target claims --configfile configs/claims.yaml
     python benchmarks/default_run.py --runs path/to/benchmarks/runs
 """
 
@@ -50,12 +51,14 @@ def per_rule(runs: Path) -> pd.DataFrame:
     return out.sort_values("total_s", ascending=False).reset_index()
 
 
-def run_default(cores: int) -> tuple[Path, float, float]:
-    """Run `snakemake all` on the embedded default in a fresh folder; return (runs dir, wall seconds,
+def run_default(cores: int, target: str = "all", configfile: Path | None = None) -> tuple[Path, float, float]:
+    """Run `snakemake <target>` on the embedded default (config.yaml, or ``configfile`` over it, e.g.
+    configs/claims.yaml with target ``claims``) in a fresh folder; return (runs dir, wall seconds,
     CPU seconds: user + system of Snakemake and every job it started)."""
-    work = Path(tempfile.mkdtemp(prefix="nrf-default-run-"))
+    work = Path(tempfile.mkdtemp(prefix=f"nrf-{target}-run-"))
+    configs = [str(REPO / "config.yaml"), *([str(Path(configfile).resolve())] if configfile else [])]
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(work),
-           "--configfile", str(REPO / "config.yaml"), "--cores", str(cores), "all"]
+           "--cores", str(cores), target, "--configfile", *configs]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, capture_output=True)
@@ -70,16 +73,20 @@ def main(argv=None):
     parser.add_argument("--runs", type=Path, default=REPO / "benchmarks" / "runs")
     parser.add_argument("--run", action="store_true", help="run the default `all` first, from scratch")
     parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--target", default="all", help="with --run: the target (the claims run: claims)")
+    parser.add_argument("--configfile", type=Path, help="with --run: a config file over config.yaml "
+                                                         "(the claims run: configs/claims.yaml)")
     parser.add_argument("--slowest", type=int, default=3)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     wall = cpu = None
     if args.run:
-        args.runs, wall, cpu = run_default(args.cores)
+        args.runs, wall, cpu = run_default(args.cores, args.target, args.configfile)
     table = per_rule(args.runs)
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d")
-    lines = [f"Default `all` ({date}; {platform.machine()}, {os.cpu_count()} CPUs visible, "
-             f"`--cores {args.cores}`), from `{args.runs}`.", ""]
+    what = f"`{args.target}`" + (f" with `{args.configfile}`" if args.configfile else "")
+    lines = [f"{'Default ' if args.configfile is None else ''}{what} ({date}; {platform.machine()}, "
+             f"{os.cpu_count()} CPUs visible, `--cores {args.cores}`), from `{args.runs}`.", ""]
     if wall is not None:
         lines += [f"Whole run, from scratch: **{wall / 60:.1f} min** wall time, {int(table.jobs.sum())} jobs, "
                   f"{cpu:,.0f} CPU-seconds (user + system, Snakemake and its jobs; "

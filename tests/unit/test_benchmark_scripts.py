@@ -69,6 +69,20 @@ def test_default_run_summary_orders_rules_by_time(tmp_path):
     assert isinstance(table, pd.DataFrame)
 
 
+def test_default_run_runs_the_claims_target_over_config_yaml(monkeypatch, tmp_path):
+    bench = _load("default_run")
+    seen = []
+    monkeypatch.setattr(bench.subprocess, "run", lambda cmd, **kw: seen.append(cmd))
+    monkeypatch.setattr(bench.tempfile, "mkdtemp", lambda prefix: str(tmp_path / prefix))
+    bench.run_default(2, "claims", Path("configs/claims.yaml"))
+    cmd = seen[0]
+    configs = cmd[cmd.index("--configfile") + 1:]
+    assert cmd[cmd.index("--cores") + 2] == "claims" and [Path(c).name for c in configs] == ["config.yaml",
+                                                                                               "claims.yaml"]
+    bench.run_default(2)
+    assert seen[1][seen[1].index("--cores") + 2] == "all" and len(seen[1][seen[1].index("--configfile") + 1:]) == 1
+
+
 def test_peak_lookup_tells_h100_variants_apart():
     split = _load("split_first_layer")
     assert split.peak_tflops("NVIDIA H100 80GB HBM3") == 989.0
