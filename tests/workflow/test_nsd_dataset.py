@@ -68,7 +68,7 @@ def served_run(tmp_path_factory):
             "nsd": {"base_url": server.url, "check_voxel_counts": False, "trials_per_session": 60},
             "presets": {"nsd": TINY_MODELS},
             "decoding": "none",  # decoding has its own tests; this one is about the download path
-            "adaptation": {"draws": 1, "finetune_steps": 30},  # the probe's one draw, a few steps
+            "probes": {"draws": 1}, "adaptation": {"finetune_steps": 30},  # the probe: one draw, a few steps
         }
         (workdir / "config.yaml").write_text(yaml.safe_dump(config))
         result = snakemake(workdir, "table1", PROBE_CSV, "--cores", "2", "--configfile", str(workdir / "config.yaml"))
