@@ -1,4 +1,4 @@
-"""The paper's adaptation claims on the simulator, for a fixed seed.
+"""The paper's adaptation claims on the simulator, at each seed of --science-seeds.
 
 Three simulated subjects: NRFs trained on all of subj01's and subj02's
 training images are finetuned on N of subj07's, under the clean protocol (a
@@ -7,6 +7,13 @@ fixed step budget, no test image before scoring). What a small model can show
 scratch at 20 and at 200 images, and finetune + the paper's ensemble beats
 scratch at 200. The least-squares ensemble at N = 20 is reported, not
 asserted: its 3 weights per voxel are fitted on the same 20 images.
+
+Seeds 0, 1, 2 (test r): N=20 average 0.358, 0.441, 0.454 vs scratch 0.252,
+0.303, 0.300 (gap +0.106 to +0.154, margin 0.05); N=200 average 0.399,
+0.468, 0.474 vs scratch 0.367, 0.430, 0.435 (+0.032 to +0.039, margin
+0.015); N=200 ensemble 0.397, 0.463, 0.468 (+0.030 to +0.033, margin 0.015);
+N=20 held-out ensemble 0.358, 0.441, 0.454 (= the average) vs the paper's
+ensemble 0.292, 0.353, 0.386. Every asserted direction held at all three.
 """
 
 import pytest
@@ -43,18 +50,15 @@ def cells(tmp_path_factory, build_simulation, science_seed):
 
 
 def test_average_of_finetuned_bases_beats_scratch(cells):
-    # measured at seed 0, one thread: N=20 average 0.363 vs scratch 0.260; N=200 0.401 vs 0.343
     assert cells[20][AVERAGE] > cells[20][SCRATCH] + 0.05, cells[20]
-    assert cells[200][AVERAGE] > cells[200][SCRATCH] + 0.02, cells[200]
+    assert cells[200][AVERAGE] > cells[200][SCRATCH] + 0.015, cells[200]
 
 
 def test_finetune_ensemble_beats_scratch_at_200(cells):
-    # measured: ensemble 0.399 vs scratch 0.343
-    assert cells[200][ENSEMBLE] > cells[200][SCRATCH] + 0.01, cells[200]
+    assert cells[200][ENSEMBLE] > cells[200][SCRATCH] + 0.015, cells[200]
 
 
 def test_heldout_ensemble_does_not_overfit_20_images(cells):
     # ours: shrinking toward the average by cross-validation keeps it near the average
-    # (measured at N=20: held-out 0.363, paper's ensemble 0.294, average 0.363)
     assert cells[20][HELDOUT] > cells[20][ENSEMBLE], cells[20]
     assert cells[20][HELDOUT] > cells[20][AVERAGE] - 0.02, cells[20]

@@ -1,9 +1,14 @@
-"""The paper's low-data claim on the simulator, for a fixed seed.
+"""The paper's low-data claim on the simulator, at each seed of --science-seeds.
 
 Both models train on the same 200 images of one simulated subject, with the
 default (CPU-sized) settings of config.yaml and the clean protocol, so model
 selection never sees the test images. NRF's median test r must beat the
 linear baseline's by a margin and stay below the noise ceiling.
+
+Seeds 0, 1, 2 (test median r, NRF vs linear): 0.382 vs 0.278, 0.440 vs
+0.333, 0.471 vs 0.359; gap +0.104 to +0.112, so the margin is 0.05 (half the
+smallest gap). Both stayed below the noise ceiling at all three (the ceiling
+is printed from now on; it was not recorded in that run).
 """
 
 import h5py
@@ -40,7 +45,6 @@ def low_data_run(simulated_subject):
 
 def test_nrf_beats_linear_with_200_images(low_data_run):
     _, _, medians = low_data_run
-    # seed 0, one torch thread, measured: NRF 0.379, linear 0.278
     assert medians["nrf"] > medians["linear"] + 0.05, medians
 
 
@@ -52,4 +56,5 @@ def test_both_models_stay_below_the_noise_ceiling(low_data_run):
         row = {int(i): k for k, i in enumerate(f["image_ids"][()])}
         noiseless = f["responses"][()][[row[int(i)] for i in test_ids]]
     ceiling = float(np.nanmedian(pearson_per_voxel(noiseless, measured)))
+    print("noise ceiling (median r):", round(ceiling, 3), "medians:", {k: round(v, 3) for k, v in medians.items()})
     assert 0.2 < medians["linear"] < medians["nrf"] < ceiling, (medians, ceiling)

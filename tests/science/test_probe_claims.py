@@ -1,4 +1,4 @@
-"""Figure 4's claims on the simulator, for a fixed seed (issue 8, item 5).
+"""Figure 4's claims on the simulator, at each seed of --science-seeds (issue 8, item 5).
 
 Two simulated subjects, the default (CPU-sized) model and the clean protocol
 (fixed step budgets, no test image used for model selection):
@@ -12,7 +12,12 @@ Two simulated subjects, the default (CPU-sized) model and the clean protocol
   draws: a direction is asserted only where it holds across seeds and
   machines, and this one did not (see the test).
 
-Printed numbers are this seed's; the margins below were set from them.
+Seeds 0, 1, 2 (N=20 median r, mean of 2 draws): intact 0.258, 0.283, 0.263
+vs shuffled globally 0.048, 0.109, 0.042 (gap +0.174 to +0.221, margin 0.08,
+half the smallest gap). Finetunes, aligned vs shifted (mean of 4): 0.359 vs
+0.355, 0.293 vs 0.295, 0.350 vs 0.338 (|gap| <= 0.012, bound 0.05); the
+smallest single finetune 0.308, 0.229, 0.221, so the 'learns' floor is 0.15
+(it was 0.25, set at seed 0, and failed at seeds 1 and 2).
 """
 
 import logging
@@ -82,7 +87,6 @@ def test_intact_coordinates_beat_global_shuffle_at_the_smallest_n(probe_data):
         for cond in r:
             r[cond].append(float(rows.loc[rows["condition"] == cond, "pearson"].iloc[0]))
     print(f"seed {seed} N=20 scratch median r, intact vs shuffled globally:", r)
-    # seed 0, one thread, measured: intact 0.262, 0.261; shuffled 0.065, 0.047 (gap 0.206); margin half the gap
     assert np.mean(r[INTACT]) > np.mean(r[GLOBAL]) + MARGIN_SHUFFLE, r
 
 
@@ -100,10 +104,12 @@ def test_aligned_and_shifted_transfer_both_learn_and_stay_close_at_the_smallest_
     # The direction is not asserted: seed 0, one thread, measured 0.398, 0.385, 0.372, 0.423 aligned against
     # 0.386, 0.361, 0.304, 0.420 shifted on one machine (gap +0.027) and 0.355, 0.401, 0.382, 0.404 against
     # 0.410, 0.381, 0.354, 0.409 on another (torch 2.13.0, gap -0.003): two draws cannot tell them apart.
-    # What holds on both: every finetune learns, and aligned and shifted stay within 0.05 of each other.
-    assert min(r[ALIGNED] + r[SHIFTED]) > 0.25, r
+    # What holds on both, and at seeds 0, 1, 2: every finetune learns (smallest 0.308, 0.229, 0.221), and
+    # aligned and shifted stay within 0.05 of each other (+0.004, -0.002, +0.012).
+    assert min(r[ALIGNED] + r[SHIFTED]) > MIN_LEARNED, r
     assert abs(np.mean(r[ALIGNED]) - np.mean(r[SHIFTED])) < MARGIN_CLOSE, r
 
 
-MARGIN_SHUFFLE = 0.10
+MARGIN_SHUFFLE = 0.08  # half the smallest of the three seeds' gaps (0.174)
+MIN_LEARNED = 0.15
 MARGIN_CLOSE = 0.05

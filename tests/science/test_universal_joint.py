@@ -1,4 +1,4 @@
-"""The Universal Brain Encoder's claim on the simulator, at a fixed seed:
+"""The Universal Brain Encoder's claim on the simulator, at each seed of --science-seeds:
 training jointly on several subjects (shared weights, one embedding per
 voxel) predicts a subject's test images better than training on that subject
 alone, when each subject has few images. And the noise-ceiling-normalised
@@ -8,6 +8,10 @@ Three simulated subjects, 240 training images each, the clean protocol
 (validation images drawn from the training images), the default's Universal
 sizes with a short fixed budget; joint training counts its steps per subject
 (nrf.experiments.transfer.train_joint).
+
+Seeds 0, 1, 2 (subj01 test median r, single vs joint): 0.122 vs 0.211,
+0.175 vs 0.275, 0.167 vs 0.310; gap +0.089 to +0.143, so the margin is 0.04
+(half the smallest gap). The noiseless responses score 100 % at all three.
 """
 
 import h5py
@@ -50,7 +54,7 @@ def test_joint_training_beats_single_subject(simulated):
     predict_joint(tmp / "joint.pt", prepared[TARGET], features, tmp / "joint.hdf5")
     medians["joint"] = score_predictions(tmp / "joint.hdf5", prepared[TARGET], tmp / "joint.csv")["median_r"]
     print(f"seed {seed} {TARGET} test median r:", {k: round(v, 3) for k, v in medians.items()})
-    assert medians["joint"] > medians["single"] + 0.02, medians
+    assert medians["joint"] > medians["single"] + 0.04, medians
 
 
 def test_noiseless_responses_score_100_percent_of_the_ceiling(simulated):
