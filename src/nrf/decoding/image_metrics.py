@@ -183,6 +183,7 @@ _SSIM_PAD = int(3.5 * 1.5 + 0.5)  # the filter's radius, cropped from each borde
 
 def _ssim_seen_terms(seen_gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(the seen image, its local mean, its local mean square)."""
+    # scikit-image: optional; only scoring needs it
     from skimage.filters import gaussian
 
     seen_gray = seen_gray.astype(np.result_type(seen_gray.dtype, np.float32), copy=False)
@@ -191,6 +192,7 @@ def _ssim_seen_terms(seen_gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.
 
 def _ssim_with_seen(recon_gray: np.ndarray, seen_terms) -> float:
     """Mean SSIM of one grayscale reconstruction against a seen image's terms."""
+    # scikit-image: optional; only scoring needs it
     from skimage.filters import gaussian
     from skimage.util import crop
 
