@@ -30,9 +30,10 @@ from nrf.atomic import atomic_output
 from nrf.data.prepared import load_prepared
 from nrf.data.roi_voxels import WholeBrainVoxels, parse_rois
 from nrf.devices import resolve_device
+from nrf.experiments.adaptation import read_cell_row
 from nrf.experiments.cell import Cell, finetune, schedule, score
 from nrf.experiments.methods import SCRATCH
-from nrf.frames import read_frame, write_frame
+from nrf.frames import write_frame
 from nrf.perturbations import (
     ALIGNED,
     GLOBAL,
@@ -129,7 +130,7 @@ def _shuffle_cell(prepared_path, features_path, n_train, draw, *, protocol, seed
     rows, fits = [], []
     for condition in conditions:
         if condition == INTACT and intact_cell is not None:
-            out = _cell_scratch(intact_cell, cell.subject, n_train, draw)
+            out = read_cell_row(intact_cell, SCRATCH, cell.subject, n_train, draw)
             rows.append({"panel": "a", "subject": cell.subject, "condition": condition, "n_train": n_train,
                          "draw": draw, **out, "n_voxels": cell.n_voxels})
             log.info("%s N=%d draw %d %s: r=%.4f after %d steps (the adaptation cell's NRF scratch, %s)",
@@ -169,18 +170,6 @@ def _shuffle_cell(prepared_path, features_path, n_train, draw, *, protocol, seed
     fit_table = pd.DataFrame([{"subject": cell.subject, "n_train": n_train, "draw": draw, **f} for f in fits],
                              columns=list(FIT_COLUMNS))
     return pd.DataFrame(rows, columns=list(ROWS)), fit_table
-
-
-def _cell_scratch(cell_csv, subject: str, n_train: int, draw: int) -> dict:
-    """pearson, mse and steps of the NRF scratch row of an adaptation cell CSV,
-    checked to be that subject's, N's and draw's."""
-    table = read_frame(cell_csv, "adaptation_cell")
-    row = table[table["method"] == SCRATCH]
-    if len(row) != 1 or (row["target"].iloc[0], int(row["n_train"].iloc[0]), int(row["draw"].iloc[0])) != (
-            subject, n_train, draw):
-        raise ValueError(f"{cell_csv}: no NRF scratch row of {subject} at N = {n_train}, draw {draw}")
-    return {"pearson": float(row["pearson"].iloc[0]), "mse": float(row["mse"].iloc[0]),
-            "steps": int(row["steps"].iloc[0])}
 
 
 def _embedding(split: EncodingSplit | None) -> EncodingSplit | None:
