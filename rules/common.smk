@@ -838,3 +838,33 @@ def every_target(*kinds):
             for f in t.files + t.keeps
         )
     )
+
+
+# -- Figure 4's whole-brain regions (rules/data.smk, download.smk, probes.smk) ------
+def get_probe_rois_prepare_inputs(wildcards):
+    """The prepared subject's inputs; on NSD the betas are the compact files of
+    the probe's ROI voxels outside nsdgeneral (rule download_probe_roi_betas)."""
+    inputs = get_prepare_inputs(wildcards)
+    if betas_format() == "compact":
+        inputs["betas"] = [
+            tree(compact_key(nsd_layout.betas(wildcards.subject, s), "probe_rois"))
+            for s in sessions_for(config, wildcards.subject)
+        ]
+    return inputs
+
+
+def probe_roi_volumes(wildcards):
+    """The masks and the atlases of probes.rois: what selects the probe's ROI
+    voxels outside nsdgeneral (nrf.data.roi_voxels)."""
+    atlases = sorted({roi["atlas"] for roi in config["probes"]["rois"].values()})
+    keys = {
+        "brainmask": nsd_layout.brainmask(wildcards.subject),
+        "nsdgeneral": nsd_layout.roi(wildcards.subject, "nsdgeneral"),
+    }
+    keys.update({atlas: nsd_layout.roi(wildcards.subject, atlas) for atlas in atlases})
+    return {name: f"resources/nsd/{key}" for name, key in keys.items()}
+
+
+def get_probe_target_rois(wildcards):
+    """The target's ROI voxels outside nsdgeneral (rule prepare_probe_rois)."""
+    return get_probe_target(wildcards)[: -len(".hdf5")] + ".probe_rois.hdf5"

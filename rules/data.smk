@@ -54,18 +54,6 @@ rule prepare_subject:
         "../workflow_scripts/prepare_subject.py"
 
 
-def get_probe_rois_prepare_inputs(wildcards):
-    """The prepared subject's inputs; on NSD the betas are the compact files of
-    the probe's ROI voxels outside nsdgeneral (rule download_probe_roi_betas)."""
-    inputs = get_prepare_inputs(wildcards)
-    if betas_format() == "compact":
-        inputs["betas"] = [
-            tree(compact_key(nsd_layout.betas(wildcards.subject, s), "probe_rois"))
-            for s in sessions_for(config, wildcards.subject)
-        ]
-    return inputs
-
-
 # Figure 4's regions are each ROI's label inside the whole brain mask, as the
 # authors build them (nrf.data.roi_voxels): the ROI voxels outside nsdgeneral
 # are prepared here, beside the prepared subject, in a file of their own, so

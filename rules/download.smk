@@ -55,18 +55,6 @@ rule download_session_betas:
         "../workflow_scripts/download_session_betas.py"
 
 
-def probe_roi_volumes(wildcards):
-    """The masks and the atlases of probes.rois: what selects the probe's ROI
-    voxels outside nsdgeneral (nrf.data.roi_voxels)."""
-    atlases = sorted({roi["atlas"] for roi in config["probes"]["rois"].values()})
-    keys = {
-        "brainmask": nsd_layout.brainmask(wildcards.subject),
-        "nsdgeneral": nsd_layout.roi(wildcards.subject, "nsdgeneral"),
-    }
-    keys.update({atlas: nsd_layout.roi(wildcards.subject, atlas) for atlas in atlases})
-    return {name: f"resources/nsd/{key}" for name, key in keys.items()}
-
-
 # The probe target's ROI voxels outside nsdgeneral (Figure 4's regions are
 # whole-brain, as the authors'), one compact file a session beside the
 # nsdgeneral one, which every model reads and which stays as it is.

@@ -10,11 +10,6 @@
 # models beside the linear baseline's (read by the claims page).
 
 
-def get_probe_target_rois(wildcards):
-    """The target's ROI voxels outside nsdgeneral (rule prepare_probe_rois)."""
-    return get_probe_target(wildcards)[: -len(".hdf5")] + ".probe_rois.hdf5"
-
-
 rule probe_shuffle:
     input:
         unpack(get_shuffle_intact_cells),
