@@ -122,9 +122,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                     break
                 if corrupt is not None and sent == 0:
                     block = bytes([block[0] ^ 0xFF]) + block[1:]
+                # Counted before the write: a client that has its bytes must find them counted
+                # (counting after let a test read the total before this thread had added it).
+                srv._count(len(block))
                 self.wfile.write(block)
                 sent += len(block)
-        srv._count(sent)
         if drop is not None and sent < stop - start:
             self.wfile.flush()
             self.close_connection = True
