@@ -58,9 +58,10 @@ def test_new_keys_are_absent_by_default():
 
 def test_claims_yaml_sets_every_new_key():
     config = validate_config(_with(yaml.safe_load((REPO / "configs/claims.yaml").read_text())), SCHEMA)
-    assert config["probes"]["draws"] >= 10
+    # more draws than the default's 2, and than the cells', for the MNI shift at N = 20
+    assert config["probes"]["draws"] > max(2, config["adaptation"]["draws"])
     assert isinstance(config["probes"]["shuffle_nrf"], dict)  # set: the shuffle probe writes its fit
-    assert len(config["ablations"]["seeds"]) >= 3
+    assert len(config["ablations"]["seeds"]) >= 2  # a spread for every depth / width row
     # the other probe keys survive the merge
     assert config["probes"]["subject"] == "subj01" and config["probes"]["shift_mm"] == 20.0
 
