@@ -51,6 +51,7 @@ from torch import nn
 from nrf.metrics import mse_per_voxel, pearson_per_voxel, summarise
 from nrf.models.linear import LinearConfig, LinearEncoder
 from nrf.models.nrf import NRF, NRFConfig, set_trainable
+from nrf.training.optim import AdamW, LinearDecay
 
 logger = logging.getLogger(__name__)
 
@@ -174,11 +175,12 @@ def fused_supported(device: torch.device | str) -> bool:
     return torch.device(device).type == "cuda"
 
 
-def adamw(params, config: "TrainConfig", device: torch.device | str) -> torch.optim.AdamW:
+def adamw(params, config: "TrainConfig", device: torch.device | str) -> AdamW:
     """AdamW at ``config.lr`` and ``config.weight_decay``, fused where
-    :func:`fused_supported` says so."""
-    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay,
-                             fused=True if fused_supported(device) else None)
+    :func:`fused_supported` says so (:mod:`nrf.training.optim`: PyTorch's
+    update, bit for bit, without importing torch._dynamo)."""
+    return AdamW(params, lr=config.lr, weight_decay=config.weight_decay,
+                 fused=True if fused_supported(device) else None)
 
 
 @contextlib.contextmanager
@@ -440,7 +442,7 @@ def evaluate(
 def fit_steps(
     model: nn.Module,
     step_loss: Callable[[int], torch.Tensor],
-    optimizer: torch.optim.Optimizer,
+    optimizer: "AdamW | torch.optim.Optimizer",
     validate: Callable[[], dict | None],
     config: TrainConfig,
     *,
@@ -450,7 +452,7 @@ def fit_steps(
     source: str,
     keep_best: str | None = None,
     lower_is_better: bool = False,
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    scheduler: "LinearDecay | torch.optim.lr_scheduler.LRScheduler | None" = None,
     stop: Callable[[dict], bool] | None = None,
 ) -> list[dict]:
     """Run ``config.max_steps`` gradient steps: ``step_loss(step)`` draws a
@@ -665,7 +667,7 @@ def train_linear(
     batch = min(config.batch_images, n_train)
     steps_per_epoch = math.ceil(n_train / batch)
     total = config.epochs * steps_per_epoch
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: max(0.0, 1.0 - t / total))
+    sched = LinearDecay(opt, total)
     gen = torch.Generator().manual_seed(config.seed)
     perm = torch.empty(0, dtype=torch.long)
     log.info("linear: %d training images, %d voxels, %d epochs", n_train, n_vox, config.epochs)
