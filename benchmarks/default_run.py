@@ -68,6 +68,22 @@ def run_default(cores: int, target: str = "all", configfile: Path | None = None)
     return work / "benchmarks" / "runs", wall, cpu
 
 
+def calibrate(steps: int = 60) -> float:
+    """Milliseconds of one default NRF training step (nrf_step_profile.faults_per_step), one thread, in a
+    fresh process: the machine's speed at the time of a run. This 2-core machine's speed drifts 1.1-1.9x
+    from hour to hour (benchmarks/default_run.md), so a run's wall time divided by this step time (before
+    and after it, averaged) compares runs made at different hours."""
+    code = ("import sys; sys.path.insert(0, {bench!r}); import torch; torch.set_num_threads(1); "
+            "import nrf_step_profile as p; print(p.faults_per_step({steps})['ms'])").format(
+        bench=str(REPO / "benchmarks"), steps=steps)
+    sys.path.insert(0, str(REPO / "src"))
+    from nrf.runlog import ALLOCATOR_SETTINGS  # as every job of the run gets them
+
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
+                         env={**os.environ, **ALLOCATOR_SETTINGS})
+    return float(out.stdout.strip().splitlines()[-1])
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=Path, default=REPO / "benchmarks" / "runs")
@@ -81,7 +97,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     wall = cpu = None
     if args.run:
+        step_before = calibrate()
         args.runs, wall, cpu = run_default(args.cores, args.target, args.configfile)
+        step_after = calibrate()
     table = per_rule(args.runs)
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d")
     what = f"`{args.target}`" + (f" with `{args.configfile}`" if args.configfile else "")
@@ -90,7 +108,11 @@ def main(argv=None):
     if wall is not None:
         lines += [f"Whole run, from scratch: **{wall / 60:.1f} min** wall time, {int(table.jobs.sum())} jobs, "
                   f"{cpu:,.0f} CPU-seconds (user + system, Snakemake and its jobs; "
-                  f"sum of job wall times {table.total_s.sum() / 60:.1f} min).", ""]
+                  f"sum of job wall times {table.total_s.sum() / 60:.1f} min).", "",
+                  f"Machine speed (`calibrate`: one default NRF training step, one thread, alone): "
+                  f"{step_before:.1f} ms before the run, {step_after:.1f} ms after; the wall time is "
+                  f"**{wall / ((step_before + step_after) / 2e3):,.0f} steps' worth**, a figure that compares runs "
+                  f"made at different hours.", ""]
     lines += ["| rule | jobs | total (s) | longest job (s) | peak RSS of a job (MB) |", "|---|---|---|---|---|"]
     for r in table.itertuples():
         lines.append(f"| {r.rule} | {r.jobs} | {r.total_s:.1f} | {r.max_s:.1f} | {r.max_rss_mb:,.0f} |")

@@ -173,3 +173,23 @@ def test_decoded_metrics_times_both_routes_of_each_part(tmp_path):
     # the baseline route is the old code: the same values as the library's route
     x = np.random.default_rng(0).random((2, 3, 32, 32), dtype=np.float32)
     assert np.array_equal(bench.channels_first_resize(x, 425), bench.im.resize(x, 425))
+
+
+def test_default_run_reports_the_machine_speed_beside_the_wall_time(monkeypatch, tmp_path, capsys):
+    # runs at different hours compare through the wall time in calibration steps
+    bench = _load("default_run")
+    runs = tmp_path / "runs" / "adapt_cell"
+    runs.mkdir(parents=True)
+    (runs / "a.tsv").write_text("s\th:m:s\tmax_rss\n120.0\t0:02:00\t800\n")
+    speeds = iter([20.0, 30.0])
+    monkeypatch.setattr(bench, "calibrate", lambda: next(speeds))
+    monkeypatch.setattr(bench, "run_default", lambda cores, target, configfile: (runs.parent, 600.0, 1100.0))
+    bench.main(["--run"])
+    out = capsys.readouterr().out
+    assert "20.0 ms before the run, 30.0 ms after" in out
+    assert "**24,000 steps' worth**" in out  # 600 s / 25 ms
+
+
+def test_calibration_times_a_real_training_step():
+    ms = _load("default_run").calibrate(steps=3)
+    assert 1.0 < ms < 5000.0
