@@ -193,3 +193,15 @@ def test_default_run_reports_the_machine_speed_beside_the_wall_time(monkeypatch,
 def test_calibration_times_a_real_training_step():
     ms = _load("default_run").calibrate(steps=3)
     assert 1.0 < ms < 5000.0
+
+
+def test_training_startup_alternates_routes_and_reports_the_ratio(monkeypatch, tmp_path):
+    bench = _load("training_startup")
+    order = []
+    cost = {"torch.optim": (6.0, 5.0, "dynamo"), "nrf.training.optim": (4.0, 2.5, "no dynamo")}
+    monkeypatch.setattr(bench, "one_process", lambda route: order.append(route) or cost[route])
+    res = bench.main(["--repeats", "3", "--out", str(tmp_path / "s.md")])
+    assert order[1:] == ["torch.optim", "nrf.training.optim"] * 3  # a warm-up, then alternating
+    text = (tmp_path / "s.md").read_text()
+    assert "**2.00x** less CPU per process (2.50 s saved)" in text and "| nrf.training.optim | 4.00 | 2.50 |" in text
+    assert res["torch.optim"]["dynamo"] == "dynamo"
