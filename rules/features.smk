@@ -15,7 +15,10 @@ rule extract_features:
         "benchmarks/runs/extract_features/{dataset}_{extractor}.tsv"
     conda:
         "../envs/torch.yaml"
-    threads: 2
+    # one thread for the CPU filter bank (10-18 s): a 2-thread job waits for
+    # both cores, and in the claims run it waited 5 min behind the 1-thread
+    # continuous-space job while every rule downstream waited for it
+    threads: 1 if EXTRACTOR == "filterbank" else 2
     resources:
         mem_mb=config["mem_mb"]["features"],
         runtime=240,
