@@ -42,14 +42,21 @@ def _write_atomic(path, text: str) -> None:
 def to_html(shown: pd.DataFrame, *, title: str, note: str) -> str:
     """A self-contained HTML page of a table, which Snakemake's report shows inline."""
     body = shown.to_html(index=False, border=0, classes="nrf-table", na_rep="n/a")
+    # numbers align right; columns of sentences (the claims page's statements and reasons) read left-aligned
+    prose = "".join(
+        f"table.nrf-table td:nth-child({i + 1}),table.nrf-table th:nth-child({i + 1}){{text-align:left}}"
+        for i, col in enumerate(shown.columns)
+        if not pd.api.types.is_numeric_dtype(shown[col]) and shown[col].astype(str).str.len().max() > 40
+    )
     return (
         "<!DOCTYPE html><html><head><meta charset='utf-8'>"
         f"<title>{title}</title><style>"
-        "body{font-family:sans-serif;margin:1.5em;max-width:70em}"
+        "body{font-family:sans-serif;margin:1.5em;max-width:110em}"
         "table.nrf-table{border-collapse:collapse}"
-        "table.nrf-table th,table.nrf-table td{border-bottom:1px solid #ccc;padding:.3em .8em;text-align:right}"
+        "table.nrf-table th,table.nrf-table td{border-bottom:1px solid #ccc;padding:.3em .8em;text-align:right;"
+        "vertical-align:top}"
         "table.nrf-table td:first-child,table.nrf-table th:first-child{text-align:left}"
-        f"</style></head><body><h2>{title}</h2>{body}"
+        f"{prose}</style></head><body><h2>{title}</h2>{body}"
         + "".join(f"<p>{_bold(html.escape(para))}</p>" for para in note.split("\n") if para)
         + "</body></html>\n"
     )
