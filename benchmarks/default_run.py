@@ -76,7 +76,8 @@ def calibrate(steps: int = 60) -> float:
     code = ("import sys; sys.path.insert(0, {bench!r}); import torch; torch.set_num_threads(1); "
             "import nrf_step_profile as p; print(p.faults_per_step({steps})['ms'])").format(
         bench=str(REPO / "benchmarks"), steps=steps)
-    sys.path.insert(0, str(REPO / "src"))
+    if str(REPO / "src") not in sys.path:  # called before and after every run: put src/ there once
+        sys.path.insert(0, str(REPO / "src"))
     from nrf.runlog import ALLOCATOR_SETTINGS  # as every job of the run gets them
 
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
