@@ -64,6 +64,7 @@ rule ablation_architecture:
         model_options=config["nrf"],
         train_options=config["train"],
         max_steps=config["ablations"].get("max_steps"),
+        min_steps=config["ablations"].get("min_steps"),
         seed=lambda w: int(w.seedtag[len("_seed") :]) if w.seedtag else config["seed"],
         device=config["device"],
     script:

@@ -453,10 +453,9 @@ def get_table4_both_cells(wildcards):
 
 
 # The step cap Tables 5-6 trained under: ablations.max_steps where it is
-# lower than the pipeline's own (nrf.experiments.ablations.capped).
-ABLATION_MAX_STEPS = min(
-    config["ablations"].get("max_steps") or config["train"]["max_steps"],
-    config["train"]["max_steps"],
+# set, in place of the pipeline's own (nrf.experiments.ablations.capped).
+ABLATION_MAX_STEPS = (
+    config["ablations"].get("max_steps") or config["train"]["max_steps"]
 )
 # Seed replicates of Tables 5-6 (ablations.seeds), None when absent: one
 # training per row with `seed`, under the file names it always had.

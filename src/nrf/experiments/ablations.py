@@ -81,13 +81,19 @@ def write_strategy_rows(rows: pd.DataFrame, out_csv) -> None:
     write_frame(rows, out_csv, "finetune_strategies")
 
 
-def capped(train_options: dict, max_steps: int | None) -> dict:
-    """The pipeline's training options with at most ``max_steps`` steps
-    (min_steps lowered to match); None keeps them as they are."""
-    if max_steps is None:
-        return dict(train_options)
-    steps = min(int(max_steps), train_options.get("max_steps", max_steps))
-    return dict(train_options, max_steps=steps, min_steps=min(train_options.get("min_steps", 0), steps))
+def capped(train_options: dict, max_steps: int | None, min_steps: int | None = None) -> dict:
+    """The pipeline's training options with ``max_steps`` steps at most and no
+    early stop before ``min_steps`` (ablations.max_steps / min_steps, in place
+    of train's, above or below them; min_steps lowered to the cap); None keeps
+    the pipeline's own value."""
+    options = dict(train_options)
+    if min_steps is not None:
+        options["min_steps"] = int(min_steps)
+    if max_steps is not None:
+        options["max_steps"] = int(max_steps)
+    if "max_steps" in options and "min_steps" in options:
+        options["min_steps"] = min(options["min_steps"], options["max_steps"])
+    return options
 
 
 def training_summary(history: list[dict], max_steps: int) -> dict:

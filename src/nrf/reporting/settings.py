@@ -265,6 +265,9 @@ REFERENCES: dict[str, Reference] = {
     "depth (Table 6)": Reference(ref(8), None),
     "step cap": STOPS_EARLY,
     "ablations.max_steps": Reference(None, _no_cap(_full_epoch)),
+    "ablations.min_steps": Reference(None, Ref("none: train.min_steps (0)", lambda value, config: value is None),
+                                     why="configs/claims.yaml: a depth-16 MLP at lr 3e-3 can sit flat for its "
+                                         "first few hundred steps, and patience would end it there"),
     "subject": Reference(ref("subj01"), None),
     "probe base": Reference(ref("subj01"), None),
     "probe target": Reference(ref("subj07"), None),
@@ -355,7 +358,7 @@ def derived(config: dict) -> dict:
         "probe_draws": config["probes"].get("draws", config["adaptation"]["draws"]),
         "shuffle_nrf": {**config["nrf"], **(config["probes"].get("shuffle_nrf") or {})},
         "table4_n": min(config["ablations"]["finetune_n"], max(config["shots"])),
-        "ablation_max_steps": min(config["ablations"].get("max_steps") or train["max_steps"], train["max_steps"]),
+        "ablation_max_steps": config["ablations"].get("max_steps") or train["max_steps"],
         "universal_target": config["universal"]["transfer_target"] or config["subjects"][-1],
         "volume_subject": config["subjects"][0],
     }
@@ -551,6 +554,7 @@ def settings_rows(config: dict, sources: Sources) -> pd.DataFrame:
     t.add(e, "depth (Table 6)", config["nrf"]["depth"], keys=["nrf.depth"])
     t.key(e, "ablations.seeds")
     t.key(e, "ablations.max_steps")
+    t.key(e, "ablations.min_steps")
     t.add(e, "step cap", d["ablation_max_steps"], keys=["ablations.max_steps", "train.max_steps"])
     t.section(e, "train", skip=("max_steps",))
     t.section(e, "nrf", skip=("depth", "width"))
