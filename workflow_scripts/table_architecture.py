@@ -10,6 +10,6 @@ table = write_architecture_table(
     paper_csv=snakemake.input.paper, subject=p.subject,
     protocol=p.protocol, dataset=p.dataset, test_images=p.test_images, fixed=p.fixed, max_steps=p.max_steps,
     out_csv=snakemake.output.csv, out_md=snakemake.output.md, out_html=snakemake.output.html,
-    seeds=p.get("seeds"),
+    seeds=p.get("seeds"), min_steps=p.get("min_steps"),
 )
 log.info("%s:\n%s", name, table.to_string())

@@ -105,3 +105,9 @@ def test_width_table_sets_scaled_widths_beside_the_papers_by_rank(tmp_path, rng)
     assert table["pearson_paper"].tolist() == pytest.approx([0.358, 0.36, 0.353])
     assert table["pearson_mean"].iloc[0] == pytest.approx(np.median(read_frame(scores[0], "scores")["pearson"]))
     assert "scaled down" in out["md"].read_text() and "This run" in out["md"].read_text()
+    assert "none stopped before step" not in out["md"].read_text()  # ablations.min_steps unset
+    write_architecture_table("table6", "width", [64, 128, 256], scores, paper_csv=PAPER, subject="subj01",
+                             protocol="paper", dataset="simulated", test_images="seen_by_all", fixed={"depth": 4},
+                             max_steps=600, out_csv=out["csv"], out_md=out["md"], out_html=out["html"],
+                             trainings=trainings, min_steps=400)
+    assert "(at most 600 steps, none stopped before step 400, early stopping" in out["md"].read_text()

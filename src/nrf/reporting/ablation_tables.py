@@ -208,7 +208,8 @@ def _seed_note(table: pd.DataFrame, seeds) -> str:
 
 def write_architecture_table(name: str, axis: str, values, score_csvs, *, paper_csv, subject: str, protocol: str,
                              dataset: str, test_images: str, fixed: dict, max_steps: int,
-                             out_csv, out_md, out_html, trainings=None, seeds=None) -> pd.DataFrame:
+                             out_csv, out_md, out_html, trainings=None, seeds=None,
+                             min_steps: int | None = None) -> pd.DataFrame:
     """Table 5 (axis "depth") or Table 6 (axis "width"): one NRF per value on the full training set.
 
     score_csvs : per-voxel score CSVs in the order of ``values``; with ``seeds``, one per (value, seed),
@@ -217,6 +218,7 @@ def write_architecture_table(name: str, axis: str, values, score_csvs, *, paper_
                  they add steps, the best step and whether the cap cut a still-improving run short
     fixed      : the other sizes, e.g. {"width": 128}
     seeds      : the seed replicates (ablations.seeds), or None for one training per row (no spread)
+    min_steps  : ablations.min_steps, named in the note where set (no early stop before it)
     """
     per_value = 1 if seeds is None else len(seeds)
     expected = len(values) * per_value
@@ -249,6 +251,7 @@ def write_architecture_table(name: str, axis: str, values, score_csvs, *, paper_
         f"Dataset: **{dataset}**; protocol: **{protocol}**. "
         + (f"One NRF per row ({other})" if seeds is None else f"One NRF per row and seed ({other})")
         + f" trained on {subject}'s full training set with the pipeline's schedule (at most {max_steps} steps"
+        + (f", none stopped before step {min_steps}" if min_steps else "")
         + (", early stopping on the test images as the authors do" if protocol == "paper" else "")
         + "). " + cells
         + how + " " + test_images_note(dataset, test_images) + f" This run: {_best(table)}"
