@@ -111,3 +111,8 @@ def test_width_table_sets_scaled_widths_beside_the_papers_by_rank(tmp_path, rng)
                              max_steps=600, out_csv=out["csv"], out_md=out["md"], out_html=out["html"],
                              trainings=trainings, min_steps=400)
     assert "(at most 600 steps, none stopped before step 400, early stopping" in out["md"].read_text()
+    write_architecture_table("table6", "width", [64, 128, 256], scores, paper_csv=PAPER, subject="subj01",
+                             protocol="paper", dataset="simulated", test_images="seen_by_all", fixed={"depth": 4},
+                             max_steps=600, out_csv=out["csv"], out_md=out["md"], out_html=out["html"],
+                             trainings=trainings, min_steps=1500)
+    assert "(at most 600 steps, none stopped before step 600, early stopping" in out["md"].read_text()

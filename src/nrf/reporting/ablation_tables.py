@@ -251,7 +251,7 @@ def write_architecture_table(name: str, axis: str, values, score_csvs, *, paper_
         f"Dataset: **{dataset}**; protocol: **{protocol}**. "
         + (f"One NRF per row ({other})" if seeds is None else f"One NRF per row and seed ({other})")
         + f" trained on {subject}'s full training set with the pipeline's schedule (at most {max_steps} steps"
-        + (f", none stopped before step {min_steps}" if min_steps else "")
+        + (f", none stopped before step {min(min_steps, max_steps)}" if min_steps else "")  # as capped() lowers it
         + (", early stopping on the test images as the authors do" if protocol == "paper" else "")
         + "). " + cells
         + how + " " + test_images_note(dataset, test_images) + f" This run: {_best(table)}"
