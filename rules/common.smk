@@ -397,6 +397,12 @@ PROBE_DRAWS = config["probes"].get("draws", ADAPTATION["draws"])
 # The shuffle probe's own NRF sizes (probes.shuffle_nrf), None when absent: it
 # then trains config["nrf"] and writes no training-set fit.
 SHUFFLE_NRF = config["probes"].get("shuffle_nrf")
+# The shuffle probe's schedule: its step cap (probes.shuffle_max_steps, else the
+# adaptation cells' scratch cap) and no early stop before shuffle_min_steps.
+SHUFFLE_MAX_STEPS = config["probes"].get(
+    "shuffle_max_steps", ADAPTATION["scratch_steps"]
+)
+SHUFFLE_MIN_STEPS = config["probes"].get("shuffle_min_steps", 0)
 
 
 def shuffle_model_options():
@@ -408,8 +414,10 @@ def get_shuffle_intact_cells(wildcards):
     """The adaptation cells whose NRF scratch is the shuffle probe's intact arm:
     the same subject, N, draw, schedule and model (config["nrf"]), so the probe
     reads it instead of training it again; none with probes.shuffle_nrf (another
-    model) or for draws beyond the adaptation's."""
-    if SHUFFLE_NRF is not None or int(wildcards.n) not in SHOTS:
+    model), with a schedule of its own (probes.shuffle_max_steps /
+    shuffle_min_steps), or for draws beyond the adaptation's."""
+    own_schedule = SHUFFLE_MAX_STEPS != ADAPTATION["scratch_steps"] or SHUFFLE_MIN_STEPS
+    if SHUFFLE_NRF is not None or own_schedule or int(wildcards.n) not in SHOTS:
         return {}
     return {
         f"intact{d}": f"results/{DATASET}/adaptation/{PROBE_SUBJECT}/n{wildcards.n}_draw{d}.csv"
@@ -642,6 +650,7 @@ def settings_derived():
         "probe_subjects": [PROBE_SUBJECT, PROBE_BASE, PROBE_TARGET],
         "probe_draws": PROBE_DRAWS,
         "shuffle_nrf": shuffle_model_options(),
+        "shuffle_max_steps": SHUFFLE_MAX_STEPS,
         "table4_n": TABLE4_N,
         "ablation_max_steps": ABLATION_MAX_STEPS,
         "universal_target": universal_target(),

@@ -31,7 +31,8 @@ rule probe_shuffle:
         gpu=gpus(),
     params:
         draws=PROBE_DRAWS,
-        scratch_steps=config["adaptation"]["scratch_steps"],
+        scratch_steps=SHUFFLE_MAX_STEPS,
+        min_steps=SHUFFLE_MIN_STEPS,
         train_options=config["train"],
         model_options=shuffle_model_options(),
         linear_options=config["linear"],

@@ -13,7 +13,8 @@ from nrf.experiments.probes import (  # noqa: E402
 p = snakemake.params
 n = int(snakemake.wildcards.n)
 common = {"protocol": p.protocol, "seed": p.seed, "train_options": p.train_options, "model_options": p.model_options,
-          "scratch_steps": p.scratch_steps, "atlases": p.atlases, "device": p.device, "log": log}
+          "scratch_steps": p.scratch_steps, "min_steps": p.min_steps, "atlases": p.atlases, "device": p.device,
+          "log": log}
 # with probes.shuffle_nrf the rule asks for a second output, the training-set fit (rules/common.smk)
 fit_csv = snakemake.output.get("fit")
 if fit_csv is None:

@@ -93,6 +93,18 @@ def test_shuffle_nrf_adds_the_fit_output(tmp_path):
     assert "results/simulated/probes/shuffle/n20_fit.csv" in _outputs(log)
 
 
+def test_a_shuffle_schedule_of_its_own_trains_the_intact_arm(tmp_path):
+    # the adaptation cells' NRF scratch is the intact arm only where its schedule is the probe's
+    def intact_cells(log):
+        jobs = log.split("rule probe_shuffle:")[1].split("\n\n")[0]
+        return "adaptation/subj01/n20_draw" in jobs
+
+    assert intact_cells(_dry_run(tmp_path / "plain", TINY, "fig4"))
+    for probes in ({"shuffle_max_steps": 999}, {"shuffle_min_steps": 10}):
+        assert not intact_cells(_dry_run(tmp_path / str(len(probes)) / next(iter(probes)), _with(probes=probes),
+                                         "fig4"))
+
+
 def test_bad_key_stops_at_start_up(tmp_path):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(_with(ablations={"seeds": [1, 1]})))
     result = run_snakemake(tmp_path, "table5", "-n", timeout=300)

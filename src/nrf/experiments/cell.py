@@ -34,16 +34,18 @@ def draw_rows(n_total: int, n: int, seed: int, draw: int) -> np.ndarray:
     return np.sort(rng.permutation(n_total)[:n])
 
 
-def schedule(protocol: str, n_train: int, train: dict, steps: int) -> dict:
+def schedule(protocol: str, n_train: int, train: dict, steps: int, min_steps: int = 0) -> dict:
     """TrainConfig fields for one small training under ``protocol``.
 
     paper : validate on the test images every epoch (ceil(N / batch) steps),
-            patience 5, best state kept, at most ``steps`` steps
+            patience 5, best state kept, at most ``steps`` steps, no early
+            stop before ``min_steps`` (lowered to ``steps``)
     clean : exactly ``steps`` steps, no validation
     """
     if protocol == "paper":
         epoch = max(1, math.ceil(n_train / train["batch_images"]))
-        return dict(train, eval_every=epoch, patience=train["patience"], min_steps=0, max_steps=steps)
+        return dict(train, eval_every=epoch, patience=train["patience"], min_steps=min(int(min_steps), steps),
+                    max_steps=steps)
     return dict(train, eval_every=steps, patience=None, min_steps=0, max_steps=steps)
 
 

@@ -77,7 +77,7 @@ def _scored(model, cell: Cell, coords, columns, history, config: TrainConfig) ->
 def run_shuffle_cell(
     prepared_path, features_path, n_train: int, draw: int, *, protocol: str, seed: int, train_options: dict,
     model_options: dict, scratch_steps: int, atlases, conditions=(INTACT, GLOBAL, WITHIN_ROI), device: str = "cpu",
-    log: logging.Logger | None = None, intact_cell=None,
+    log: logging.Logger | None = None, intact_cell=None, min_steps: int = 0,
 ) -> pd.DataFrame:
     """Fig. 4a, one (N, draw): NRF scratch with coordinates intact, shuffled
     globally and shuffled within ROI groups (:func:`roi_groups` of ``atlases``).
@@ -87,16 +87,19 @@ def run_shuffle_cell(
     ``intact_cell``: the adaptation cell CSV of this subject, N and draw, whose
     NRF scratch is the intact arm (the same images, schedule, model and seed):
     its row is read instead of training that model a second time.
+    ``scratch_steps`` caps each training, and none stops early before
+    ``min_steps`` (probes.shuffle_max_steps / shuffle_min_steps).
     """
     return _shuffle_cell(prepared_path, features_path, n_train, draw, protocol=protocol, seed=seed,
                          train_options=train_options, model_options=model_options, scratch_steps=scratch_steps,
-                         atlases=atlases, conditions=conditions, device=device, log=log, intact_cell=intact_cell)[0]
+                         atlases=atlases, conditions=conditions, device=device, log=log, intact_cell=intact_cell,
+                         min_steps=min_steps)[0]
 
 
 def run_shuffle_fit_cell(
     prepared_path, features_path, n_train: int, draw: int, *, protocol: str, seed: int, train_options: dict,
     model_options: dict, linear_options: dict, scratch_steps: int, atlases, conditions=(INTACT, GLOBAL, WITHIN_ROI),
-    device: str = "cpu", log: logging.Logger | None = None,
+    device: str = "cpu", log: logging.Logger | None = None, min_steps: int = 0,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """:func:`run_shuffle_cell`'s rows (the same numbers), and its fit table
     (FIT_COLUMNS): each condition's NRF and the linear baseline of the adaptation
@@ -111,11 +114,11 @@ def run_shuffle_fit_cell(
     return _shuffle_cell(prepared_path, features_path, n_train, draw, protocol=protocol, seed=seed,
                          train_options=train_options, model_options=model_options, scratch_steps=scratch_steps,
                          atlases=atlases, conditions=conditions, device=device, log=log,
-                         linear_options=linear_options)
+                         linear_options=linear_options, min_steps=min_steps)
 
 
 def _shuffle_cell(prepared_path, features_path, n_train, draw, *, protocol, seed, train_options, model_options,
-                  scratch_steps, atlases, conditions, device, log, linear_options=None, intact_cell=None):
+                  scratch_steps, atlases, conditions, device, log, linear_options=None, intact_cell=None, min_steps=0):
     log = log or logger
     device = resolve_device(device)
     cell = Cell(prepared_path, features_path, n_train, draw, seed=seed, protocol=protocol)
@@ -125,7 +128,8 @@ def _shuffle_cell(prepared_path, features_path, n_train, draw, *, protocol, seed
         GLOBAL: shuffle_global(cell.n_voxels, [seed, draw, 1]),
         WITHIN_ROI: shuffle_within_rois(roi_groups(rois, atlases), [seed, draw, 2]),
     }
-    config = TrainConfig(**schedule(protocol, n_train, train_options, scratch_steps), seed=seed + draw, device=device)
+    config = TrainConfig(**schedule(protocol, n_train, train_options, scratch_steps, min_steps), seed=seed + draw,
+                         device=device)
     all_columns = np.arange(cell.n_voxels)
     rows, fits = [], []
     for condition in conditions:

@@ -268,6 +268,13 @@ REFERENCES: dict[str, Reference] = {
     "ablations.min_steps": Reference(None, Ref("none: train.min_steps (0)", lambda value, config: value is None),
                                      why="configs/claims.yaml: a depth-16 MLP at lr 3e-3 can sit flat for its "
                                          "first few hundred steps, and patience would end it there"),
+    "probes.shuffle_max_steps": Reference(None, Ref("none: adaptation.scratch_steps",
+                                                    lambda value, config: value is None)),
+    "probes.shuffle_min_steps": Reference(None, Ref("none: the paper's schedule", lambda value, config: value is None),
+                                          why="configs/claims.yaml: a coordinate code of ~10 mm wavelengths starts "
+                                              "slowly, and patience of 5 two-step epochs at N = 20 ends it within "
+                                              "tens of steps"),
+    "shuffle step cap": Reference(says("trained like the full model"), _no_cap(_largest_n_epoch)),
     "subject": Reference(ref("subj01"), None),
     "probe base": Reference(ref("subj01"), None),
     "probe target": Reference(ref("subj07"), None),
@@ -357,6 +364,7 @@ def derived(config: dict) -> dict:
         "probe_subjects": list(probe_subjects(config)),
         "probe_draws": config["probes"].get("draws", config["adaptation"]["draws"]),
         "shuffle_nrf": {**config["nrf"], **(config["probes"].get("shuffle_nrf") or {})},
+        "shuffle_max_steps": config["probes"].get("shuffle_max_steps", config["adaptation"]["scratch_steps"]),
         "table4_n": min(config["ablations"]["finetune_n"], max(config["shots"])),
         "ablation_max_steps": config["ablations"].get("max_steps") or train["max_steps"],
         "universal_target": config["universal"]["transfer_target"] or config["subjects"][-1],
@@ -564,6 +572,9 @@ def settings_rows(config: dict, sources: Sources) -> pd.DataFrame:
     t.add(e, "subject", subject, keys=["probes.subject", "subjects"], ref_name="-")
     t.key(e, "probes.shuffle_atlases")
     small(e, "adaptation.scratch_steps", probe=True)
+    t.key(e, "probes.shuffle_max_steps")
+    t.key(e, "probes.shuffle_min_steps")
+    t.add(e, "shuffle step cap", d["shuffle_max_steps"], keys=["probes.shuffle_max_steps", "adaptation.scratch_steps"])
     # its own NRF sizes where probes.shuffle_nrf sets them (merged over nrf)
     own = config["probes"].get("shuffle_nrf") or {}
     for name, value in {**config["nrf"], **own}.items():
