@@ -135,10 +135,10 @@ def test_ensemble_average_table3(tmp_path):
 
 def test_fig4_shuffle_and_shift(tmp_path):
     rows = []
-    for n in (20, 200):
+    for n, shuffled in ((20, 0.05), (200, 0.10)):  # the drop sharper at low N, as the paper's
         rows += [{"panel": "a", "condition": C.INTACT, "n_train": n, "pearson_mean": 0.30, "pearson_sem": 0.01,
                   "n_draws": 3},
-                 {"panel": "a", "condition": C.GLOBAL, "n_train": n, "pearson_mean": 0.10, "pearson_sem": 0.01,
+                 {"panel": "a", "condition": C.GLOBAL, "n_train": n, "pearson_mean": shuffled, "pearson_sem": 0.01,
                   "n_draws": 3},
                  {"panel": "a", "condition": C.WITHIN_ROI, "n_train": n, "pearson_mean": 0.25, "pearson_sem": 0.01,
                   "n_draws": 3}]
@@ -150,7 +150,19 @@ def test_fig4_shuffle_and_shift(tmp_path):
     _write(tmp_path, "figures/fig4.csv", rows)
     by = _by(C.claim_rows(PAPER, tmp_path))
     assert by["shuffle"] == C.HOLDS
+    low_n = C._fig4(tmp_path, True).comparisons[-1]
+    assert low_n.label == "drop at N = 20 − drop at N = 200 (global shuffle)"
+    assert low_n.diff == pytest.approx(0.05) and low_n.sem == pytest.approx(0.02)
     assert by["mni_shift"] == C.UNDECIDED
+    # the drop largest at the largest N (this project's default run): intact still beats both shuffles,
+    # but the low-N part of the claim points the other way
+    for row in rows:
+        if row["panel"] == "a" and row["condition"] == C.GLOBAL:
+            row["pearson_mean"] = 0.20 if row["n_train"] == 20 else 0.05
+    _write(tmp_path, "figures/fig4.csv", rows)
+    f = C._fig4(tmp_path, True)
+    assert f.verdict == C.MIXED and f.comparisons[-1].verdict == C.REVERSED
+    assert "drop at N = 20 − drop at N = 200 (global shuffle) point the other way" in C.reason(C.claims()[4], f)
     f = C._fig4(tmp_path, False)
     assert "Equal within ±2 SEM" in f.note and "EBA at N = 20: [-0.047, +0.067]" in f.note
 
