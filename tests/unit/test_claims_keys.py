@@ -298,7 +298,8 @@ def test_shuffle_row_tests_voxel_identity_at_the_largest_n(tmp_path):
     # shuffled coordinates far below a model with weights of its own per voxel: no identity learnt
     _fits(tmp_path, 800, shuffled_test=0.14, linear_test=0.37)
     f = C._fig4(tmp_path, True)
-    assert "cannot learn each voxel's identity" in f.note and "0.225 below" in f.note
+    assert "does not learn each voxel's identity" in f.note and "0.225 below" in f.note
+    assert "(40% of its r; beyond 2 SEM)" in f.note and "at least in part, the model's capacity" in f.note
     _fits(tmp_path, 800, shuffled_test=0.14, linear_test=0.37, draws=1)
     assert "not decided" in C._fig4(tmp_path, True).note
 

@@ -112,9 +112,10 @@ def test_bad_key_stops_at_start_up(tmp_path):
 
 
 def test_tiny_run_with_every_key(tmp_path):
-    """A real tiny run: the shuffle probe at its own width with its fit, one probe draw, two seeds
+    """A real tiny run: the shuffle probe at its own width and schedule with its fit, one probe draw, two seeds
     (three depths and widths, so the claims page can match them to the paper's three)."""
-    config = _with(probes={"draws": 1, "shuffle_nrf": {"width": 24, "fourier_scale": 16.0}},
+    config = _with(probes={"draws": 1, "shuffle_nrf": {"width": 24, "fourier_scale": 16.0}, "shuffle_max_steps": 40,
+                           "shuffle_min_steps": 12},
                    ablations={"seeds": [0, 1], "depths": [2, 3, 4], "widths": [16, 32, 48]})
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     result = run_snakemake(tmp_path, "fig4", "table5", "table6")
@@ -128,6 +129,8 @@ def test_tiny_run_with_every_key(tmp_path):
     nrf = fit[fit["model"] == "NRF"]
     assert len(nrf) == 3 and (nrf["width"] == 24).all() and (nrf["fourier_scale"] == 16.0).all()
     assert (fit["model"] == "Linear Regression").sum() == 1 and fit["train_pearson"].between(-1, 1).all()
+    # probes.shuffle_max_steps / shuffle_min_steps: every arm ran past step 12 and none past 40
+    assert nrf["steps"].between(12, 40).all()
     # ablations.seeds: a spread column, over two seeds
     for name, axis in (("table5", "depth"), ("table6", "width")):
         table = pd.read_csv(results / f"tables/{name}.csv")
@@ -136,6 +139,6 @@ def test_tiny_run_with_every_key(tmp_path):
         assert "mean ± SEM over 2 seeds" in (results / f"tables/{name}.md").read_text()
     # the claims page reads both: the shuffle row carries the fit, depth and width have a spread
     rows = C.claim_rows(REPO / "reference/nrf_paper_tables.csv", results).set_index("claim")
-    assert "fit to the training images at N = 20 (width 24" in rows.at["shuffle", "run_numbers"]
+    assert "voxel identity at N = 20 (width 24, Fourier scale 16)" in rows.at["shuffle", "run_numbers"]
     assert rows.at["depth", "run_verdict"] not in (C.NO_SPREAD, C.NOT_RUN)
     assert rows.at["width", "run_verdict"] not in (C.NO_SPREAD, C.NOT_RUN)
