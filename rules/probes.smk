@@ -22,6 +22,9 @@ rule probe_shuffle:
         "logs/probe_shuffle/{dataset}_n{n}.log",
     benchmark:
         "benchmarks/runs/probe_shuffle/{dataset}_n{n}.tsv"
+    # with a model of its own (probes.shuffle_nrf) the N = 800 job trains all three arms of every draw, the
+    # claims run's longest job (~33 min): start it as soon as its inputs exist, not behind the ablations
+    priority: 1
     conda:
         "../envs/torch.yaml"
     threads: 1
