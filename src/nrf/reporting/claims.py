@@ -299,7 +299,7 @@ def _fig4(results, panel_is_shuffle: bool) -> Finding:
     t = t[(t["panel"] == "a") == panel_is_shuffle]
     if t.empty:
         return not_run("fig4's " + ("shuffle panel" if panel_is_shuffle else "shift panels"))
-    comps = []
+    comps, global_drops = [], {}  # global_drops: N -> intact − shuffled globally (the shuffle panel)
     for panel, part in t.groupby("panel", sort=True):
         idx = part.set_index(["condition", "n_train"])
         ref, others = (INTACT, (GLOBAL, WITHIN_ROI)) if panel_is_shuffle else (ALIGNED, (SHIFTED,))
@@ -313,10 +313,12 @@ def _fig4(results, panel_is_shuffle: bool) -> Finding:
                     label, float(a["pearson_mean"] - b["pearson_mean"]),
                     _hypot(a["pearson_sem"], b["pearson_sem"]),
                     detail=f"{a['pearson_mean']:.3f} vs {b['pearson_mean']:.3f}, {int(a['n_draws'])} draws"))
+                if other == GLOBAL:
+                    global_drops[n] = comps[-1]
     if not comps:
         return not_run("fig4's conditions")
     if panel_is_shuffle:
-        comps += _low_n_drop(comps)
+        comps += _low_n_drop(global_drops)
     numbers = "; ".join(c.text() for c in comps)
     if panel_is_shuffle:
         fit_numbers, fit_note = _identity_fit(results)
@@ -329,14 +331,15 @@ def _fig4(results, panel_is_shuffle: bool) -> Finding:
                    note=intervals.strip() if intervals.strip() != "Equal within ±2 SEM where undecided:" else "")
 
 
-def _low_n_drop(comps: list[Comparison]) -> list[Comparison]:
+def _low_n_drop(drops: dict) -> list[Comparison]:
     """The paper's "dropped sharply in low-data regimes": the global shuffle's drop at the smallest N
-    above its drop at the largest (independent cells: SEMs combined); none with one N."""
-    drops = {int(c.label.rsplit(" = ", 1)[1]): c for c in comps if c.label.startswith(f"{INTACT} − {GLOBAL} at")}
+    above its drop at the largest (``drops``: N -> intact − shuffled globally; independent cells: SEMs
+    combined); none with one N."""
     if len(drops) < 2:
         return []
-    low, high = drops[min(drops)], drops[max(drops)]
-    return [Comparison(f"drop at N = {min(drops)} − drop at N = {max(drops)} (global shuffle)",
+    n_low, n_high = min(drops, key=_n_key), max(drops, key=_n_key)
+    low, high = drops[n_low], drops[n_high]
+    return [Comparison(f"drop at N = {n_low} − drop at N = {n_high} (global shuffle)",
                        low.diff - high.diff, _hypot(low.sem, high.sem),
                        detail=f"{low.diff:+.3f} vs {high.diff:+.3f}")]
 
