@@ -74,6 +74,11 @@ KINDS: dict[str, Kind] = {
     "probe_rows": Kind("probe CSV", {
         "panel": "str", "subject": "str", "condition": "str", "n_train": "int", "draw": "int",
         "pearson": "float", "mse": "float", "steps": "int", "n_voxels": "int"}),
+    # nrf.experiments.probes.write_fit_rows (FIT_COLUMNS; the linear baseline's row has no width or scale)
+    "shuffle_fit": Kind("shuffle probe fit CSV", {
+        "subject": "str", "n_train": "int", "draw": "int", "model": "str", "condition": "str", "width": "int",
+        "fourier_scale": "float", "train_pearson": "float", "test_pearson": "float", "steps": "int"},
+        nullable=("width", "fourier_scale")),
     # nrf.experiments.ablations.write_strategy_rows (Table 4)
     "finetune_strategies": Kind("finetune strategy CSV", {
         "method": "str", "subject": "str", "n_train": "int", "draw": "int", "pearson": "float", "mse": "float",

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from nrf.checks import CorruptFileError
 from nrf.reporting import claims as C
 
 REPO = Path(__file__).resolve().parents[2]
@@ -196,17 +197,20 @@ def test_resolution_and_continuous(tmp_path):
     rows = []
     for seed, gap in ((0, 0.01), (1, 0.012), (2, 0.008)):
         for field, scale in (("smooth", np.nan), ("fine 3 mm", 3.0), ("fine 2 mm", 2.0)):
-            rows.append({"seed": seed, "field": field, "fine_scale_mm": scale, "method": "NRF queried (pooled subjects)",
+            rows.append({"seed": seed, "field": field, "fine_scale_mm": scale,
+                         "method": "NRF queried (pooled subjects)",
                          "gap_vs_trilinear": gap if scale == 2.0 else -0.5, "gap_sem": 0.001})
     _write(tmp_path, "tables/continuous_space.csv", rows)
     f = C._continuous(tmp_path)
     assert f.verdict == C.HOLDS and "fine 2 mm" in f.comparisons[0].label  # the finest field is read
 
 
-def test_unreadable_table_is_not_run(tmp_path):
-    (tmp_path / "tables").mkdir()
-    (tmp_path / "tables" / "table1.csv").write_text("")
+def test_unreadable_table_stops_the_page_and_a_missing_one_is_not_run(tmp_path):
     assert C._baselines(tmp_path).verdict == C.NOT_RUN
+    (tmp_path / "tables").mkdir()
+    (tmp_path / "tables" / "table1.csv").write_text("")  # it was written, then lost its contents
+    with pytest.raises(CorruptFileError, match=r"table1\.csv.*EmptyDataError"):
+        C._baselines(tmp_path)
 
 
 def test_write_claims_two_runs(tmp_path):
@@ -228,6 +232,7 @@ def test_write_claims_two_runs(tmp_path):
 @pytest.mark.parametrize("missing", [None, "x"])
 def test_no_claims_run_column_without_folder(tmp_path, missing):
     out = {k: tmp_path / f"c.{k}" for k in ("csv", "md", "html")}
-    C.write_claims(paper_csv=PAPER, run_results=tmp_path, claims_results=None if missing is None else tmp_path / missing,
+    C.write_claims(paper_csv=PAPER, run_results=tmp_path,
+                   claims_results=None if missing is None else tmp_path / missing,
                    out_csv=out["csv"], out_md=out["md"], out_html=out["html"])
     assert ("Claims run" in out["md"].read_text()) == (missing is not None)

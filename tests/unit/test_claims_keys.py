@@ -27,7 +27,8 @@ from nrf.experiments.probes import (
     write_fit_rows,
 )
 from nrf.features.pipeline import extract_seen_images
-from nrf.frames import write_frame
+from nrf.checks import CorruptFileError
+from nrf.frames import FrameError, read_frame, write_frame
 from nrf.perturbations import GLOBAL, INTACT, WITHIN_ROI
 from nrf.reporting import claims as C
 from nrf.reporting.ablation_tables import write_architecture_table
@@ -153,7 +154,7 @@ def test_shuffle_fit_cell_trains_the_given_width_and_leaves_the_probe_numbers_al
     assert len(linear) == 1 and linear["condition"].iloc[0] == "voxel-wise" and np.isnan(linear["width"].iloc[0])
     assert fit["train_pearson"].between(-1, 1).all() and (fit["n_train"] == 20).all() and (fit["draw"] == 0).all()
     write_fit_rows(fit, tmp_path / "n20_fit.csv")
-    back = pd.read_csv(tmp_path / "n20_fit.csv")
+    back = read_frame(tmp_path / "n20_fit.csv", "shuffle_fit")
     assert list(back.columns) == list(FIT_COLUMNS) and len(back) == 4
     with pytest.raises(ValueError, match="lacks"):
         write_fit_rows(fit.drop(columns="train_pearson"), tmp_path / "bad.csv")
@@ -302,6 +303,33 @@ def test_shuffle_row_tests_voxel_identity_at_the_largest_n(tmp_path):
     assert "(40% of its r; beyond 2 SEM)" in f.note and "at least in part, the model's capacity" in f.note
     _fits(tmp_path, 800, shuffled_test=0.14, linear_test=0.37, draws=1)
     assert "not decided" in C._fig4(tmp_path, True).note
+
+
+def test_a_corrupt_fit_table_stops_the_claims_page_and_names_the_file(tmp_path):
+    _fig4(tmp_path)
+    _fits(tmp_path, 800, shuffled_test=0.36, linear_test=0.37)
+    path = tmp_path / "probes/shuffle/n800_fit.csv"
+    good = path.read_bytes()
+    # zeros over a block of the middle: the checksum no longer matches
+    middle = len(good) // 2
+    path.write_bytes(good[:middle] + b"0" * 12 + good[middle + 12:])
+    with pytest.raises(CorruptFileError, match=r"n800_fit\.csv.*sha256"):
+        C.claim_rows(PAPER, tmp_path)
+    # cut short: no checksum line
+    path.write_bytes(good[: len(good) - 80])
+    with pytest.raises(CorruptFileError, match=r"n800_fit\.csv.*truncated"):
+        C._fig4(tmp_path, True)
+    # a NaN written where a score must be: refused before it is written
+    rows = pd.DataFrame([{"subject": "subj01", "n_train": 800, "draw": 0, "model": "NRF", "condition": GLOBAL,
+                          "width": 128, "fourier_scale": 64.0, "train_pearson": np.nan, "test_pearson": 0.3,
+                          "steps": 10}])
+    with pytest.raises(FrameError, match="train_pearson"):
+        write_fit_rows(rows, path)
+    # a paper table that exists but does not parse is corrupt, not "not run"
+    path.write_bytes(good)
+    (tmp_path / "figures/fig4.csv").write_bytes(b'panel,condition\n"a,unterminated\n')
+    with pytest.raises(CorruptFileError, match=r"fig4\.csv"):
+        C._fig4(tmp_path, True)
 
 
 def test_ablation_min_steps_defers_early_stopping_within_the_cap():

@@ -14,6 +14,7 @@ import yaml
 from test_pipeline import _planned_jobs
 from tiny_workflow import REPO, TINY, run_snakemake
 
+from nrf.frames import read_frame
 from nrf.reporting import claims as C
 
 pytestmark = pytest.mark.workflow
@@ -125,7 +126,7 @@ def test_tiny_run_with_every_key(tmp_path):
     fig4 = pd.read_csv(results / "figures/fig4.csv")
     assert (fig4["n_draws"] == 1).all() and set(fig4["panel"]) == {"a", "EBA", "V1"}
     # probes.shuffle_nrf: the probe's NRF has the given width, and its fit sits beside the linear model's
-    fit = pd.read_csv(results / "probes/shuffle/n20_fit.csv")
+    fit = read_frame(results / "probes/shuffle/n20_fit.csv", "shuffle_fit")  # checksummed
     nrf = fit[fit["model"] == "NRF"]
     assert len(nrf) == 3 and (nrf["width"] == 24).all() and (nrf["fourier_scale"] == 16.0).all()
     assert (fit["model"] == "Linear Regression").sum() == 1 and fit["train_pearson"].between(-1, 1).all()

@@ -26,7 +26,6 @@ import logging
 import numpy as np
 import pandas as pd
 
-from nrf.atomic import atomic_output
 from nrf.data.prepared import load_prepared
 from nrf.data.roi_voxels import WholeBrainVoxels, parse_rois
 from nrf.devices import resolve_device
@@ -256,9 +255,8 @@ def write_rows(table: pd.DataFrame, out_csv) -> None:
 
 
 def write_fit_rows(table: pd.DataFrame, out_csv) -> None:
-    """Write a shuffle probe's fit table (FIT_COLUMNS; read by nrf.reporting.claims)."""
+    """Write a shuffle probe's fit table (FIT_COLUMNS), checksummed; read by nrf.reporting.claims."""
     missing = [c for c in FIT_COLUMNS if c not in table.columns]
     if missing:
         raise ValueError(f"{out_csv}: the fit table lacks {missing}")
-    with atomic_output(out_csv) as tmp:
-        table[list(FIT_COLUMNS)].to_csv(tmp, index=False, float_format="%.6g")
+    write_frame(table[list(FIT_COLUMNS)], out_csv, "shuffle_fit")

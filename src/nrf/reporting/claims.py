@@ -32,7 +32,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from nrf.checks import corrupt_file
 from nrf.experiments.methods import AVERAGE, ENSEMBLE, LINEAR, SCRATCH
+from nrf.frames import read_frame
 from nrf.reporting.format import _write_atomic, to_html
 
 HOLDS = "holds"
@@ -135,8 +137,9 @@ def _read(results: Path | None, rel: str) -> pd.DataFrame | None:
         return None
     try:
         return pd.read_csv(path, dtype={"train_images": str})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
-        return None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        # a table that exists but does not parse is corrupt, not "not run"
+        raise corrupt_file(path, "table CSV", f"{type(error).__name__}: {error}") from error
 
 
 def _sem(values) -> float:
@@ -359,14 +362,8 @@ def _identity_fit(results) -> tuple[str, str]:
     and is given for reference."""
     if results is None:
         return "", ""
-    parts = []
-    for path in sorted(Path(results).glob(FIT_GLOB)):
-        try:
-            parts.append(pd.read_csv(path))
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
-            continue
-    need = {"n_train", "draw", "model", "condition", "train_pearson", "test_pearson"}
-    parts = [t for t in parts if need <= set(t.columns) and len(t)]
+    # checked (checksum, columns, finiteness): a corrupt fit table stops the page and names the file
+    parts = [t for t in (read_frame(path, "shuffle_fit") for path in sorted(Path(results).glob(FIT_GLOB))) if len(t)]
     if not parts:
         return "", ""
     t = pd.concat(parts, ignore_index=True)
@@ -559,7 +556,8 @@ def claims() -> list[Claim]:
         Claim("strategy", "Finetune strategy (Table 4)",
               "Finetuning the image block alone falls far below finetuning both blocks; the MLP alone matches both.",
               lambda p: f"both {p.r('table4', 'finetune both'):.3f}, image block only "
-                        f"{p.r('table4', 'finetune image block only'):.3f}, MLP only {p.r('table4', 'finetune MLP only'):.3f}",
+                        f"{p.r('table4', 'finetune image block only'):.3f}, "
+                        f"MLP only {p.r('table4', 'finetune MLP only'):.3f}",
               _strategy, "tables/table4.csv"),
         Claim("resolution", "Resolution-agnostic (between the voxels)",
               "NRF, a function of continuous MNI coordinates, can be queried at any resolution (qualitative; "
@@ -611,8 +609,8 @@ def claim_rows(paper_csv, run_results, claims_results=None) -> pd.DataFrame:
     paper = Paper(paper_csv)
     rows = []
     for c in claims():
-        row = {"claim": c.key, "title": c.title, "paper_statement": c.statement, "paper_numbers": c.paper_numbers(paper),
-               "source": c.source}
+        row = {"claim": c.key, "title": c.title, "paper_statement": c.statement,
+               "paper_numbers": c.paper_numbers(paper), "source": c.source}
         for prefix, results in (("run", run_results), ("claims", claims_results)):
             f = c.evaluate(Path(results)) if results is not None else not_run("no results folder given")
             row[f"{prefix}_verdict"] = f.verdict
