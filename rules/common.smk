@@ -29,6 +29,7 @@ from nrf.config import (
     validate_config,
 )
 from nrf.data import nsd_layout
+from nrf.derived import derived
 from nrf.data.compact_betas import compact_key
 from nrf.models.universal_options import universal_options
 
@@ -275,7 +276,7 @@ def get_voxel_table_inputs(wildcards):
 
 def universal_target():
     """The held-out subject of the Universal transfer figure."""
-    return config["universal"]["transfer_target"] or SUBJECTS[-1]
+    return DERIVED["universal_target"]
 
 
 def get_heldout_prepared(wildcards):
@@ -377,37 +378,21 @@ def get_adaptation_cell_files(wildcards):
 
 
 # -- probes and ablations (rules/probes.smk, rules/ablations.smk) --------------------
-def probe_subjects(probes, subjects):
-    """(shuffle subject, base, target): the configured ones where they are run,
-    else the first subject (shuffle, base) and the last other one (target)."""
-    subject = probes["subject"] if probes["subject"] in subjects else subjects[0]
-    base = probes["base"] if probes["base"] in subjects else subjects[0]
-    others = [s for s in subjects if s != base]
-    target = (
-        probes["target"]
-        if probes["target"] in others
-        else (others[-1] if others else None)
-    )
-    return subject, base, target
-
-
-PROBE_SUBJECT, PROBE_BASE, PROBE_TARGET = probe_subjects(config["probes"], SUBJECTS)
-# Draws of the probes' cells (probes.draws; absent: the adaptation cells' draws).
-PROBE_DRAWS = config["probes"].get("draws", ADAPTATION["draws"])
+# Values derived from several keys (nrf.derived, which the settings table prints too).
+DERIVED = derived(config)
+PROBE_SUBJECT, PROBE_BASE, PROBE_TARGET = DERIVED["probe_subjects"]
+PROBE_DRAWS = DERIVED["probe_draws"]
 # The shuffle probe's own NRF sizes (probes.shuffle_nrf), None when absent: it
 # then trains config["nrf"] and writes no training-set fit.
 SHUFFLE_NRF = config["probes"].get("shuffle_nrf")
-# The shuffle probe's schedule: its step cap (probes.shuffle_max_steps, else the
-# adaptation cells' scratch cap) and no early stop before shuffle_min_steps.
-SHUFFLE_MAX_STEPS = config["probes"].get(
-    "shuffle_max_steps", ADAPTATION["scratch_steps"]
-)
-SHUFFLE_MIN_STEPS = config["probes"].get("shuffle_min_steps", 0)
+# The shuffle probe's schedule: its step cap and no early stop before its minimum.
+SHUFFLE_MAX_STEPS = DERIVED["shuffle_max_steps"]
+SHUFFLE_MIN_STEPS = DERIVED["shuffle_min_steps"]
 
 
 def shuffle_model_options():
     """The shuffle probe's NRF: probes.shuffle_nrf merged over config["nrf"]."""
-    return {**config["nrf"], **(SHUFFLE_NRF or {})}
+    return DERIVED["shuffle_nrf"]
 
 
 def get_shuffle_intact_cells(wildcards):
@@ -444,7 +429,7 @@ def get_probe_target(wildcards):
 
 
 # Table 4's N: the paper's 800, or the largest shot when the data are smaller.
-TABLE4_N = min(config["ablations"]["finetune_n"], max(SHOTS))
+TABLE4_N = DERIVED["table4_n"]
 
 
 def get_table4_both_cells(wildcards):
@@ -462,9 +447,7 @@ def get_table4_both_cells(wildcards):
 
 # The step cap Tables 5-6 trained under: ablations.max_steps where it is
 # set, in place of the pipeline's own (nrf.experiments.ablations.capped).
-ABLATION_MAX_STEPS = (
-    config["ablations"].get("max_steps") or config["train"]["max_steps"]
-)
+ABLATION_MAX_STEPS = DERIVED["ablation_max_steps"]
 # Seed replicates of Tables 5-6 (ablations.seeds), None when absent: one
 # training per row with `seed`, under the file names it always had.
 ABLATION_SEEDS = config["ablations"].get("seeds")
@@ -558,7 +541,7 @@ def get_offline_subject_inputs(wildcards):
 
 
 # -- volumes (rules/volumes.smk) -----------------------------------------------------
-VOLUME_SUBJECT = SUBJECTS[0]
+VOLUME_SUBJECT = DERIVED["volume_subject"]
 VOLUME_CONFIG = config["volumes"]
 # fig_volume's grids, named as the resolution wildcard spells them (1.0 -> "1")
 FIGURE_GRIDS_MM = [f"{mm:g}" for mm in VOLUME_CONFIG["figure_resolutions_mm"]]
@@ -642,20 +625,6 @@ def configfile_names():
         str(p.relative_to(base)) if p.is_relative_to(base) else str(p)
         for p in map(Path, CONFIG_FILES)
     ]
-
-
-def settings_derived():
-    """What this file derives from several keys, for nrf.reporting.settings to check."""
-    return {
-        "probe_subjects": [PROBE_SUBJECT, PROBE_BASE, PROBE_TARGET],
-        "probe_draws": PROBE_DRAWS,
-        "shuffle_nrf": shuffle_model_options(),
-        "shuffle_max_steps": SHUFFLE_MAX_STEPS,
-        "table4_n": TABLE4_N,
-        "ablation_max_steps": ABLATION_MAX_STEPS,
-        "universal_target": universal_target(),
-        "volume_subject": VOLUME_SUBJECT,
-    }
 
 
 # kind, "table" or "figure"; files, what its build_<target> writes; keeps, the

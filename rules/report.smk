@@ -823,6 +823,5 @@ rule build_settings:
         config_sha256=hashlib.sha256(
             json.dumps(config, sort_keys=True, default=str).encode()
         ).hexdigest(),
-        workflow_derived=settings_derived(),
     script:
         "../workflow_scripts/settings.py"

@@ -11,5 +11,5 @@ embedded = list(i.embedded)
 rows = build_settings(
     embedded_path=embedded[0] if embedded else None, configfile_paths=list(i.configfiles),
     configfile_names=p.configfile_names, command_line=p.command_line, schema_path=i.schema,
-    held_config=snakemake.config, workflow_derived=p.workflow_derived, out_csv=o.csv, out_md=o.md, log=log,
+    held_config=snakemake.config, out_csv=o.csv, out_md=o.md, log=log,
 )

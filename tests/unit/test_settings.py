@@ -146,16 +146,14 @@ def test_build_settings_checks_the_config_snakemake_holds(tmp_path):
     kwargs = {"embedded_path": REPO / "config.yaml", "configfile_paths": [paper_file],
               "configfile_names": ["configs/nsd_paper.yaml"], "command_line": {}, "schema_path": SCHEMA,
               "out_csv": tmp_path / "settings.csv", "out_md": tmp_path / "settings.md"}
-    written = S.build_settings(held_config=config, workflow_derived=S.derived(config), **kwargs)
+    written = S.build_settings(held_config=config, **kwargs)
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "settings.csv", keep_default_na=False, dtype=str),
                                   written.astype(str))
     assert (tmp_path / "settings.md").read_text().startswith("# Settings: dataset nsd, protocol paper")
     held = copy.deepcopy(config)
     held["train"]["lr"] = 0.1  # a layer this module did not see
     with pytest.raises(ValueError, match="cannot be told"):
-        S.build_settings(held_config=held, workflow_derived={}, **kwargs)
-    with pytest.raises(ValueError, match="table4_n"):
-        S.build_settings(held_config=config, workflow_derived={"table4_n": 20}, **kwargs)
+        S.build_settings(held_config=held, **kwargs)
 
 
 def test_derived_schedules_are_the_experiments_own():
@@ -307,8 +305,8 @@ def test_fidelity_scratch_cap_on_nsd_equals_what_runs(nsd_paper):
 
 def test_the_probes_own_draws_and_shuffle_sizes_are_shown_where_set():
     _, rows = _table(command_line={"probes": {"draws": "5", "shuffle_nrf": {"width": "512"}}})
-    assert (_one(rows, "Figure 4a (shuffle)", "draws")["value"], _one(rows, "Figure 4b/c (ROI transfer)", "draws")["value"]) \
-        == ("5", "5")
+    assert (_one(rows, "Figure 4a (shuffle)", "draws")["value"],
+            _one(rows, "Figure 4b/c (ROI transfer)", "draws")["value"]) == ("5", "5")
     width = _one(rows, "Figure 4a (shuffle)", "nrf.width")
     assert (width["value"], width["source"]) == ("512", S.COMMAND_LINE)
     assert _one(rows, "Figure 4a (shuffle)", "nrf.depth")["source"] == "preset (presets.simulated)"

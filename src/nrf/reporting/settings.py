@@ -49,6 +49,7 @@ import yaml
 from nrf.atomic import atomic_output
 from nrf.config import MODEL_SECTIONS, sessions_for, training_images, validate_config
 from nrf.data.nsd_layout import NSD_SESSIONS
+from nrf.derived import derived
 
 COLUMNS = ["experiment", "setting", "value", "source", "paper", "authors_code", "differs", "note"]
 SCHEMA_DEFAULT = "schema default"
@@ -347,31 +348,6 @@ def _update(base: dict, new: dict) -> None:
 # -- what the workflow derives (mirrors rules/common.smk; checked by build_settings) -------
 
 
-def probe_subjects(config: dict) -> tuple[str, str, str | None]:
-    """(shuffle subject, base, target) as rules/common.smk's probe_subjects."""
-    probes, subjects = config["probes"], config["subjects"]
-    subject = probes["subject"] if probes["subject"] in subjects else subjects[0]
-    base = probes["base"] if probes["base"] in subjects else subjects[0]
-    others = [s for s in subjects if s != base]
-    target = probes["target"] if probes["target"] in others else (others[-1] if others else None)
-    return subject, base, target
-
-
-def derived(config: dict) -> dict:
-    """The values rules/common.smk derives from several keys."""
-    train = config["train"]
-    return {
-        "probe_subjects": list(probe_subjects(config)),
-        "probe_draws": config["probes"].get("draws", config["adaptation"]["draws"]),
-        "shuffle_nrf": {**config["nrf"], **(config["probes"].get("shuffle_nrf") or {})},
-        "shuffle_max_steps": config["probes"].get("shuffle_max_steps", config["adaptation"]["scratch_steps"]),
-        "table4_n": min(config["ablations"]["finetune_n"], max(config["shots"])),
-        "ablation_max_steps": config["ablations"].get("max_steps") or train["max_steps"],
-        "universal_target": config["universal"]["transfer_target"] or config["subjects"][-1],
-        "volume_subject": config["subjects"][0],
-    }
-
-
 def _epochs(config: dict, ns) -> dict:
     """{N: steps of one epoch}: nrf.experiments.cell.schedule's eval_every under protocol paper."""
     return {n: max(1, math.ceil(n / config["train"]["batch_images"])) for n in ns}
@@ -549,7 +525,8 @@ def settings_rows(config: dict, sources: Sources) -> pd.DataFrame:
     t.add(e, "strategies", ["all", "image_block", "predictor"], code="nrf.experiments.ablations.STRATEGIES")
     t.key(e, "adaptation.finetune_steps")
     if paper:
-        t.add(e, "eval_every per N", _epochs(config, [d["table4_n"]]), keys=["train.batch_images", "ablations.finetune_n"])
+        t.add(e, "eval_every per N", _epochs(config, [d["table4_n"]]),
+              keys=["train.batch_images", "ablations.finetune_n"])
         t.key(e, "train.patience")
     t.add(e, "validation images", validation, keys=["protocol"])
     t.section(e, "train", only=TRAIN_KEYS)
@@ -673,12 +650,12 @@ def settings_table(embedded: dict | None, configfiles: list[tuple[str, dict]], c
 
 
 def build_settings(*, embedded_path, configfile_paths, configfile_names, command_line: dict, schema_path,
-                   held_config: dict, workflow_derived: dict, out_csv, out_md, log=None) -> pd.DataFrame:
+                   held_config: dict, out_csv, out_md, log=None) -> pd.DataFrame:
     """Write the settings table of the config Snakemake holds (``held_config``).
 
-    Stops if the layers read here do not merge into ``held_config``, or if the
-    workflow's own derivations (``workflow_derived``, :func:`derived`'s keys)
-    differ from this module's: a row would then misstate a source or a value.
+    Stops if the layers read here do not merge into ``held_config``: a row would
+    then misstate a source or a value. The values derived from several keys
+    come from nrf.derived, as the workflow's do.
     """
     embedded = read_yaml(embedded_path) if embedded_path else None
     configfiles = [(name, read_yaml(path)) for name, path in zip(configfile_names, configfile_paths)]
@@ -687,11 +664,6 @@ def build_settings(*, embedded_path, configfile_paths, configfile_names, command
     if differing:
         raise ValueError(f"the config layers read here do not give the config Snakemake holds (keys {differing}): "
                          "the sources of the settings table cannot be told")
-    ours = derived(config)
-    drift = sorted(k for k in workflow_derived if not _equal(ours.get(k), workflow_derived[k]))
-    if drift:
-        raise ValueError(f"nrf.reporting.settings.derived differs from rules/common.smk on {drift}: "
-                         f"{ {k: (ours.get(k), workflow_derived[k]) for k in drift} }")
     write_settings(rows, out_csv, out_md, dataset=config["dataset"], protocol=config["protocol"])
     if log is not None:
         log.info("%d settings, %d differ (%d not documented)", len(rows), (rows["differs"] == "yes").sum(),
