@@ -203,6 +203,34 @@ def test_resolution_and_continuous(tmp_path):
     _write(tmp_path, "tables/continuous_space.csv", rows)
     f = C._continuous(tmp_path)
     assert f.verdict == C.HOLDS and "fine 2 mm" in f.comparisons[0].label  # the finest field is read
+    # no gain at 2 mm from an NRF whose code's shortest wavelength is 53 mm: the code, not the draws, limits it
+    for row in rows:
+        row.update(gap_vs_trilinear=0.0001 * (row["seed"] - 1), code_wavelength_min_mm=53.2,
+                   code_wavelength_median_mm=97.5)
+    _write(tmp_path, "tables/continuous_space.csv", rows)
+    f = C._continuous(tmp_path)
+    sentence = C.reason(None, f)
+    assert f.verdict == C.UNDECIDED and "more draws or subjects would decide" not in sentence
+    assert "wavelengths of 53 mm and longer (median 98 mm), far above the field's 2 mm structure" in sentence
+    # a code fine enough for the structure: the usual sentence
+    for row in rows:
+        row.update(code_wavelength_min_mm=3.0)
+    _write(tmp_path, "tables/continuous_space.csv", rows)
+    assert "more draws or subjects would decide them" in C.reason(None, C._continuous(tmp_path))
+
+
+def test_code_wavelengths():
+    import torch  # noqa: F401 (nrf.models)
+
+    from nrf.models.nrf import code_wavelengths_mm
+
+    w8, w64 = code_wavelengths_mm(32, 8.0, 0), code_wavelengths_mm(32, 64.0, 0)
+    assert w8.shape == (32,) and np.allclose(w8, 8 * w64)  # the same B, scaled
+    # one feature along x alone: 2π × 182 mm / b
+    from nrf.models.nrf import FourierFeatures
+
+    b = FourierFeatures(32, 8.0, 0).B.double().numpy()
+    assert w8[0] == pytest.approx(2 * np.pi / np.linalg.norm(b[:, 0] / np.array([182.0, 218.0, 182.0])))
 
 
 def test_unreadable_table_stops_the_page_and_a_missing_one_is_not_run(tmp_path):

@@ -172,6 +172,9 @@ def test_tiny_sweep_end_to_end(tmp_path):
     truth = table[table["method"] == C.TRUTH_TRILINEAR].set_index("field")["r_mean"]
     assert truth["smooth"] > 0.98 and truth["fine 2.5 mm"] < truth["smooth"]  # one grid misses the fine part
     assert table.loc[table["method"] == C.NRF_POOLED, "gap_vs_trilinear"].notna().all()
+    # the code's wavelengths at scale 32 (fourier_seed 0): 13 mm and longer, recorded on every row
+    assert table["code_wavelength_min_mm"].round(1).eq(13.3).all()
+    assert (table["code_wavelength_median_mm"] > table["code_wavelength_min_mm"]).all()
     out = {k: tmp_path / f"continuous.{k}" for k in ("csv", "md", "png", "pdf")}
     C.write_outputs(table, out_csv=out["csv"], out_md=out["md"])
     assert not out["png"].exists()  # the figure is the reporting module's

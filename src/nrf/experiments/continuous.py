@@ -73,7 +73,7 @@ from nrf.experiments.resolution import heldout_lattice, interpolate_voxels, scor
 from nrf.features.cache import read_features
 from nrf.features.pipeline import extract_seen_images
 from nrf.metrics import pearson_per_voxel
-from nrf.models.nrf import NRF, NRFConfig
+from nrf.models.nrf import NRF, NRFConfig, code_wavelengths_mm
 from nrf.training.loop import (
     EncodingSplit,
     TrainConfig,
@@ -99,7 +99,8 @@ METHODS = CONTINUOUS_METHODS
 PAIRS = ((NRF_ONE, NRF_TRILINEAR), (NRF_POOLED, NRF_POOLED_TRILINEAR))
 #: tidy CSV columns
 COLUMNS = ("seed", "subject", "field", "fine_scale_mm", "fine_amplitude", "method", "r_mean", "r_sem", "r_median",
-           "n_points", "r_at_voxels", "gap_vs_trilinear", "gap_sem", "voxel_mm", "steps", "seconds")
+           "n_points", "r_at_voxels", "gap_vs_trilinear", "gap_sem", "voxel_mm", "steps", "seconds",
+           "code_wavelength_min_mm", "code_wavelength_median_mm")
 
 
 #: the experiment's small datasets (per subject: 300 training and 50 shared test images, seen twice),
@@ -330,9 +331,15 @@ def run_field(workdir: Path, params: SimulationParams, *, target: str, nrf_optio
                                            else tgt.coords)
     rows = score_methods(truth_points, truth_voxels, queried=queried, voxel_locked=voxel_locked,
                          voxel_ijk=tgt.voxel_ijk, grid_affine=grid_affine, points=points)
+    # the NRFs' coordinate code: what length scales it can hold (the claims page reads it)
+    code = {f.name: f.default for f in dataclasses.fields(NRFConfig) if f.default is not dataclasses.MISSING}
+    code.update(nrf_options)
+    waves = code_wavelengths_mm(code["fourier_features"], code["fourier_scale"], code["fourier_seed"],
+                                code["coord_box"])
     for row in rows:
         name = model_of.get(row["method"])
-        row.update(voxel_mm=float(geo["voxel_size"]), steps=steps.get(name, 0), seconds=timings.get(name, 0.0))
+        row.update(voxel_mm=float(geo["voxel_size"]), steps=steps.get(name, 0), seconds=timings.get(name, 0.0),
+                   code_wavelength_min_mm=float(waves.min()), code_wavelength_median_mm=float(np.median(waves)))
     rows.sort(key=lambda r: METHODS.index(r["method"]))
     log.info("%s: %d held-out points, done in %.1f s: %s", field_label(params.fine_scale_mm), len(points),
              time.perf_counter() - t0, {r["method"]: round(r["r_mean"], 3) for r in rows})

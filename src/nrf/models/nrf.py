@@ -125,6 +125,16 @@ class FourierFeatures(nn.Module):
         return torch.cat([torch.sin(proj), torch.cos(proj)], dim=-1)
 
 
+def code_wavelengths_mm(n_features: int, scale: float, seed: int, coord_box=MNI_BOX) -> np.ndarray:
+    """The wavelength in mm of each of γ(x)'s sinusoids (one per column b of B): the phase b·x
+    of a box-normalised coordinate changes by 2π over 2π / |b / extent| mm. The NRF's MLP adds
+    harmonics, but a code whose wavelengths all exceed a structure's length scale gives the
+    model little to hold that structure with."""
+    b = FourierFeatures(n_features, scale, seed).B.double().numpy()  # (3, m)
+    extent = np.asarray(coord_box[1], dtype=np.float64)[:, None]
+    return 2 * np.pi / np.linalg.norm(b / extent, axis=0)
+
+
 class TokenMerger(nn.Module):
     """Linear(token_dim -> merger_token_dim) per token -> flatten ->
     Linear(n_tokens * merger_token_dim -> merger_dim); no activation."""

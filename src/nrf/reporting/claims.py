@@ -116,6 +116,7 @@ class Finding:
     numbers: str = ""
     missing: str = ""  # what was not found, when nothing was
     note: str = ""  # a sentence that qualifies the numbers (a step cap, a fallback)
+    limit: str = ""  # where more draws would not decide it: what bounds the difference instead
 
     @property
     def verdict(self) -> str:
@@ -501,7 +502,24 @@ def _continuous(results) -> Finding:
         comps.append(Comparison(f"{method} − its own voxel predictions trilinear, {rows['field'].iloc[0]}",
                                 float(gap.mean()), sem,
                                 detail=f"{len(gap)} seed(s)" + ("" if len(gap) > 1 else ", SEM over points")))
-    return Finding(comps, numbers="; ".join(c.text() for c in comps))
+    return Finding(comps, numbers="; ".join(c.text() for c in comps),
+                   limit=_code_limit(part, float(fine.min()) if len(fine) else None))
+
+
+def _code_limit(part: pd.DataFrame, fine_mm: float | None) -> str:
+    """Why more seeds would not decide the continuous row where the NRF's coordinate code is coarser
+    than the field's fine structure (its sinusoids' wavelengths, nrf.models.nrf.code_wavelengths_mm,
+    all above twice the length scale); "" where the table does not record the code, or it is fine enough."""
+    column = "code_wavelength_min_mm"
+    if fine_mm is None or column not in part.columns or not part[column].notna().any():
+        return ""
+    shortest, median = float(part[column].min()), float(part["code_wavelength_median_mm"].median())
+    if shortest <= 2 * fine_mm:
+        return ""
+    return (f"more seeds would not change it: the NRF's coordinate code has wavelengths of {shortest:.0f} mm and "
+            f"longer (median {median:.0f} mm), far above the field's {fine_mm:g} mm structure, so no NRF of this "
+            "code holds that structure between its voxels; a finer code (a larger nrf.fourier_scale) could, at the "
+            "cost of the smoothness prior that Figure 4a's probe shows")
 
 
 def _mean_of(paper: Paper, tables, method, n) -> float:
@@ -597,8 +615,9 @@ def reason(claim: Claim, finding: Finding) -> str:
     if undecided:
         c = max(undecided, key=lambda c: K_SEM * c.sem)
         extra = f"; {finding.note}" if finding.note else ""
+        decide = finding.limit or "more draws or subjects would decide them"
         return (f"{len(undecided)} of {len(comps)} differences lie within 2 SEM (e.g. {c.label}: {c.diff:+.3f} "
-                f"within ±{K_SEM * c.sem:.3f}); more draws or subjects would decide them{extra}.")
+                f"within ±{K_SEM * c.sem:.3f}); {decide}{extra}.")
     return finding.note
 
 
