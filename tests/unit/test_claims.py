@@ -165,7 +165,7 @@ def test_fig4_shuffle_and_shift(tmp_path):
     assert f.verdict == C.MIXED and f.comparisons[-1].verdict == C.REVERSED
     assert "drop at N = 20 − drop at N = 200 (global shuffle) point the other way" in C.reason(C.claims()[4], f)
     f = C._fig4(tmp_path, False)
-    assert "Equal within ±2 SEM" in f.note and "EBA at N = 20: [-0.047, +0.067]" in f.note
+    assert "equal within ±2 SEM" in f.note and "EBA at N = 20: [-0.047, +0.067]" in f.note
 
 
 def test_architecture_without_spread_and_strategy(tmp_path):

@@ -327,12 +327,12 @@ def _fig4(results, panel_is_shuffle: bool) -> Finding:
     if panel_is_shuffle:
         fit_numbers, fit_note = _identity_fit(results)
         return Finding(comps, numbers=numbers + (f"; {fit_numbers}" if fit_numbers else ""), note=fit_note)
-    intervals = " Equal within ±2 SEM where undecided: " + "; ".join(
+    intervals = " equal within ±2 SEM where undecided: " + "; ".join(
         f"{c.label.split(':')[0]} at N = {c.label.split(' = ')[-1]}: [{c.diff - K_SEM * c.sem:+.3f}, "
         f"{c.diff + K_SEM * c.sem:+.3f}]"
         for c in comps if c.verdict == UNDECIDED)
     return Finding(comps, numbers=numbers,
-                   note=intervals.strip() if intervals.strip() != "Equal within ±2 SEM where undecided:" else "")
+                   note=intervals.strip() if intervals.strip() != "equal within ±2 SEM where undecided:" else "")
 
 
 def _low_n_drop(drops: dict) -> list[Comparison]:
