@@ -187,6 +187,7 @@ def test_tiny_sweep_end_to_end(tmp_path):
     assert list(back["method"].unique()) == list(C.METHODS)
     md = out["md"].read_text()
     assert "| method | smooth | fine 2.5 mm |" in md and "This run:" in md
+    assert "sinusoids of wavelength 13.3 mm and longer" in md
     assert out["png"].stat().st_size > 10_000 and out["pdf"].read_bytes().startswith(b"%PDF")
     summ = C.summarise(table)
     assert set(summ["sem_over"]) == {"points"}

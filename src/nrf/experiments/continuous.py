@@ -449,8 +449,19 @@ def markdown(table: pd.DataFrame) -> str:
         "finer than this subject's voxels. The paired gap 'queried − its own trilinear' (the same model, read "
         "at the point or interpolated from its predictions at the voxels; mean ± SEM over points per seed, "
         "over seeds when several) asks whether a model holds anything between the voxels beyond its voxel "
-        "predictions.\n\n" + gap + "\n"
+        "predictions." + _code_sentence(table) + "\n\n" + gap + "\n"
     )
+
+
+def _code_sentence(table: pd.DataFrame) -> str:
+    """The NRFs' coordinate code against the finest field: a model holds little structure finer than
+    its code's shortest wavelength ("" for a table without the wavelength columns)."""
+    if "code_wavelength_min_mm" not in table.columns or not table["code_wavelength_min_mm"].notna().any():
+        return ""
+    shortest = table["code_wavelength_min_mm"].min()
+    return (f" Every NRF here codes its coordinate with sinusoids of wavelength {shortest:.1f} mm and longer"
+            f" (median {table['code_wavelength_median_mm'].median():.0f} mm; nrf.fourier_scale sets "
+            "them): structure much finer than that is beyond what the code can represent, however many seeds.")
 
 
 def gaps(table: pd.DataFrame) -> pd.DataFrame:
