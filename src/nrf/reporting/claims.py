@@ -517,9 +517,9 @@ def _code_limit(part: pd.DataFrame, fine_mm: float | None) -> str:
     if shortest <= 2 * fine_mm:
         return ""
     return (f"more seeds would not change it: the NRF's coordinate code has wavelengths of {shortest:.0f} mm and "
-            f"longer (median {median:.0f} mm), far above the field's {fine_mm:g} mm structure, so no NRF of this "
-            "code holds that structure between its voxels; a finer code (a larger nrf.fourier_scale) could, at the "
-            "cost of the smoothness prior that Figure 4a's probe shows")
+            f"longer (median {median:.0f} mm), far above the field's {fine_mm:g} mm structure, so an NRF with this "
+            "code has little to hold that structure between its voxels with; a finer code (a larger "
+            "nrf.fourier_scale) could, at the cost of the smoothness prior that Figure 4a's probe shows")
 
 
 def _mean_of(paper: Paper, tables, method, n) -> float:
