@@ -29,8 +29,8 @@ from nrf.config import (
     validate_config,
 )
 from nrf.data import nsd_layout
-from nrf.derived import derived
 from nrf.data.compact_betas import compact_key
+from nrf.derived import derived
 from nrf.models.universal_options import universal_options
 
 try:

@@ -345,7 +345,7 @@ def _update(base: dict, new: dict) -> None:
             base[key] = value
 
 
-# -- what the workflow derives (mirrors rules/common.smk; checked by build_settings) -------
+# -- schedules the table restates (nrf.experiments computes them; see test_settings) --------
 
 
 def _epochs(config: dict, ns) -> dict:
