@@ -171,7 +171,8 @@ def bench_features(rng, work: Path, n_images: int = 2_000, batches: int = 3, dev
                               ("cache held in memory, indexed every batch (as training does)", from_memory,
                                f" (+ {load_s:.1f} s once to read {n_images:,} images' features)")]:
             ours = best_of(fn, 3) / batches
-            rows.append({"what": f"features of one {BATCH_IMAGES}-image training batch, {label}, {sizes[name]} px images: {shapes}",
+            rows.append({"what": f"features of one {BATCH_IMAGES}-image training batch, {label}, "
+                                 f"{sizes[name]} px images: {shapes}",
                          "ours": how + note, "authors": "extractor rerun on the stimuli every batch",
                          "ours_s": ours, "authors_s": theirs})
     return rows
@@ -204,7 +205,8 @@ def main(argv=None):
         r["speed_up"] = r["authors_s"] / r["ours_s"]
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d")
     machine = (f"{platform.machine()}, {os.cpu_count()} CPUs visible, numpy {np.__version__}, "
-               f"torch {torch.__version__} ({torch.get_num_threads()} threads), load average {os.getloadavg()[0]:.1f} at the start")
+               f"torch {torch.__version__} ({torch.get_num_threads()} threads), "
+               f"load average {os.getloadavg()[0]:.1f} at the start")
     lines = [f"Measured {date} on {machine}.", "",
              "| work | ours | authors' way | ours (s) | authors' (s) | speed-up |", "|---|---|---|---|---|---|"]
     for r in rows:

@@ -278,7 +278,8 @@ def main(argv=None) -> dict:
         "universal_step_tflop": counted_universal(cfg["universal"])[0] / 1e12,
         "universal_query_mflop": counted_universal(cfg["universal"])[1] / 1e6,
         "per_rule": per_rule,
-        "totals": {str(k): {"pflop": sum(r["pflop"] for r in v), "gpu_hours": sum(r["pflop"] for r in v) * 1e15 / rate / 3600}
+        "totals": {str(k): {"pflop": sum(r["pflop"] for r in v),
+                            "gpu_hours": sum(r["pflop"] for r in v) * 1e15 / rate / 3600}
                    for k, v in runs.items()},
         "rows": rows,
     }

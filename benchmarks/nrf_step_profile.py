@@ -162,6 +162,7 @@ def main(argv=None):
                                 check=True).stdout)
     p = parts(args.steps)
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    as_jobs = all(os.environ.get(k) == v for k, v in ALLOCATOR_SETTINGS.items())
     lines = [
         f"One default NRF training step on the CPU ({date}; {platform.machine()}, torch {torch.__version__}, "
         f"1 thread; width 128, depth 4, 16 images x 256 voxels; {args.steps} steps after 5 warm-up steps).", "",
@@ -177,11 +178,12 @@ def main(argv=None):
         f"64 images, as before 7738a01 ({p['eval_one_block_ms'] / p['eval_ms']:.2f}x; medians of 5, interleaved).",
         "",
         "| allocator | ms / step | user ms | system ms | minor page faults / step |", "|---|---|---|---|---|",
-        f"| glibc defaults | {plain['ms']:.2f} | {plain['user_ms']:.2f} | {plain['sys_ms']:.2f} | {plain['faults']:.0f} |",
+        f"| glibc defaults | {plain['ms']:.2f} | {plain['user_ms']:.2f} | {plain['sys_ms']:.2f} | "
+        f"{plain['faults']:.0f} |",
         f"| nrf.runlog.ALLOCATOR_SETTINGS | {tuned['ms']:.2f} | {tuned['user_ms']:.2f} | {tuned['sys_ms']:.2f} | "
         f"{tuned['faults']:.0f} |", "",
         f"Reading: the parts and operators above ran with this process's allocator settings "
-        f"({'ALLOCATOR_SETTINGS, as every job gets them' if all(os.environ.get(k) == v for k, v in ALLOCATOR_SETTINGS.items()) else 'glibc defaults'}). "
+        f"({'ALLOCATOR_SETTINGS, as every job gets them' if as_jobs else 'glibc defaults'}). "
         f"Matrix products are {p['matmul'] / p['profiled_ms']:.0%} of a profiled step and Python and autograd "
         f"overhead {p['overhead'] / p['profiled_ms']:.0%}: the step is arithmetic-bound, so training an adaptation "
         "cell's three finetunes as one batched model would save at most the overhead share of their steps; the "

@@ -181,7 +181,8 @@ def stage_train(args, size, device, rec: Recorder, train, coords) -> NRF:
         f"- first {n} steps (warm-up{', compilation' if args.compile else ''}): {first_s:.2f} s; "
         f"then **{data['step_ms']:.1f} ms per step** over {n} steps",
         f"- {data['tflop_per_step']:.2f} TFLOP per step -> **{data['tflops']:.0f} TFLOP/s**{frac}",
-        f"- peak device memory {data['device_peak_gb']:.1f} GB" if data["device_peak_gb"] else "- (CPU: no device memory)",
+        (f"- peak device memory {data['device_peak_gb']:.1f} GB" if data["device_peak_gb"]
+         else "- (CPU: no device memory)"),
     ])
     return model
 

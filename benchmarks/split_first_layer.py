@@ -221,7 +221,8 @@ def main(argv=None):
     name, peak = device_info(device)
     peak = args.peak_tflops or peak
     result = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "device": name,
-              "torch": torch.__version__, "steps": args.steps, "load_avg_1min": os.getloadavg()[0], "peak_tflops": peak, "rows": [], "inference": [],
+              "torch": torch.__version__, "steps": args.steps, "load_avg_1min": os.getloadavg()[0],
+              "peak_tflops": peak, "rows": [], "inference": [],
               "estimates": []}
     result["target"] = [required_throughput(e, m) for m in args.modes for e in args.epochs]
     for size_name in args.sizes:
@@ -277,7 +278,8 @@ def main(argv=None):
 def render(result) -> str:
     peak = result["peak_tflops"]
     lines = [f"device: {result['device']}, torch {result['torch']}, {result['steps']} timed steps after 2 "
-             f"warm-up steps ({result['date']}, load average {result['load_avg_1min']:.1f}); peak used for the fraction: "
+             f"warm-up steps ({result['date']}, load average {result['load_avg_1min']:.1f}); "
+             f"peak used for the fraction: "
              f"{f'{peak:g} TFLOP/s' if peak else 'unknown (CPU)'}", "",
              "| size | precision | voxel sampling | batch | route | ms/step | queries/s | TFLOP/step | TFLOP/s | "
              "of peak | device peak mem (GB) | split/concat |",

@@ -17,7 +17,8 @@ child
    ``snakemake`` object is needed);
 3. follows what the script imported from nrf through nrf's functions (every
    nrf function or class a visited function names, directly or in a dict,
-   list or tuple such as a dispatch table: an over-approximation of the calls) and lists the imports written *inside* those functions, which
+   list or tuple such as a dispatch table: an over-approximation of the
+   calls) and lists the imports written *inside* those functions, which
    the job would run later: a table job that reaches ``import torch`` in a
    function fails at job time just as surely.
 

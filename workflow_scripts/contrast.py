@@ -25,4 +25,6 @@ summary = query_contrast(
     subject=snakemake.wildcards.subject,
     log=log,
 )
-plot_contrast(out.t, out.png, out.pdf, title=f"NRF {snakemake.wildcards.subject}", label_a=p.labels[0], label_b=p.labels[1])
+plot_contrast(
+    out.t, out.png, out.pdf, title=f"NRF {snakemake.wildcards.subject}", label_a=p.labels[0], label_b=p.labels[1]
+)

@@ -134,6 +134,7 @@ def shift_inside(
         if _inside(coords + vector, faces).all():
             return (coords + vector).astype(np.float32), vector
     raise ValueError(
-        f"no shift of {shift_mm} mm along {'any of %d random directions' % len(candidates) if isinstance(direction, str) else list(direction)} "
+        f"no shift of {shift_mm} mm along "
+        f"{'any of %d random directions' % len(candidates) if isinstance(direction, str) else list(direction)} "
         f"keeps all {len(coords)} voxels inside the subject's voxel hull: lower probes.shift_mm"
     )

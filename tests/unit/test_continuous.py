@@ -114,7 +114,10 @@ def test_subjects_grids_sit_at_different_sub_voxel_offsets():
     geos = {s: subject_geometry(0, s) for s in ("subj01", "subj02", "subj05", "subj07")}
     centres = {s: g["mni"].reshape(-1, 3) for s, g in geos.items()}
     # voxel centres inside a box of the occipital cortex
-    box = lambda p: p[np.all((p > [-40, -100, -20]) & (p < [40, -60, 10]), axis=1)]
+
+    def box(p):
+        return p[np.all((p > [-40, -100, -20]) & (p < [40, -60, 10]), axis=1)]
+
     trees = {s: cKDTree(box(c)) for s, c in centres.items()}
     a = box(centres["subj01"])
     for s in ("subj02", "subj05", "subj07"):
@@ -138,7 +141,10 @@ def test_between_voxels_and_scoring():
     assert len(kept) < len(pts) and cKDTree(voxels).query(kept)[0].min() >= 1.0
     # a smooth truth: a linear function of position per image
     slope = rng.normal(size=(12, 3))
-    truth = lambda p: slope @ p.T
+
+    def truth(p):
+        return slope @ p.T
+
     noisy_voxels = truth(voxels) + 8.0 * rng.normal(size=(12, len(voxels)))
     rows = C.score_methods(truth(kept), truth(voxels),
                            queried={C.NRF_ONE: (truth(kept), truth(voxels))},

@@ -1,7 +1,6 @@
 """The downloader and the ranged reader against a real HTTP server on 127.0.0.1."""
 
 import gzip
-import io
 import socket
 
 import h5py

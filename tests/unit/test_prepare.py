@@ -218,7 +218,8 @@ def test_clean_val_is_disjoint_and_seeded(tree, tmp_path):
     np.testing.assert_array_equal(np.union1d(a.train.image_ids, a.val.image_ids), paper.train.image_ids)
     np.testing.assert_array_equal(a.val.image_ids, b.val.image_ids)
     np.testing.assert_array_equal(a.train.responses, b.train.responses)
-    vals = {tuple(run(tree, tmp_path, "clean", name=f"s{s}.hdf5", val_fraction=0.4, seed=s).val.image_ids) for s in range(6)}
+    vals = {tuple(run(tree, tmp_path, "clean", name=f"s{s}.hdf5", val_fraction=0.4, seed=s).val.image_ids)
+            for s in range(6)}
     assert len(vals) > 1
 
 
@@ -322,7 +323,8 @@ def test_seen_by_all_keeps_shared_images_of_the_first_sessions(tree, tmp_path):
     mo[late], mo[swap] = mo[swap], N_SHARED
     design = scipy.io.loadmat(tree.root / nsd_layout.EXPDESIGN)
     design["masterordering"] = mo[None].astype(np.float64)
-    scipy.io.savemat(tree.root / nsd_layout.EXPDESIGN, {k: design[k] for k in ("masterordering", "subjectim", "sharedix")})
+    scipy.io.savemat(tree.root / nsd_layout.EXPDESIGN,
+                     {k: design[k] for k in ("masterordering", "subjectim", "sharedix")})
     s_index = int(SUBJECT[-2:]) - 1
     early = np.unique(tree.subjectim[s_index, mo[:T][mo[:T] <= N_SHARED] - 1] - 1)
     every = np.unique(tree.subjectim[s_index, mo[: 2 * T][mo[: 2 * T] <= N_SHARED] - 1] - 1)

@@ -1,8 +1,6 @@
 """The decoding rules on a tiny simulated run: offline reconstructions, metric CSVs,
 Figure 3, decoding=none, and MindEye2's input assembly up to the checkpoint."""
 
-from pathlib import Path
-
 import h5py
 import numpy as np
 import pytest
@@ -30,7 +28,8 @@ def test_every_source_is_decoded_and_scored(decoded):
         with h5py.File(decoded / f"{RESULTS}/offline/{source}/subj01.hdf5") as f:
             assert f["images"].shape == (20, 16, 16, 3) and f["images"].dtype == np.uint8
             np.testing.assert_array_equal(f["image_ids"][()], test_ids)
-        metrics = read_frame(decoded / f"{RESULTS}/offline/metrics/{source}/subj01.csv", "decoding_metrics").set_index("metric")
+        metrics = read_frame(decoded / f"{RESULTS}/offline/metrics/{source}/subj01.csv",
+                             "decoding_metrics").set_index("metric")
         assert list(metrics.index[:8]) == list(METRICS)
         assert np.isfinite(metrics.loc[["pixcorr", "ssim", "feature_2way"], "value"]).all()
         # a paper column is a number exactly when its network was available, else n/a with the reason
@@ -50,7 +49,8 @@ def test_adaptation_cells_decode_the_papers_rows(decoded):
 
 
 def test_measured_responses_decode_above_chance(decoded):
-    metrics = read_frame(decoded / f"{RESULTS}/offline/metrics/measured/subj01.csv", "decoding_metrics").set_index("metric")
+    metrics = read_frame(decoded / f"{RESULTS}/offline/metrics/measured/subj01.csv",
+                         "decoding_metrics").set_index("metric")
     assert metrics.at["feature_2way", "value"] > 0.6  # chance 0.5
     assert metrics.at["pixcorr", "value"] > 0.1
 
@@ -75,7 +75,8 @@ def test_decoding_none_leaves_the_dag(decoded):
 def test_mindeye2_inputs_stop_at_a_missing_checkpoint_and_assemble_with_one(decoded, tmp_path):
     target = f"{RESULTS}/mindeye2/inputs/measured/subj01.hdf5"
     missing = tmp_path / "no_checkpoints"
-    result = snakemake(decoded, target, "--config", "decoding=mindeye2", f"decoder={{mindeye2: {{checkpoint_dir: {missing}}}}}")
+    result = snakemake(decoded, target, "--config", "decoding=mindeye2",
+                       f"decoder={{mindeye2: {{checkpoint_dir: {missing}}}}}")
     assert result.returncode != 0
     log = (decoded / "logs/mindeye2_inputs/simulated_measured_subj01.log").read_text()
     assert f"MindEye2 checkpoint folder {missing}" in log and "does not exist" in log
@@ -90,7 +91,8 @@ def test_mindeye2_inputs_stop_at_a_missing_checkpoint_and_assemble_with_one(deco
     for key, path in files.items():
         if key != "model":
             path.touch()
-    result = snakemake(decoded, target, "--config", "decoding=mindeye2", f"decoder={{mindeye2: {{checkpoint_dir: {ckpt}}}}}")
+    result = snakemake(decoded, target, "--config", "decoding=mindeye2",
+                       f"decoder={{mindeye2: {{checkpoint_dir: {ckpt}}}}}")
     assert result.returncode == 0, result.stderr[-3000:]
     with h5py.File(decoded / target) as f:
         assert f["voxels"].shape == (20, 1, measured.shape[1])

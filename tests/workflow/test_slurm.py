@@ -154,7 +154,8 @@ class SingleNodeSlurm:
                                f"--socket={self.munge_socket}", f"--pid-file={mdir}/munged.pid",
                                f"--seed-file={mdir}/munged.seed", f"--log-file={mdir}/munged.log"])
         if not _wait(self.munge_socket.exists, 15):
-            return f"munged did not start: {(mdir / 'munged.log').read_text()[-1000:] if (mdir / 'munged.log').exists() else ''}"
+            log = mdir / "munged.log"
+            return f"munged did not start: {log.read_text()[-1000:] if log.exists() else ''}"
         self._spawn("slurmctld", [shutil.which("slurmctld") or "/usr/sbin/slurmctld", "-D", "-i", "-f", str(self.conf)])
         if not _wait(lambda: self._query(["scontrol", "ping"]).endswith("is UP"), 30):
             return f"slurmctld did not answer: {self._log('slurmctld')}"

@@ -48,7 +48,9 @@ def scale_betas(betas: np.ndarray) -> np.ndarray:
     return np.asarray(betas, dtype=np.float32) / np.float32(nsd_layout.BETA_SCALE)
 
 
-def zscore_session(responses: np.ndarray, stats_trials: np.ndarray | None = None, eps: float = ZSCORE_EPS) -> np.ndarray:
+def zscore_session(
+    responses: np.ndarray, stats_trials: np.ndarray | None = None, eps: float = ZSCORE_EPS
+) -> np.ndarray:
     """Z-score every voxel of one session: (x - mean) / (std + eps).
 
     Parameters

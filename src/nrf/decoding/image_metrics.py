@@ -316,7 +316,8 @@ def _hub_checkpoint(url: str) -> Path:
 
 
 def _unavailable(what: str, where, error: Exception | None = None) -> NetworkUnavailable:
-    detail = f": {type(error).__name__}: {error}" if error else f"; not in the local cache ({where}) and downloads are off"
+    detail = (f": {type(error).__name__}: {error}" if error
+              else f"; not in the local cache ({where}) and downloads are off")
     return NetworkUnavailable(f"{what} weights unavailable{detail}")
 
 

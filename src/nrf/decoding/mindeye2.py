@@ -127,7 +127,9 @@ def scale_responses(responses: np.ndarray, scaling: str) -> np.ndarray:
     return (responses - responses.mean(axis=0, keepdims=True)) / np.where(std > 0, std, 1.0)
 
 
-def assemble_inputs(responses, voxel_ijk, grid_shape, n_checkpoint_voxels: int, *, scaling: str = "as_is") -> np.ndarray:
+def assemble_inputs(
+    responses, voxel_ijk, grid_shape, n_checkpoint_voxels: int, *, scaling: str = "as_is"
+) -> np.ndarray:
     """MindEye2's input: (n_images, 1, n_voxels) float32, one "repeat" per image.
 
     responses : (n_images, n_voxels) in the prepared file's voxel order

@@ -48,7 +48,8 @@ def write_reconstructions(path, recon: Reconstructions) -> None:
     images = np.asarray(recon.images)
     ids = np.asarray(recon.image_ids, dtype=np.int64)
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8 or len(images) != len(ids):
-        raise ValueError(f"images must be (len(image_ids)={len(ids)}, H, W, 3) uint8, got {images.shape} {images.dtype}")
+        raise ValueError(
+            f"images must be (len(image_ids)={len(ids)}, H, W, 3) uint8, got {images.shape} {images.dtype}")
     if len(ids) > 1 and np.any(np.diff(ids) <= 0):
         raise ValueError("image_ids must be sorted ascending and unique")
     with atomic_output(path) as tmp, new_hdf5(tmp) as f:

@@ -23,7 +23,8 @@ ROI_TABLE_ATLASES = tuple(nsd_layout.ROI_ATLASES)
 def _scores_and_voxels(score_csv, voxel_csv) -> tuple[pd.DataFrame, pd.DataFrame]:
     scores, voxels = read_frame(score_csv, "scores"), read_frame(voxel_csv, "voxels")
     if len(scores) != len(voxels) or not np.array_equal(scores["voxel"], voxels["voxel"]):
-        raise ValueError(f"{score_csv} ({len(scores)} voxels) and {voxel_csv} ({len(voxels)}) describe different voxels")
+        raise ValueError(
+            f"{score_csv} ({len(scores)} voxels) and {voxel_csv} ({len(voxels)}) describe different voxels")
     return scores, voxels
 
 

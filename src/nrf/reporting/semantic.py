@@ -49,7 +49,9 @@ def _backend(csv) -> str:
     return str(read_frame(csv, "decoding_metrics")["backend"].iloc[0])
 
 
-def semantic_columns(metric_csvs: dict[str, list], subjects: list[str], paper: pd.DataFrame | None = None) -> pd.DataFrame:
+def semantic_columns(
+    metric_csvs: dict[str, list], subjects: list[str], paper: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """One row per method: backend, and per metric {m}_mean, {m}_sem, {m}_paper, {m}_{subject}.
 
     metric_csvs : method (as the paper spells it) -> per-subject CSVs in ``subjects`` order

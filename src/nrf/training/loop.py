@@ -684,7 +684,11 @@ def train_linear(
 
     val_emb = None if val is None else EncodingSplit({"embedding": val.features["embedding"]}, val.responses)
     epochs = replace(config, max_steps=total, eval_every=steps_per_epoch, patience=None, min_steps=0)
-    history = fit_steps(model, step_loss, opt, lambda: None if val_emb is None else evaluate(model, val_emb, None, config),
+
+    def validate():
+        return None if val_emb is None else evaluate(model, val_emb, None, config)
+
+    history = fit_steps(model, step_loss, opt, validate,
                         epochs, steps_per_epoch=steps_per_epoch, name="linear", log=log, source=source,
                         keep_best=None if val is None else "val_mse", lower_is_better=True, scheduler=sched)
     for record in history:
