@@ -6,7 +6,9 @@ matplotlib.use("Agg")
 
 import numpy as np
 import pytest
-import torch
+
+import nrf  # noqa: F401  (before any convolution: it holds the CPU kernels to AVX2, nrf.reproducible)
+import torch  # noqa: E402
 
 
 def seed_list(text: str) -> tuple[int, ...]:
