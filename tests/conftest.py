@@ -7,7 +7,7 @@ matplotlib.use("Agg")
 import numpy as np
 import pytest
 
-import nrf  # noqa: F401  (before any convolution: it holds the CPU kernels to AVX2, nrf.reproducible)
+import nrf  # noqa: F401  (before any convolution: it holds the CPU kernels to AVX2, nrf.REPRODUCIBLE_MATH)
 import torch  # noqa: E402
 
 

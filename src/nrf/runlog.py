@@ -41,7 +41,7 @@ def start(snakemake) -> logging.Logger:
         sys.modules["torch"].set_num_threads(snakemake.threads)
     log.info("rule %s, wildcards %s", snakemake.rule, dict(snakemake.wildcards))
     log.info("library %s", Path(nrf.__file__).parent)
-    log.info("CPU kernels %s (nrf.reproducible)", nrf.REPRODUCIBLE_MATH)
+    log.info("CPU kernels %s (nrf.REPRODUCIBLE_MATH)", nrf.REPRODUCIBLE_MATH)
     log.info("params %s", dict(snakemake.params))
     return log
 

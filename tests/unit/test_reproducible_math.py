@@ -1,4 +1,4 @@
-"""Importing nrf holds torch's CPU kernels to AVX2 (nrf.reproducible), so a CPU
+"""Importing nrf holds torch's CPU kernels to AVX2 (nrf.hold_cpu_kernels), so a CPU
 training gives the same bits on an AVX-512 machine as on an AVX2 one."""
 
 import os
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from nrf.reproducible import cpu_vendor, hold_cpu_kernels, kernel_settings
+from nrf import cpu_vendor, hold_cpu_kernels, kernel_settings
 
 EVERY_SETTING = ("ONEDNN_MAX_CPU_ISA", "MKL_CBWR")
 
