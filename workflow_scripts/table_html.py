@@ -11,7 +11,7 @@ from nrf.frames import read_frame  # noqa: E402
 from nrf.reporting.format import to_html  # noqa: E402
 
 p, i = snakemake.params, snakemake.input
-table = read_frame(i.csv, "table")  # a parse error names the file
+table = read_frame(i.csv, "table")  # a failed checksum or a parse error names the file
 if p.pivot:  # long rows (one per value) as one column per ``columns`` value, in their order
     order = list(dict.fromkeys(table[p.pivot["columns"]]))
     table = table.pivot_table(index=p.pivot["index"], columns=p.pivot["columns"], values=p.pivot["values"],

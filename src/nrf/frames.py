@@ -13,9 +13,10 @@ stops the job that reads it with an error naming the file and the command
 that rebuilds it, and never becomes a number in a table.
 
 The checksum line starts with ``#``: other tools read these files with
-``pandas.read_csv(path, comment="#")``. The paper tables under
-``results/{dataset}/tables/`` are deliverables and carry no checksum line;
-rules that read one use kind ``table`` (parse errors still name the file).
+``pandas.read_csv(path, comment="#")``. The paper tables and the figures'
+numbers (``results/{dataset}/tables/*.csv``, ``figures/*.csv``) are kind
+``table``: they carry the checksum line too, because the claims page and the
+HTML pages are built from them; an n/a cell is empty, so any column may be.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class Kind:
     nullable     : columns that may be empty (read as NaN)
     float_format : ``DataFrame.to_csv``'s float_format (None: shortest repr)
     checksum     : whether the file ends with the sha256 line
+    any_empty    : every column may be empty (a paper table's n/a cells)
     """
 
     what: str
@@ -54,6 +56,7 @@ class Kind:
     nullable: tuple[str, ...] = ()
     float_format: str | None = "%.6g"
     checksum: bool = True
+    any_empty: bool = False
 
 
 #: Every CSV one rule hands another; the writer and reader name the same kind.
@@ -91,8 +94,9 @@ KINDS: dict[str, Kind] = {
     "adaptation_decoding": Kind("adaptation decoding CSV", {
         "target": "str", "n_train": "int", "draw": "int", "method": "str", "metric": "str", "value": "float",
         "note": "str", "backend": "str"}, nullable=("value", "note", "backend")),
-    # a paper table (results/{dataset}/tables/*.csv), read by the rules that render it
-    "table": Kind("table CSV", checksum=False),
+    # a paper table or a figure's numbers (results/{dataset}/tables/*.csv, figures/*.csv), read by the
+    # rules that render it and by the claims page; its columns differ per table, n/a cells are empty
+    "table": Kind("table CSV", any_empty=True),
 }
 
 
@@ -149,14 +153,20 @@ def _problems(table: pd.DataFrame, spec: Kind) -> list[str]:
             if infinite.any():
                 out.append(f"column {column!r} has {int(infinite.sum())} infinite value(s) "
                            f"(first at row {int(np.flatnonzero(infinite)[0])})")
-        if empty.any() and column not in spec.nullable:
+        if empty.any() and column not in spec.nullable and not spec.any_empty:
             out.append(f"column {column!r} has {int(empty.sum())} empty or NaN value(s) of {len(series)} "
                        f"(first at row {int(np.flatnonzero(empty)[0])})")
     return out
 
 
-def write_frame(table: pd.DataFrame, path, kind: str) -> None:
+_KIND_FORMAT = object()  # write_frame's float_format default: the kind's
+
+
+def write_frame(table: pd.DataFrame, path, kind: str, *, float_format=_KIND_FORMAT) -> None:
     """Write ``table`` (no index) as a CSV of ``kind``, atomically, with its checksum line.
+
+    ``float_format`` overrides the kind's (a paper table keeps the digits it
+    has always been written with).
 
     Raises :class:`FrameError`, naming the file, if ``table`` breaks the kind
     (a NaN where none may be is a bug upstream, not a number to store).
@@ -168,7 +178,8 @@ def write_frame(table: pd.DataFrame, path, kind: str) -> None:
     problems = _problems(table, spec) if len(table) else []
     if problems:
         raise FrameError(f"{path} (before writing): this {spec.what} " + "; ".join(problems))
-    data = table.to_csv(index=False, float_format=spec.float_format, lineterminator="\n").encode()
+    digits = spec.float_format if float_format is _KIND_FORMAT else float_format
+    data = table.to_csv(index=False, float_format=digits, lineterminator="\n").encode()
     if spec.checksum:
         data += CHECKSUM_PREFIX + hashlib.sha256(data).hexdigest().encode() + b"\n"
     with atomic_output(path) as tmp:
@@ -191,12 +202,13 @@ def _verified_body(raw: bytes, path: Path, what: str) -> bytes:
     return body
 
 
-def read_frame(path, kind: str) -> pd.DataFrame:
+def read_frame(path, kind: str, *, dtype: dict | None = None) -> pd.DataFrame:
     """Read a CSV of ``kind`` written by :func:`write_frame`, checked (see the module docstring).
 
     Raises :class:`nrf.checks.CorruptFileError` (an OSError) for a file whose
     checksum fails or that does not parse, :class:`FrameError` (a ValueError)
-    for one that parses but breaks its kind; both name the file.
+    for one that parses but breaks its kind; both name the file. ``dtype`` is
+    ``pandas.read_csv``'s (a column to keep as text, such as ``train_images``).
     """
     spec = _kind(kind)
     path = Path(path)
@@ -205,7 +217,7 @@ def read_frame(path, kind: str) -> pd.DataFrame:
     raw = path.read_bytes()
     body = _verified_body(raw, path, spec.what) if spec.checksum else raw
     try:
-        table = pd.read_csv(io.BytesIO(body))
+        table = pd.read_csv(io.BytesIO(body), dtype=dtype)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as error:
         raise corrupt_file(path, spec.what, f"{type(error).__name__}: {error}") from error
     problems = _problems(table, spec)

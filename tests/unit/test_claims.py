@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from nrf.checks import CorruptFileError
+from nrf.frames import read_frame, write_frame
 from nrf.reporting import claims as C
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,7 +46,7 @@ def test_combine():
 def _write(results: Path, rel: str, rows) -> None:
     path = results / rel
     path.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(rows).to_csv(path, index=False)
+    write_frame(pd.DataFrame(rows), path, "table", float_format=None)  # as the rules write a table
 
 
 def _table1(results, nrf, linear, fwrf):
@@ -237,8 +238,23 @@ def test_unreadable_table_stops_the_page_and_a_missing_one_is_not_run(tmp_path):
     assert C._baselines(tmp_path).verdict == C.NOT_RUN
     (tmp_path / "tables").mkdir()
     (tmp_path / "tables" / "table1.csv").write_text("")  # it was written, then lost its contents
-    with pytest.raises(CorruptFileError, match=r"table1\.csv.*EmptyDataError"):
+    with pytest.raises(CorruptFileError, match=r"table1\.csv.*checksum line"):
         C._baselines(tmp_path)
+
+
+@pytest.mark.parametrize("how", ["zeros", "truncated"])
+def test_a_damaged_table_stops_the_page_naming_it(tmp_path, how):
+    """A table written whole, then damaged (zeros in its middle, or cut short), is never read as numbers."""
+    run = tmp_path / "run"
+    _table1(run, nrf=[0.40, 0.42, 0.38, 0.41], linear=[0.30, 0.33, 0.29, 0.31], fwrf=[0.31, 0.30, 0.29, 0.30])
+    path = run / "tables" / "table1.csv"
+    raw = path.read_bytes()
+    mid = len(raw) // 2
+    path.write_bytes(raw[:mid] + bytes(32) + raw[mid + 32:] if how == "zeros" else raw[:mid])
+    out = {k: tmp_path / f"claims.{k}" for k in ("csv", "md", "html")}
+    with pytest.raises(CorruptFileError, match=rf"{path}: this table CSV is corrupt"):
+        C.write_claims(paper_csv=PAPER, run_results=run, out_csv=out["csv"], out_md=out["md"], out_html=out["html"])
+    assert not any(f.exists() for f in out.values())
 
 
 def test_write_claims_two_runs(tmp_path):
@@ -253,7 +269,7 @@ def test_write_claims_two_runs(tmp_path):
     table = [line for line in md.splitlines() if line.startswith("|")]
     assert table[0].startswith("| Claim ") and "Claims run" in table[0] and len(table) == len(C.claims()) + 2
     assert "<table" in out["html"].read_text()
-    back = pd.read_csv(out["csv"])
+    back = read_frame(out["csv"], "table")
     assert list(back["claim"]) == [c.key for c in C.claims()]
 
 

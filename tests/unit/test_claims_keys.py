@@ -219,7 +219,7 @@ def test_depth_table_with_seeds_shows_mean_sem_and_sd(tmp_path, rng):
     md = out["md"].read_text()
     assert "mean ± SEM over 3 seeds" in md and "Pearson SD over seeds" in md and "NRF depth 8 (1 of 3 seeds)" in md
     assert f"{row['pearson_mean']:.3f} ± {row['pearson_sem']:.3f}" in md
-    back = pd.read_csv(out["csv"])
+    back = read_frame(out["csv"], "table")
     assert np.isfinite(back["pearson_sem"]).all() and np.isfinite(back["pearson_sd"]).all()
     # one score file too few for 3 depths x 3 seeds
     with pytest.raises(ValueError, match="3 seeds"):
@@ -234,7 +234,7 @@ def test_depth_table_with_seeds_shows_mean_sem_and_sd(tmp_path, rng):
 def _write(root: Path, rel: str, rows) -> None:
     path = root / rel
     path.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(rows).to_csv(path, index=False)
+    write_frame(pd.DataFrame(rows), path, "table", float_format=None)  # as the rules write a table
 
 
 def _seed_table(root, axis, name, rows):

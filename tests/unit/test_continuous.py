@@ -14,13 +14,13 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import yaml
 from matplotlib.colors import to_hex
 from scipy.spatial import cKDTree
 
 from nrf.config import validate_config
+from nrf.frames import read_frame
 from nrf.data import nsd_layout
 from nrf.data.sim_model import (
     FourierField,
@@ -189,7 +189,7 @@ def test_tiny_sweep_end_to_end(tmp_path):
     assert list(legend) == [style.display_name(m) for m in C.METHODS]
     assert all(legend[style.display_name(m)] == style.colour(m) for m in C.METHODS)
     save_figure(fig, out["png"], out["pdf"])
-    back = pd.read_csv(out["csv"])
+    back = read_frame(out["csv"], "table")
     assert list(back["method"].unique()) == list(C.METHODS)
     md = out["md"].read_text()
     assert "| method | smooth | fine 2.5 mm |" in md and "This run:" in md

@@ -37,6 +37,7 @@ from nrf.features.base import Extractor
 from nrf.features.cache import extract_to_hdf5, read_features
 from nrf.frames import FrameError, read_frame, write_frame
 from nrf.models.nrf import NRF, NRFConfig
+from nrf.reporting import claims
 from nrf.reporting.adaptation_tables import read_cells
 from nrf.reporting.encoders import median_normalised, retrieval_of
 from nrf.reporting.figure4 import read_rows
@@ -173,6 +174,11 @@ def files(tmp_path_factory):
     write_frame(pd.DataFrame([{"target": "subj01", "n_train": 20, "draw": 0, "method": "NRF scratch", "metric": m,
                                "value": 0.5, "note": "", "backend": "offline"} for m in METRICS]),
                 out["cell_decoding"], "adaptation_decoding")
+    # a paper table (every table and figure CSV is written so); n/a cells are empty
+    out["table"] = d / "table1.csv"
+    write_frame(pd.DataFrame([{"method": m, "train_images": "full", "pearson_mean": r, "pearson_sem": s}
+                              for m, r, s in (("NRF", 0.31, 0.01), ("Linear Regression", 0.27, 0.012),
+                                              ("MindSimulator (Trials=1)", np.nan, np.nan))]), out["table"], "table")
     return out
 
 
@@ -195,6 +201,8 @@ READERS = {
     "finetune strategy CSV": ("strategies", lambda p: read_frame(p, "finetune_strategies")),
     "decoding metrics CSV": ("metrics", read_metrics),
     "adaptation decoding CSV": ("cell_decoding", lambda p: read_frame(p, "adaptation_decoding")),
+    "paper table CSV (claims page)": ("table", lambda p: claims._read(p.parent, p.name)),
+    "paper table CSV (HTML page)": ("table", lambda p: read_frame(p, "table")),
 }
 
 
@@ -273,6 +281,10 @@ def test_garbled_training_summary_is_named(tmp_path):
 def test_garbled_or_empty_csv_names_the_file(tmp_path):
     garbled = tmp_path / "table1.csv"
     garbled.write_text('method,pearson\nNRF,0.3\n"Linear,0.2\nx,1,2,3\n')
+    with pytest.raises(CorruptFileError, match="table1.csv.*checksum line"):
+        read_frame(garbled, "table")
+    body = garbled.read_bytes()  # garbled before its checksum was taken: the parse fails instead
+    garbled.write_bytes(body + b"# sha256=" + hashlib.sha256(body).hexdigest().encode() + b"\n")
     with pytest.raises(CorruptFileError, match="table1.csv.*ParserError"):
         read_frame(garbled, "table")
     empty = tmp_path / "empty.csv"

@@ -126,7 +126,7 @@ def test_table1_with_ceiling_retrieval_quoted_rows_and_roi_csv(tmp_path, rng):
     assert np.isnan(table.at["MindSimulator (Trials=1)", "pearson_mean"])
     md = (tmp_path / "t.md").read_text()
     assert "MindSimulator (Trials=1) (quoted from the paper)" in md and "50.0" in md and "% of noise ceiling" in md
-    rois = pd.read_csv(tmp_path / "rois.csv")
+    rois = read_frame(tmp_path / "rois.csv", "table")
     v1 = rois[(rois["roi"] == "V1v") & (rois["subject"] == "subj02")]
     assert len(v1) == 1 and v1["n_voxels"].item() == 10
     assert v1["median_r"].item() == pytest.approx(np.median(read_frame(scores[1], "scores")["pearson"][:10]))

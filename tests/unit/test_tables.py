@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nrf.frames import FrameError, write_frame
+from nrf.frames import FrameError, read_frame, write_frame
 from nrf.reporting.tables import mean_sem, paper_values, write_table1
 
 
@@ -51,7 +51,7 @@ def test_table1_cells(tmp_path, rng, paper_csv):
     assert row["pearson_sem"] == pytest.approx(np.std(medians["NRF"], ddof=1) / np.sqrt(3))
     assert row["pearson_paper"] == pytest.approx(0.358)
     assert row["pearson_subj05"] == pytest.approx(medians["NRF"][2])
-    written = pd.read_csv(tmp_path / "t.csv")
+    written = read_frame(tmp_path / "t.csv", "table")
     assert list(written["method"]) == ["NRF", "Linear Regression"]
     assert set(written["protocol"]) == {"clean"}
     md = (tmp_path / "t.md").read_text()

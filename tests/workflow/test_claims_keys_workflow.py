@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pandas as pd
 import pytest
 import yaml
 from test_pipeline import _planned_jobs
@@ -123,7 +122,7 @@ def test_tiny_run_with_every_key(tmp_path):
     assert result.returncode == 0, result.stderr[-4000:]
     results = tmp_path / "results/simulated"
     # probes.draws: one draw in every Figure 4 point (TINY's adaptation.draws is 2)
-    fig4 = pd.read_csv(results / "figures/fig4.csv")
+    fig4 = read_frame(results / "figures/fig4.csv", "table")
     assert (fig4["n_draws"] == 1).all() and set(fig4["panel"]) == {"a", "EBA", "V1"}
     # probes.shuffle_nrf: the probe's NRF has the given width, and its fit sits beside the linear model's
     fit = read_frame(results / "probes/shuffle/n20_fit.csv", "shuffle_fit")  # checksummed
@@ -134,7 +133,7 @@ def test_tiny_run_with_every_key(tmp_path):
     assert nrf["steps"].between(12, 40).all()
     # ablations.seeds: a spread column, over two seeds
     for name, axis in (("table5", "depth"), ("table6", "width")):
-        table = pd.read_csv(results / f"tables/{name}.csv")
+        table = read_frame(results / f"tables/{name}.csv", "table")
         assert (table["n_seeds"] == 2).all() and np.isfinite(table["pearson_sem"]).all()
         assert np.isfinite(table["pearson_sd"]).all()
         assert "mean ± SEM over 2 seeds" in (results / f"tables/{name}.md").read_text()

@@ -13,12 +13,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import yaml  # noqa: E402
 from matplotlib.colors import to_hex  # noqa: E402
 from tiny_workflow import TINY, run_snakemake  # noqa: E402
 
+from nrf.frames import read_frame  # noqa: E402
 from nrf.reporting import style  # noqa: E402
 from nrf.reporting.figure2 import figure2a, figure2b  # noqa: E402
 from nrf.reporting.figure3 import figure3  # noqa: E402
@@ -115,10 +115,10 @@ def test_each_method_has_one_colour_in_every_figure(built, built_fig2b):
     run, fig2b_run = built[0], built_fig2b[0]
     results = run / "results/simulated"
     drawn = {}
-    table = pd.read_csv(run / FIGURE_DIR / "fig2a.csv", dtype={"n_train": str})
+    table = read_frame(run / FIGURE_DIR / "fig2a.csv", "table", dtype={"n_train": str})
     drawn["fig2a"] = _colours(figure2a(table, n_full=TINY["simulation"]["n_train_images"], dataset="simulated",
                                        protocol="paper"))
-    points = pd.read_csv(run / FIGURE_DIR / "fig_universal_transfer.csv")
+    points = read_frame(run / FIGURE_DIR / "fig_universal_transfer.csv", "table")
     drawn["fig_universal_transfer"] = _colours(transfer_figure(points, target="subj02", dataset="simulated"))
     probes = sorted(glob.glob(str(results / "probes/*/n*.csv")))
     drawn["fig4"] = _colours(figure4(read_rows(probes), dataset="simulated", protocol="paper"))

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import pandas as pd
 import pytest
 import yaml
 from http_server import RangeServer
@@ -79,7 +78,7 @@ def served_run(tmp_path_factory):
 
 def test_table1_built_from_downloaded_data(served_run):
     _, workdir, _ = served_run
-    table = pd.read_csv(workdir / "results/nsd/tables/table1.csv")
+    table = read_frame(workdir / "results/nsd/tables/table1.csv", "table")
     assert {"Linear Regression", "NRF", "fWRF"} <= set(table["method"])
     assert set(table["dataset"]) == {"nsd"}
     assert np.isfinite(table.loc[~table["quoted"], "pearson_mean"]).all()  # quoted rows: the paper's only

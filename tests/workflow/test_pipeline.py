@@ -8,7 +8,6 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import pandas as pd
 import pytest
 import yaml
 
@@ -21,7 +20,7 @@ pytestmark = pytest.mark.workflow
 
 
 def test_table1_has_every_method_with_finite_scores(tiny_run):
-    table = pd.read_csv(tiny_run / "results/simulated/tables/table1.csv")
+    table = read_frame(tiny_run / "results/simulated/tables/table1.csv", "table")
     assert list(table["method"]) == [
         "Measured fMRI", "Linear Regression", "fWRF", "Ridge (per-voxel CV)", "Universal (single subject)",
         "Universal (all subjects)", "NRF", "MindSimulator (Trials=1)", "MindSimulator (Trials=5)",
@@ -32,10 +31,10 @@ def test_table1_has_every_method_with_finite_scores(tiny_run):
     assert table["quoted"].sum() == 2 and table.loc[table["quoted"], "pearson_mean"].isna().all()
     assert (table.dropna(subset=["pearson_paper"])["pearson_paper"] > 0.3).all()  # the paper's values beside ours
     assert set(table["method"].dropna()) >= {"fWRF", "NRF"}
-    rois = pd.read_csv(tiny_run / "results/simulated/tables/table1_rois.csv")
+    rois = read_frame(tiny_run / "results/simulated/tables/table1_rois.csv", "table")
     assert {"subject", "method", "atlas", "roi", "median_r"} <= set(rois)
     assert set(rois["subject"]) == {"subj01", "subj02"}
-    universal = pd.read_csv(tiny_run / "results/simulated/tables/table_universal.csv")
+    universal = read_frame(tiny_run / "results/simulated/tables/table_universal.csv", "table")
     assert len(universal) == 2 * 3 and universal["top1"].between(0, 1).all()
     assert set(table["protocol"]) == {"paper"}
     assert "Table 1" in (tiny_run / "results/simulated/tables/table1.md").read_text()
@@ -231,7 +230,7 @@ def test_report_shows_the_table_numbers(tiny_run):
     result = snakemake(tiny_run, "--report", "report.html")
     assert result.returncode == 0, result.stderr[-3000:]
     page = (tiny_run / "report.html").read_text()
-    table = pd.read_csv(tiny_run / "results/simulated/tables/table1.csv")
+    table = read_frame(tiny_run / "results/simulated/tables/table1.csv", "table")
     html = (tiny_run / "results/simulated/tables/table1.html").read_text()
     assert "<table" in html and f"{table['pearson_mean'].iloc[1]:.3f}" in html
     assert "table1.html" in page  # the rendered table is in the report, not only a CSV link

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-import pandas as pd
 import pytest
 from tiny_workflow import TINY
+
+from nrf.frames import read_frame
 
 pytestmark = pytest.mark.workflow
 VOLUMES = TINY["volumes"]
@@ -36,7 +37,7 @@ def test_volumes_on_mni_grids(run):
 
 
 def test_table_resolution_rows(run):
-    table = pd.read_csv(run / "results/simulated/tables/table_resolution.csv")
+    table = read_frame(run / "results/simulated/tables/table_resolution.csv", "table")
     got = set(zip(table["model"], table["method"]))
     assert {("NRF", "queried"), ("NRF", "trilinear"), ("Linear", "nearest"), ("Linear", "trilinear"),
             ("Truth (noiseless)", "trilinear")} <= got

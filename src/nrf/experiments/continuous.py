@@ -72,6 +72,7 @@ from nrf.experiments.methods import (
 from nrf.experiments.resolution import heldout_lattice, interpolate_voxels, score
 from nrf.features.cache import read_features
 from nrf.features.pipeline import extract_seen_images
+from nrf.frames import write_frame
 from nrf.metrics import pearson_per_voxel
 from nrf.models.nrf import NRF, NRFConfig, code_wavelengths_mm
 from nrf.training.loop import (
@@ -503,7 +504,6 @@ def _pooled_gap(summ: pd.DataFrame, fields, table: pd.DataFrame) -> str:
 def write_outputs(table: pd.DataFrame, *, out_csv, out_md) -> None:
     """The tidy CSV and the Markdown table (the figure is
     :func:`nrf.reporting.fig_continuous_space.continuous_space_figure`'s)."""
-    with atomic_output(out_csv) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.4f")
+    write_frame(table, out_csv, "table", float_format="%.4f")
     with atomic_output(out_md) as tmp:
         tmp.write_text(markdown(table))

@@ -33,6 +33,7 @@ from nrf.checks import add_dataset, new_hdf5
 from nrf.data.predictions import read_predictions
 from nrf.data.prepared import load_prepared
 from nrf.data.simulate import SimulatedBrain, SimulationParams
+from nrf.frames import write_frame
 from nrf.features.cache import read_features
 from nrf.metrics import pearson_per_voxel
 from nrf.volumes.grid import func_grid_affine, grid_points, mni_grid, training_mask
@@ -158,8 +159,7 @@ def run_resolution(*, subject, nrf_checkpoint, predictions: dict, prepared, feat
     table = pd.DataFrame(rows)
     table["lattice_mm"] = spacing_mm
     table["voxel_mm"] = float(geo["voxel_size"])
-    with atomic_output(out_csv) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.4f")
+    write_frame(table, out_csv, "table", float_format="%.4f")
     with atomic_output(out_md) as tmp:
         tmp.write_text(_markdown(table, subject, spacing_mm, float(geo["voxel_size"])))
     log.info("\n%s", table.to_string())

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from nrf.checks import corrupt_file
-from nrf.frames import read_frame
+from nrf.frames import read_frame, write_frame
 from nrf.reporting.tables import (
     VOXEL_METRICS,
     _write_atomic,
@@ -57,7 +57,7 @@ def _shown(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _write(table: pd.DataFrame, *, title: str, note: str, out_csv, out_md, out_html) -> None:
-    _write_atomic(out_csv, table.to_csv(index=False, float_format="%.6g"))
+    write_frame(table, out_csv, "table")
     _write_atomic(out_md, to_markdown(_shown(table), title=title, note=note))
     _write_atomic(out_html, to_html(_shown(table), title=title, note=note))
 

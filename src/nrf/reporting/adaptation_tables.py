@@ -19,7 +19,7 @@ from nrf.experiments.methods import (
     SCRATCH,
     base_label,
 )
-from nrf.frames import read_frame
+from nrf.frames import read_frame, write_frame
 from nrf.reporting.semantic import EXTRA_TITLES, semantic_markdown_columns
 from nrf.reporting.tables import (
     _cell,
@@ -165,7 +165,7 @@ def write_adaptation_table(name, cell_csvs, *, target, nrf_full, linear_full, pa
     table.insert(0, "target", target)
     table.insert(1, "protocol", protocol)
     table.insert(2, "dataset", dataset)
-    _write_atomic(out_csv, table.to_csv(index=False, float_format="%.6g"))
+    write_frame(table, out_csv, "table")
     shots = sorted(cells["n_train"].unique())
     bases = sorted({m.split("base ")[1].split("->")[0] for m in cells["method"] if m.startswith("NRF finetune base")})
     note = (
@@ -197,7 +197,7 @@ def write_table3(cell_csvs, *, paper_csv, protocol, dataset, test_images, out_cs
     table.insert(0, "target", target)
     table.insert(1, "protocol", protocol)
     table.insert(2, "dataset", dataset)
-    _write_atomic(out_csv, table.to_csv(index=False, float_format="%.6g"))
+    write_frame(table, out_csv, "table")
     n = table["train_images"].iloc[0]
     best = table.loc[table["pearson_mean"].idxmax(), "method"]
     lam = cells[cells["method"] == HELDOUT]["lambda"]

@@ -32,9 +32,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nrf.checks import corrupt_file
 from nrf.experiments.methods import AVERAGE, ENSEMBLE, LINEAR, SCRATCH
-from nrf.frames import read_frame
+from nrf.frames import read_frame, write_frame
 from nrf.reporting.format import _write_atomic, to_html
 
 HOLDS = "holds"
@@ -136,11 +135,8 @@ def _read(results: Path | None, rel: str) -> pd.DataFrame | None:
     path = Path(results) / rel
     if not path.is_file():
         return None
-    try:
-        return pd.read_csv(path, dtype={"train_images": str})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        # a table that exists but does not parse is corrupt, not "not run"
-        raise corrupt_file(path, "table CSV", f"{type(error).__name__}: {error}") from error
+    # a table that exists but fails its checksum or does not parse is corrupt, not "not run"
+    return read_frame(path, "table", dtype={"train_images": str})
 
 
 def _sem(values) -> float:
@@ -667,7 +663,7 @@ def write_claims(*, paper_csv, run_results, out_csv, out_md, out_html, claims_re
             "**differs** beyond. A missing table is **not run**. The paper's numbers: reference/nrf_paper_tables.csv "
             "(real NSD, CLIP features); a simulated run tests the direction of each claim, not its values."
             + ("" if with_claims else " No claims run was given (configs/claims.yaml)."))
-    _write_atomic(out_csv, rows.to_csv(index=False))
+    write_frame(rows, out_csv, "table", float_format=None)
     md = shown.copy()
     for col in md.columns:
         md[col] = md[col].astype(str).str.replace("|", "\\|", regex=False)

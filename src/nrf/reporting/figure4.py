@@ -16,8 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from nrf.atomic import atomic_output  # noqa: E402
-from nrf.frames import read_frame  # noqa: E402
+from nrf.frames import read_frame, write_frame  # noqa: E402
 from nrf.perturbations import ALIGNED, INTACT, ROWS  # noqa: E402
 from nrf.reporting.style import FIGURE_METHODS, log_count_axis, save_figure, style  # noqa: E402
 
@@ -97,6 +96,5 @@ def write_figure4(csvs, *, dataset: str, protocol: str, out_png, out_pdf, out_cs
     fig = figure4(rows, dataset=dataset, protocol=protocol)
     save_figure(fig, out_png, out_pdf)
     summ = summary(rows)
-    with atomic_output(out_csv) as tmp:
-        summ.to_csv(tmp, index=False, float_format="%.6g")
+    write_frame(summ, out_csv, "table")
     return summ

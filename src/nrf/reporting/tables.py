@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from nrf.frames import read_frame
+from nrf.frames import read_frame, write_frame
 from nrf.reporting.encoders import median_normalised, retrieval_of, roi_medians
 from nrf.reporting.format import (  # noqa: F401
     _cell,
@@ -176,7 +176,7 @@ def write_table1(score_csvs, *, paper_csv, subjects, protocol, dataset, test_ima
     table, shown, semantic = with_semantic(table, semantic_csvs, subjects, paper)
     table.insert(1, "protocol", protocol)
     table.insert(2, "dataset", dataset)
-    _write_atomic(out_csv, table.to_csv(index=False, float_format="%.6g"))
+    write_frame(table, out_csv, "table")
     note = (
         f"Dataset: **{dataset}**; protocol: **{protocol}** (paper = the authors' choices, "
         "clean = validation split of training images). Cells: per subject, the median over voxels "
@@ -200,7 +200,7 @@ def write_table1(score_csvs, *, paper_csv, subjects, protocol, dataset, test_ima
             raise ValueError("the per-ROI table needs voxel_csvs")
 
         rois = roi_medians(score_csvs, voxel_csvs, subjects)
-        _write_atomic(out_roi_csv, rois.to_csv(index=False, float_format="%.6g"))
+        write_frame(rois, out_roi_csv, "table")
     if semantic:
         note += "\n\n" + semantic
     title = "Table 1 — encoding accuracy, voxel and semantic level"

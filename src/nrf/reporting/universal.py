@@ -27,7 +27,7 @@ from matplotlib.colors import ListedColormap  # noqa: E402
 from nrf.atomic import atomic_output  # noqa: E402
 from nrf.data.prepared import load_prepared
 from nrf.features.cache import read_stimuli
-from nrf.frames import read_frame  # noqa: E402
+from nrf.frames import read_frame, write_frame  # noqa: E402
 from nrf.reporting.adaptation_tables import read_cells  # noqa: E402
 from nrf.reporting.encoders import median_normalised, retrieval_of  # noqa: E402
 from nrf.reporting.style import (  # noqa: E402
@@ -75,7 +75,7 @@ def write_table_universal(methods: dict[str, dict[str, list]], subjects: list[st
                 "chance_top1": r["chance_top1"], "chance_top5": r["chance_top5"], "n_test_images": r["n_images"],
             })
     table = pd.DataFrame(rows)
-    _write_text(out_csv, table.to_csv(index=False, float_format="%.6g"))
+    write_frame(table, out_csv, "table")
     shown = pd.DataFrame({
         "Subject": table["subject"], "Method": table["method"],
         "Median r ↑": table["median_r"].map("{:.3f}".format),
@@ -172,7 +172,7 @@ def plot_transfer(points: pd.DataFrame, *, target: str, dataset: str, out_png, o
                   log: logging.Logger | None = None) -> pd.DataFrame:
     """Write the transfer figure and its points (CURVE_COLUMNS, one row per draw) as CSV; returns the summary."""
     log = log or logger
-    _write_text(out_csv, points.to_csv(index=False, float_format="%.6g"))
+    write_frame(points, out_csv, "table")
     save_figure(transfer_figure(points, target=target, dataset=dataset), out_png, out_pdf)
     summary = transfer_summary(points)
     log.info("transfer curves (mean, SEM over draws):\n%s", summary.to_string(index=False))
@@ -292,8 +292,7 @@ def clusters_figure(embeddings: dict, subjects: list[str], prepared: list, voxel
         log.info("clusters vs ground-truth regions: %s", agreement)
     else:
         log.info("n/a: no ground-truth 'region' column in the voxel tables (only the simulator has one) — no ARI")
-    with atomic_output(out_csv) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.6g")
+    write_frame(table, out_csv, "table")
     plot_clusters([v[["x", "y", "z"]].to_numpy() for v in voxels], labels, subjects, top_local, images, k=k,
                   agreement=agreement, dataset=dataset, out_png=out_png, out_pdf=out_pdf)
     return {"agreement": agreement, "sizes": np.bincount(np.concatenate(labels), minlength=k).tolist()}
