@@ -160,6 +160,36 @@ def test_missing_weights_are_unavailable_without_download(tmp_path, monkeypatch)
             im.load_network(network, allow_download=False)
 
 
+def test_offline_cache_names_are_the_libraries_own():
+    """The cached file and repository names checked before importing torchvision or open_clip."""
+    import open_clip
+    from pathlib import Path
+
+    for network, (name, checkpoint) in im.TORCHVISION_WEIGHTS.items():
+        _, weights = im._torchvision_weights(network)
+        assert (str(weights), Path(weights.url).name) == (name, checkpoint)
+    assert open_clip.get_pretrained_cfg("ViT-L-14", "openai")["hf_hub"].strip("/") == im.CLIP_HF_REPO
+
+
+def test_no_cached_weights_means_no_heavy_import(tmp_path):
+    """An offline job with nothing cached marks the networks n/a without importing
+    torchvision or open_clip (about 3 CPU-seconds in every decoding job)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, torch; torch.hub.set_dir(sys.argv[1]); import os; os.environ['HF_HUB_CACHE'] = sys.argv[1]\n"
+        "from nrf.decoding import image_metrics as im\n"
+        "for n in ('alexnet', 'inception_v3', 'efficientnet_b1', 'clip_vitl14', 'swav_resnet50'):\n"
+        "    try: im.load_network(n, allow_download=False)\n"
+        "    except im.NetworkUnavailable: pass\n"
+        "    else: raise SystemExit(n + ' loaded')\n"
+        "print(sorted(m for m in ('torchvision', 'open_clip') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 def test_each_network_is_loaded_once_per_process(pair, tmp_path, monkeypatch):
     """Scoring many reconstruction sets (every adaptation cell) loads each network once,
     an unavailable one included, with every set's column n/a."""

@@ -299,6 +299,20 @@ FEATURE_SOURCES = {
 }
 
 
+#: Each torchvision network's weights and the file torch.hub caches them as
+#: (``Path(weights.url).name``; a unit test holds these to torchvision's), so
+#: that an offline job with no cached weights says n/a without importing
+#: torchvision (1.4 CPU-seconds) or open_clip (1.9 s).
+TORCHVISION_WEIGHTS = {
+    "alexnet": ("AlexNet_Weights.IMAGENET1K_V1", "alexnet-owt-7be5be79.pth"),
+    "inception_v3": ("Inception_V3_Weights.IMAGENET1K_V1", "inception_v3_google-0cc3c7bd.pth"),
+    "efficientnet_b1": ("EfficientNet_B1_Weights.IMAGENET1K_V2", "efficientnet_b1-c27df63c.pth"),
+}
+#: The Hugging Face repository open_clip reads ViT-L-14's OpenAI weights from
+#: (``open_clip.get_pretrained_cfg("ViT-L-14", "openai")["hf_hub"]``; unit test).
+CLIP_HF_REPO = "timm/vit_large_patch14_clip_224.openai"
+
+
 def _torchvision_weights(network: str):
     from torchvision import models  # torchvision: heavy; only the metric networks need it
 
@@ -322,10 +336,11 @@ def _unavailable(what: str, where, error: Exception | None = None) -> NetworkUna
 
 
 def _build_torchvision(network: str, allow_download: bool) -> torch.nn.Module:
-    build, weights = _torchvision_weights(network)
-    cached = _hub_checkpoint(weights.url)
+    name, checkpoint = TORCHVISION_WEIGHTS[network]
+    cached = _hub_checkpoint(checkpoint)
     if not allow_download and not cached.is_file():
-        raise _unavailable(f"torchvision {network} ({weights})", cached)
+        raise _unavailable(f"torchvision {network} ({name})", cached)
+    build, weights = _torchvision_weights(network)
     try:
         return build(weights=weights)  # raises rather than fall back to random weights
     except Exception as error:  # noqa: BLE001 - any failure to fetch or read the weights
@@ -356,6 +371,17 @@ def _build_clip(allow_download: bool) -> torch.nn.Module:
     model holds the same weights (QuickGELU) and runs in float32, so the
     features agree up to rounding.
     """
+    what = "open_clip ViT-L-14 (openai)"
+    pretrained = "openai"
+    if not allow_download:
+        from huggingface_hub import try_to_load_from_cache  # huggingface_hub: optional; the offline cache look-up
+
+        names = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+        found = [try_to_load_from_cache(CLIP_HF_REPO, name) for name in names]
+        found = [p for p in found if isinstance(p, str)]
+        if not found:
+            raise _unavailable(what, f"Hugging Face cache, {CLIP_HF_REPO}")
+        pretrained = found[0]
     # open_clip: heavy, only the CLIP metric needs it; torch: as above
     import open_clip
     import torch
@@ -368,18 +394,6 @@ def _build_clip(allow_download: bool) -> torch.nn.Module:
         def forward(self, x):
             return self.model.encode_image(x)
 
-    what = "open_clip ViT-L-14 (openai)"
-    pretrained = "openai"
-    if not allow_download:
-        from huggingface_hub import try_to_load_from_cache  # huggingface_hub: optional; the offline cache look-up
-
-        repo = open_clip.get_pretrained_cfg("ViT-L-14", "openai")["hf_hub"].strip("/")
-        names = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
-        found = [try_to_load_from_cache(repo, name) for name in names]
-        found = [p for p in found if isinstance(p, str)]
-        if not found:
-            raise _unavailable(what, f"Hugging Face cache, {repo}")
-        pretrained = found[0]
     try:
         model = open_clip.create_model("ViT-L-14-quickgelu", pretrained=pretrained, require_pretrained=True)
     except Exception as error:  # noqa: BLE001
