@@ -6,18 +6,22 @@ looks like a bad model, not a bad file). Damage that leaves finite numbers
 (a block of zeros) is caught by checksums: every HDF5 dataset the pipeline
 writes (:func:`new_hdf5`, :func:`add_dataset`) carries Fletcher-32 per chunk,
 verified on read and reported by :func:`open_hdf5`; CSVs carry a sha256
-line (nrf.frames), checkpoints and volumes a sha256 of their content.
+line (nrf.frames), checkpoints and volumes a sha256 of their content, JSON
+summaries a ``sha256`` key (:func:`write_json`, :func:`read_json`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
 
 import h5py
 import numpy as np
+
+from nrf.atomic import atomic_output
 
 #: The HDF5 format of every file the pipeline writes (:func:`new_hdf5`): from
 #: HDF5 1.10 on, object headers, the superblock and chunk indexes carry
@@ -60,6 +64,35 @@ def file_digest(path, algorithm: str = "sha256") -> str:
 def file_sha256(path) -> str:
     """The sha256 of a file's bytes (hex)."""
     return file_digest(path, "sha256")
+
+
+def _json_digest(content: dict) -> str:
+    return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def write_json(path, content: dict) -> None:
+    """``content`` as indented JSON, atomically, with a ``sha256`` key over the rest
+    (its canonical form: sorted keys, no spaces), which :func:`read_json` verifies."""
+    if "sha256" in content:
+        raise ValueError("write_json: 'sha256' is the checksum's key")
+    with atomic_output(path) as tmp:
+        Path(tmp).write_text(json.dumps({**content, "sha256": _json_digest(content)}, indent=1) + "\n")
+
+
+def read_json(path, what: str) -> dict:
+    """A JSON file :func:`write_json` wrote, verified: a garbled, truncated or edited
+    file raises :class:`CorruptFileError` naming it."""
+    try:
+        content = json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise corrupt_file(path, what, f"{type(error).__name__}: {error}") from error
+    expected = content.pop("sha256", None) if isinstance(content, dict) else None
+    if expected is None:
+        raise corrupt_file(path, what, "it has no 'sha256' key: it was written by something else")
+    if _json_digest(content) != expected:
+        raise corrupt_file(path, what, "the sha256 of its contents does not match its 'sha256' key: "
+                                       "it changed after it was written")
+    return content
 
 
 def new_hdf5(path) -> h5py.File:

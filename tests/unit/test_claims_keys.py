@@ -3,7 +3,6 @@ training-set fit), ablations.seeds; their schema, the probe's fit table, the
 seed-replicated Tables 5-6 and how the claims page decides with them."""
 
 import copy
-import json
 import logging
 import re
 from pathlib import Path
@@ -27,7 +26,7 @@ from nrf.experiments.probes import (
     write_fit_rows,
 )
 from nrf.features.pipeline import extract_seen_images
-from nrf.checks import CorruptFileError
+from nrf.checks import CorruptFileError, write_json
 from nrf.frames import FrameError, read_frame, write_frame
 from nrf.perturbations import GLOBAL, INTACT, WITHIN_ROI
 from nrf.reporting import claims as C
@@ -188,7 +187,7 @@ def _scores(path, r):
 
 
 def _training(path, points, max_steps):
-    path.write_text(json.dumps(training_summary([{"step": s, "val_median_r": r} for s, r in points], max_steps)))
+    write_json(path, training_summary([{"step": s, "val_median_r": r} for s, r in points], max_steps))
     return path
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nrf.checks import CorruptFileError, open_hdf5
+from nrf.checks import CorruptFileError, open_hdf5, write_json
 from nrf.data.compact_betas import read_compact_betas, write_compact_betas
 from nrf.data.nsd_layout import ROI_ATLASES
 from nrf.data.predictions import read_predictions, write_predictions
@@ -28,7 +28,7 @@ from nrf.decoding.reconstructions import (
     read_reconstructions,
     write_reconstructions,
 )
-from nrf.experiments.ablations import write_strategy_rows
+from nrf.experiments.ablations import training_summary, write_strategy_rows
 from nrf.experiments.adaptation import read_cell, write_cell
 from nrf.experiments.probes import write_rows
 from nrf.experiments.scoring import score_predictions
@@ -38,6 +38,7 @@ from nrf.features.cache import extract_to_hdf5, read_features
 from nrf.frames import FrameError, read_frame, write_frame
 from nrf.models.nrf import NRF, NRFConfig
 from nrf.reporting import claims
+from nrf.reporting.ablation_tables import _training_summary
 from nrf.reporting.adaptation_tables import read_cells
 from nrf.reporting.encoders import median_normalised, retrieval_of
 from nrf.reporting.figure4 import read_rows
@@ -174,6 +175,10 @@ def files(tmp_path_factory):
     write_frame(pd.DataFrame([{"target": "subj01", "n_train": 20, "draw": 0, "method": "NRF scratch", "metric": m,
                                "value": 0.5, "note": "", "backend": "offline"} for m in METRICS]),
                 out["cell_decoding"], "adaptation_decoding")
+    # how an ablation training ended (Tables 5-6 read its steps and whether the cap cut it off)
+    out["training"] = d / "training.json"
+    write_json(out["training"], training_summary([{"step": s, "val_median_r": 0.1 + s / 1e4}
+                                                  for s in range(60, 660, 60)], max_steps=600))
     # a paper table (every table and figure CSV is written so); n/a cells are empty
     out["table"] = d / "table1.csv"
     write_frame(pd.DataFrame([{"method": m, "train_images": "full", "pearson_mean": r, "pearson_sem": s}
@@ -201,6 +206,7 @@ READERS = {
     "finetune strategy CSV": ("strategies", lambda p: read_frame(p, "finetune_strategies")),
     "decoding metrics CSV": ("metrics", read_metrics),
     "adaptation decoding CSV": ("cell_decoding", lambda p: read_frame(p, "adaptation_decoding")),
+    "training summary JSON": ("training", _training_summary),
     "paper table CSV (claims page)": ("table", lambda p: claims._read(p.parent, p.name)),
     "paper table CSV (HTML page)": ("table", lambda p: read_frame(p, "table")),
 }
@@ -270,12 +276,19 @@ def test_a_changed_digit_stops_the_reader(files, tmp_path):
 
 
 def test_garbled_training_summary_is_named(tmp_path):
-    from nrf.reporting.ablation_tables import _training_summary
-
     path = tmp_path / "w64.json"
     path.write_text('{"steps": 4')
     with pytest.raises(CorruptFileError, match="w64.json: this training summary is corrupt"):
         _training_summary(path)
+
+
+def test_an_edited_training_summary_stops_the_table(files, tmp_path):
+    """Valid JSON with another number (steps 600 -> 300) still fails its checksum."""
+    edited = tmp_path / "training.json"
+    edited.write_text(files["training"].read_text().replace('"steps": 600', '"steps": 300'))
+    assert edited.read_text() != files["training"].read_text()
+    with pytest.raises(CorruptFileError, match="training.json.*changed after it was written"):
+        _training_summary(edited)
 
 
 def test_garbled_or_empty_csv_names_the_file(tmp_path):

@@ -1,12 +1,12 @@
 """Figure 4 and Tables 4-6 from synthetic rows: the numbers they show and the files they write."""
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from nrf.checks import write_json
 from nrf.experiments.ablations import training_summary, write_strategy_rows
 from nrf.experiments.probes import write_rows
 from nrf.frames import read_frame, write_frame
@@ -92,7 +92,7 @@ def test_width_table_sets_scaled_widths_beside_the_papers_by_rank(tmp_path, rng)
     for w, points in histories.items():
         summary = training_summary([{"step": st, "val_median_r": r} for st, r in points], max_steps=600)
         trainings.append(tmp_path / f"w{w}.json")
-        trainings[-1].write_text(json.dumps(summary))
+        write_json(trainings[-1], summary)
     out = {k: tmp_path / f"t6.{k}" for k in ("csv", "md", "html")}
     table = write_architecture_table("table6", "width", [64, 128, 256], scores, paper_csv=PAPER, subject="subj01",
                                      protocol="paper", dataset="simulated", test_images="seen_by_all",

@@ -14,14 +14,13 @@ and the adaptation cell and schedules (nrf.experiments.adaptation).
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 from pathlib import Path
 
 import pandas as pd
 
-from nrf.atomic import atomic_output
+from nrf.checks import write_json
 from nrf.devices import resolve_device
 from nrf.experiments.adaptation import read_cell_row
 from nrf.experiments.cell import Cell, finetune, schedule, score
@@ -134,8 +133,7 @@ def train_architecture(
         summary = score_predictions(predictions, prepared_path, out_scores, log=log)
     training = training_summary(ckpt["history"], train_options["max_steps"])
     if out_training is not None:
-        with atomic_output(out_training) as tmp:
-            Path(tmp).write_text(json.dumps(training, indent=1))
+        write_json(out_training, training)
     log.info("depth %d width %d: median r %.4f after %d steps", ckpt["model_config"]["depth"],
              ckpt["model_config"]["width"], summary["median_r"], training["steps"])
     return dict(summary, steps=training["steps"])

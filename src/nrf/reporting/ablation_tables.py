@@ -9,13 +9,11 @@ training per (row, seed) and the mean ± SEM over seeds (and the SD).
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from nrf.checks import corrupt_file
+from nrf.checks import read_json
 from nrf.frames import read_frame, write_frame
 from nrf.reporting.tables import (
     VOXEL_METRICS,
@@ -155,11 +153,8 @@ def paper_rows_for(axis: str, values, paper: pd.DataFrame) -> tuple[list[str], s
 
 
 def _training_summary(path) -> dict:
-    """A training summary JSON (nrf.experiments.ablations.training_summary); a garbled one is named."""
-    try:
-        return json.loads(Path(path).read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise corrupt_file(path, "training summary", f"{type(error).__name__}: {error}") from error
+    """A training summary JSON (nrf.experiments.ablations.training_summary), verified; a damaged one is named."""
+    return read_json(path, "training summary")
 
 
 def _cap_note(table: pd.DataFrame, max_steps: int) -> str:
