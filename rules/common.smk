@@ -581,17 +581,21 @@ def continuous_space_files():
 
 def claims_inputs(wildcards):
     """Every CSV the claims page may read that this config builds, so that it
-    is written last; a table the config does not build shows as "not run"."""
+    is written last; the page reads no others (a table the config does not
+    build shows as "not run", even if another config left one in the folder)."""
     found = targets()
-    return [
-        f
+    built = [
+        name
         for name, t in found.items()
         if name != "claims"
         and t.kind in ("table", "figure")
         and missing(name, named=False) is None
-        for f in t.files
-        if f.endswith(".csv")
     ]
+    files = [f for name in built for f in found[name].files if f.endswith(".csv")]
+    if "fig4" in built and SHUFFLE_NRF is not None:
+        # the shuffle probe's training-set fits (the page's identity sentence)
+        files += [f"results/{DATASET}/probes/shuffle/n{n}_fit.csv" for n in SHOTS]
+    return files
 
 
 def figure_files(name, csv=False):

@@ -304,6 +304,27 @@ def test_shuffle_row_tests_voxel_identity_at_the_largest_n(tmp_path):
     assert "not decided" in C._fig4(tmp_path, True).note
 
 
+def test_the_page_reads_only_what_the_run_builds(tmp_path):
+    """Files another config left in the folder (a fit table, the continuous-space table) decide
+    nothing when the run declares what it builds; another run's folder is read as found."""
+    _fig4(tmp_path)
+    _fits(tmp_path, 800, shuffled_test=0.36, linear_test=0.37)
+    write_frame(pd.DataFrame([{"seed": s, "field": "fine 2 mm", "fine_scale_mm": 2.0,
+                               "method": "NRF queried (pooled subjects)", "gap_vs_trilinear": 0.01 + 0.001 * s,
+                               "gap_sem": 0.001} for s in range(3)]),
+                tmp_path / "tables/continuous_space.csv", "table")
+    declared = [str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.csv")
+                if "fit" not in p.name and "continuous" not in p.name]
+    only = C.claim_rows(PAPER, tmp_path, run_files=declared).set_index("claim")
+    found = C.claim_rows(PAPER, tmp_path).set_index("claim")
+    assert only.at["continuous", "run_verdict"] == C.NOT_RUN
+    assert found.at["continuous", "run_verdict"] == C.HOLDS
+    assert "voxel identity" not in only.at["shuffle", "run_numbers"]
+    assert "voxel identity" in found.at["shuffle", "run_numbers"]
+    both = C.claim_rows(PAPER, tmp_path, claims_results=tmp_path, run_files=declared).set_index("claim")
+    assert both.at["continuous", "claims_verdict"] == C.HOLDS  # another run's folder: as found
+
+
 def test_a_corrupt_fit_table_stops_the_claims_page_and_names_the_file(tmp_path):
     _fig4(tmp_path)
     _fits(tmp_path, 800, shuffled_test=0.36, linear_test=0.37)

@@ -129,11 +129,33 @@ def not_run(what: str) -> Finding:
 
 
 # -- reading a run's tables --------------------------------------------------------
-def _read(results: Path | None, rel: str) -> pd.DataFrame | None:
-    if results is None:
-        return None
-    path = Path(results) / rel
-    if not path.is_file():
+@dataclasses.dataclass(frozen=True)
+class Results:
+    """A run's ``results/{dataset}`` folder, and the files in it (relative paths) that the
+    run's config builds: the page reads no others, so a table left there by another
+    config cannot decide a claim. ``files`` None: any file present (another run's folder)."""
+
+    root: Path
+    files: frozenset[str] | None = None
+
+    def find(self, rel: str) -> Path | None:
+        path = self.root / rel
+        return path if path.is_file() and (self.files is None or rel in self.files) else None
+
+    def glob(self, pattern: str) -> list[Path]:
+        return [p for p in sorted(self.root.glob(pattern))
+                if self.files is None or p.relative_to(self.root).as_posix() in self.files]
+
+
+def _folder(results) -> Results | None:
+    return results if results is None or isinstance(results, Results) else Results(Path(results))
+
+
+def _read(results, rel: str) -> pd.DataFrame | None:
+    """A table of ``results`` (a :class:`Results` or a folder), None where the run did not build it."""
+    results = _folder(results)
+    path = None if results is None else results.find(rel)
+    if path is None:
         return None
     # a table that exists but fails its checksum or does not parse is corrupt, not "not run"
     return read_frame(path, "table", dtype={"train_images": str})
@@ -176,7 +198,7 @@ class Claim:
     title: str
     statement: str  # the paper's claim, in a sentence
     paper_numbers: Callable[[Paper], str]
-    evaluate: Callable[[Path], Finding]
+    evaluate: Callable[[Results], Finding]
     source: str  # the tables read
 
 
@@ -357,10 +379,11 @@ def _identity_fit(results) -> tuple[str, str]:
     its own for every voxel has told the voxels apart by their coordinates; the fit to the training images
     with intact coordinates cannot show it (a smooth model fits them well without telling voxels apart),
     and is given for reference."""
+    results = _folder(results)
     if results is None:
         return "", ""
     # checked (checksum, columns, finiteness): a corrupt fit table stops the page and names the file
-    parts = [t for t in (read_frame(path, "shuffle_fit") for path in sorted(Path(results).glob(FIT_GLOB))) if len(t)]
+    parts = [t for t in (read_frame(path, "shuffle_fit") for path in results.glob(FIT_GLOB)) if len(t)]
     if not parts:
         return "", ""
     t = pd.concat(parts, ignore_index=True)
@@ -618,16 +641,21 @@ def reason(claim: Claim, finding: Finding) -> str:
 
 
 # -- the page ------------------------------------------------------------------------------
-def claim_rows(paper_csv, run_results, claims_results=None) -> pd.DataFrame:
+def claim_rows(paper_csv, run_results, claims_results=None, run_files=None) -> pd.DataFrame:
     """One row per claim: the paper's statement and numbers; per run its verdict, numbers and
-    reason. ``run_results`` / ``claims_results``: a run's ``results/{dataset}`` folder (None: absent)."""
+    reason. ``run_results`` / ``claims_results``: a run's ``results/{dataset}`` folder (None: absent);
+    ``run_files``: the files of ``run_results`` (relative to it) that its config builds, the only ones
+    read (None: any present)."""
     paper = Paper(paper_csv)
+    run = None if run_results is None else Results(
+        Path(run_results), None if run_files is None else frozenset(Path(f).as_posix() for f in run_files))
+    other = None if claims_results is None else Results(Path(claims_results))
     rows = []
     for c in claims():
         row = {"claim": c.key, "title": c.title, "paper_statement": c.statement,
                "paper_numbers": c.paper_numbers(paper), "source": c.source}
-        for prefix, results in (("run", run_results), ("claims", claims_results)):
-            f = c.evaluate(Path(results)) if results is not None else not_run("no results folder given")
+        for prefix, results in (("run", run), ("claims", other)):
+            f = c.evaluate(results) if results is not None else not_run("no results folder given")
             row[f"{prefix}_verdict"] = f.verdict
             row[f"{prefix}_numbers"] = f.numbers
             row[f"{prefix}_reason"] = reason(c, f) or ""
@@ -650,10 +678,11 @@ def _shown(rows: pd.DataFrame, with_claims: bool) -> pd.DataFrame:
     return shown
 
 
-def write_claims(*, paper_csv, run_results, out_csv, out_md, out_html, claims_results=None,
+def write_claims(*, paper_csv, run_results, out_csv, out_md, out_html, claims_results=None, run_files=None,
                  dataset: str = "simulated") -> pd.DataFrame:
-    """The claims page as CSV, Markdown and HTML (nrf.reporting.format.to_html)."""
-    rows = claim_rows(paper_csv, run_results, claims_results)
+    """The claims page as CSV, Markdown and HTML (nrf.reporting.format.to_html); ``run_files``
+    as :func:`claim_rows`."""
+    rows = claim_rows(paper_csv, run_results, claims_results, run_files)
     with_claims = claims_results is not None
     shown = _shown(rows, with_claims)
     title = "The paper's claims, decided by this run"
