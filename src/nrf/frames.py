@@ -47,7 +47,6 @@ class Kind:
     columns      : required column -> "int", "float" or "str"
     nullable     : columns that may be empty (read as NaN)
     float_format : ``DataFrame.to_csv``'s float_format (None: shortest repr)
-    checksum     : whether the file ends with the sha256 line
     any_empty    : every column may be empty (a paper table's n/a cells)
     """
 
@@ -55,7 +54,6 @@ class Kind:
     columns: dict[str, str] = field(default_factory=dict)
     nullable: tuple[str, ...] = ()
     float_format: str | None = "%.6g"
-    checksum: bool = True
     any_empty: bool = False
 
 
@@ -180,8 +178,7 @@ def write_frame(table: pd.DataFrame, path, kind: str, *, float_format=_KIND_FORM
         raise FrameError(f"{path} (before writing): this {spec.what} " + "; ".join(problems))
     digits = spec.float_format if float_format is _KIND_FORMAT else float_format
     data = table.to_csv(index=False, float_format=digits, lineterminator="\n").encode()
-    if spec.checksum:
-        data += CHECKSUM_PREFIX + hashlib.sha256(data).hexdigest().encode() + b"\n"
+    data += CHECKSUM_PREFIX + hashlib.sha256(data).hexdigest().encode() + b"\n"
     with atomic_output(path) as tmp:
         tmp.write_bytes(data)
 
@@ -215,7 +212,7 @@ def read_frame(path, kind: str, *, dtype: dict | None = None) -> pd.DataFrame:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: {spec.what} not found. {rebuild_hint(path)}")
     raw = path.read_bytes()
-    body = _verified_body(raw, path, spec.what) if spec.checksum else raw
+    body = _verified_body(raw, path, spec.what)
     try:
         table = pd.read_csv(io.BytesIO(body), dtype=dtype)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as error:
