@@ -592,9 +592,13 @@ def claims_inputs(wildcards):
         and missing(name, named=False) is None
     ]
     files = [f for name in built for f in found[name].files if f.endswith(".csv")]
-    if "fig4" in built and SHUFFLE_NRF is not None:
-        # the shuffle probe's training-set fits (the page's identity sentence)
-        files += [f"results/{DATASET}/probes/shuffle/n{n}_fit.csv" for n in SHOTS]
+    if "fig4" in built:
+        # the shuffle probe's training-set fits, where it writes them (the page's identity sentence)
+        files += [
+            f
+            for fit in shuffle_fit_output().values()
+            for f in expand(fit, dataset=DATASET, n=SHOTS)
+        ]
     return files
 
 
