@@ -30,6 +30,7 @@ import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import yaml
@@ -121,24 +122,36 @@ def early_stopped(step: float, val_pass: float, n_train: int, batch: int, cap: i
     return {"steps": steps, "evals": evals, "flop": steps * step + evals * val_pass}
 
 
-def read_jobs(text: str) -> list[tuple[str, dict]]:
-    """(rule, wildcards) of every job block of a dry run's output."""
-    jobs, rule = [], None
+class Job(NamedTuple):
+    rule: str
+    wildcards: dict
+    gpus: int  # the ``gpu`` resource the job declares (rules/common.smk ``gpus()``)
+
+
+def read_jobs(text: str) -> list[Job]:
+    """Every job block of a dry run's output: its rule, wildcards and declared GPUs."""
+    jobs = []
     for line in text.splitlines():
-        m = re.match(r"^(?:local)?rule (\w+):", line.strip())
+        line = line.strip()
+        m = re.match(r"^(?:local)?rule (\w+):", line)
         if m:
-            rule = m.group(1)
-            jobs.append((rule, {}))
+            jobs.append(Job(m.group(1), {}, 0))
             continue
-        m = re.match(r"^wildcards: (.*)$", line.strip())
-        if m and rule is not None:
-            jobs[-1][1].update(dict(kv.split("=", 1) for kv in m.group(1).split(", ")))
+        if not jobs:
+            continue
+        m = re.match(r"^wildcards: (.*)$", line)
+        if m:
+            jobs[-1].wildcards.update(dict(kv.split("=", 1) for kv in m.group(1).split(", ")))
+        m = re.match(r"^resources: (.*)$", line)
+        if m:
+            gpu = re.search(r"(?:^|, )gpu=(\d+)", m.group(1))
+            jobs[-1] = jobs[-1]._replace(gpus=int(gpu.group(1)) if gpu else 0)
     return jobs
 
 
 def dry_run(repo: Path) -> str:
     work = Path(tempfile.mkdtemp(prefix="gpu_hours_"))
-    cmd = ["snakemake", "-n", "all_tables", "-s", str(repo / "Snakefile"), "-d", str(work),
+    cmd = [sys.executable, "-m", "snakemake", "-n", "all_tables", "-s", str(repo / "Snakefile"), "-d", str(work),
            "--configfile", str(repo / "configs/nsd_paper.yaml"), "--cores", "8"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     if done.returncode:
@@ -158,7 +171,8 @@ def job_costs(jobs, cfg: dict, best_epochs: int | None) -> list[dict]:
     def row(rule, what, flop, steps=0, evals=0):
         rows.append({"rule": rule, "what": what, "steps": steps, "evals": evals, "pflop": flop / 1e15})
 
-    for rule, w in jobs:
+    for rule, w, gpus in jobs:
+        before = len(rows)
         subject = w.get("subject")
         n_vox = VOXELS.get(subject, VOXELS[cfg["probes"]["subject"]])
         if rule == "train_encoder" and w["model"] == "nrf":
@@ -218,6 +232,10 @@ def job_costs(jobs, cfg: dict, best_epochs: int | None) -> list[dict]:
             sets = 2 * len(cfg["shots"]) * adapt["draws"] + (8 * adapt["draws"] if subject == "subj07" else 0) + 1
             row(rule, f"{subject}: {sets} sets of {N_TEST} images through the image metrics' networks",
                 sets * N_TEST * METRIC_GFLOP * 1e9)
+        if gpus and len(rows) == before:
+            # a rule that asks for a GPU and is not costed here would drop out of the total unseen
+            raise ValueError(f"rule {rule} ({w}) declares gpu={gpus} but gpu_hours.job_costs has no cost for it: "
+                             "add its steps and FLOPs before quoting a total")
     return rows
 
 
@@ -271,7 +289,7 @@ def main(argv=None) -> dict:
     paper = nrf_config(cfg["nrf"])
     counted_step, counted_query = counted_nrf(paper)
     result = {
-        "source": source, "jobs": len(jobs), "jobs_per_rule": dict(Counter(rule for rule, _ in jobs)),
+        "source": source, "jobs": len(jobs), "jobs_per_rule": dict(Counter(job.rule for job in jobs)),
         "best_epochs": args.best_epochs, "share": args.share, "peak_tflops": args.peak,
         "nrf_step_tflop": nrf_step(paper, 32, 2000) / 1e12, "nrf_step_tflop_counted": counted_step / 1e12,
         "nrf_query_mflop": nrf_pass(paper, 1, 15724) / 15724 / 1e6, "nrf_query_mflop_counted": counted_query / 1e6,

@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import math
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -143,12 +144,14 @@ def test_host_step_reports_old_and_new_paths_in_one_run(tmp_path):
 def test_gpu_hours_arithmetic_per_job():
     hours = _load("gpu_hours")
     text = ("rule train_encoder:\n    wildcards: dataset=nsd, model=nrf, subject=subj01\n"
+            "    resources: tmpdir=/tmp, mem_mb=64000, gpu=1\n"
             "rule adapt_cell:\n    wildcards: dataset=nsd, subject=subj07, n=20, draw=0\n"
-            "localrule all_tables:\n    input: x\n")
+            "    resources: tmpdir=/tmp, gpu=1, mem_mb=32000\n"
+            "localrule all_tables:\n    input: x\n    resources: tmpdir=/tmp\n")
     jobs = hours.read_jobs(text)
-    assert jobs == [("train_encoder", {"dataset": "nsd", "model": "nrf", "subject": "subj01"}),
-                    ("adapt_cell", {"dataset": "nsd", "subject": "subj07", "n": "20", "draw": "0"}),
-                    ("all_tables", {})]
+    assert jobs == [("train_encoder", {"dataset": "nsd", "model": "nrf", "subject": "subj01"}, 1),
+                    ("adapt_cell", {"dataset": "nsd", "subject": "subj07", "n": "20", "draw": "0"}, 1),
+                    ("all_tables", {}, 0)]
     cfg = hours.load_config(hours.REPO)
     rows = hours.job_costs(jobs, cfg, best_epochs=20)
     paper = hours.nrf_config(cfg["nrf"])
@@ -162,6 +165,27 @@ def test_gpu_hours_arithmetic_per_job():
     assert len(rows) == 2  # tables cost no GPU
     capped = hours.job_costs(jobs[:1], cfg, best_epochs=None)[0]
     assert capped["steps"] == 100_000 and capped["evals"] == math.ceil(100_000 / 282)
+    # a job that asks for a GPU in a rule the estimate does not cost stops it, instead of dropping out of the total
+    unknown = hours.read_jobs("rule new_gpu_rule:\n    wildcards: subject=subj01\n    resources: gpu=1\n"
+                              "rule cpu_rule:\n    resources: tmpdir=/tmp, mem_mb=100\n")
+    assert hours.job_costs(unknown[1:], cfg, best_epochs=20) == []
+    with pytest.raises(ValueError, match="new_gpu_rule.*gpu=1"):
+        hours.job_costs(unknown, cfg, best_epochs=20)
+
+
+def test_gpu_hours_costs_every_gpu_job_of_the_nsd_dag(tmp_path):
+    """The recorded estimate's job list is today's: a dry run of all_tables on NSD at the paper's settings
+    has the jobs gpu_hours.json counts, and every job that declares a GPU is costed."""
+    hours = _load("gpu_hours")
+    jobs = hours.read_jobs(hours.dry_run(hours.REPO))
+    recorded = json.loads((hours.REPO / "benchmarks/gpu_hours.json").read_text())
+    assert dict(Counter(job.rule for job in jobs)) == recorded["jobs_per_rule"], (
+        "the NSD DAG changed since benchmarks/gpu_hours.md was written: rerun "
+        "`python benchmarks/gpu_hours.py --out benchmarks/gpu_hours.md --json benchmarks/gpu_hours.json`")
+    gpu_rules = {job.rule for job in jobs if job.gpus}
+    assert {"train_encoder", "adapt_cell", "ablation_architecture"} <= gpu_rules
+    rows = hours.job_costs(jobs, hours.load_config(hours.REPO), best_epochs=20)
+    assert gpu_rules <= {r["rule"] for r in rows}
 
 
 def test_decoded_metrics_times_both_routes_of_each_part(tmp_path):
