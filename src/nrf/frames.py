@@ -17,6 +17,9 @@ The checksum line starts with ``#``: other tools read these files with
 numbers (``results/{dataset}/tables/*.csv``, ``figures/*.csv``) are kind
 ``table``: they carry the checksum line too, because the claims page and the
 HTML pages are built from them; an n/a cell is empty, so any column may be.
+The paper's own numbers (``reference/nrf_paper_tables.csv``, kind ``paper``)
+ship with their checksum line, so an edited or damaged value stops the
+tables instead of appearing in their "paper" column.
 """
 
 from __future__ import annotations
@@ -92,6 +95,11 @@ KINDS: dict[str, Kind] = {
     "adaptation_decoding": Kind("adaptation decoding CSV", {
         "target": "str", "n_train": "int", "draw": "int", "method": "str", "metric": "str", "value": "float",
         "note": "str", "backend": "str"}, nullable=("value", "note", "backend")),
+    # the paper's reported numbers, shipped in reference/nrf_paper_tables.csv with their checksum line and
+    # copied into the run by rule paper_tables; every table beside the paper and the claims page read them
+    "paper": Kind("paper's numbers CSV", {
+        "table": "str", "target_subject": "str", "base_subjects": "str", "train_images": "str", "method": "str",
+        "metric": "str", "value": "float", "note": "str"}, nullable=("base_subjects", "note"), float_format=None),
     # a paper table or a figure's numbers (results/{dataset}/tables/*.csv, figures/*.csv), read by the
     # rules that render it and by the claims page; its columns differ per table, n/a cells are empty
     "table": Kind("table CSV", any_empty=True),

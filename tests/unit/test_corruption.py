@@ -9,6 +9,8 @@ reader must raise an error naming the damaged copy, never return numbers.
 from __future__ import annotations
 
 import hashlib
+import shutil
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -39,17 +41,18 @@ from nrf.frames import FrameError, read_frame, write_frame
 from nrf.models.nrf import NRF, NRFConfig
 from nrf.reporting import claims
 from nrf.reporting.ablation_tables import _training_summary
-from nrf.reporting.adaptation_tables import read_cells
+from nrf.reporting.adaptation_tables import paper_cells, read_cells
 from nrf.reporting.encoders import median_normalised, retrieval_of
 from nrf.reporting.figure4 import read_rows
 from nrf.reporting.semantic import read_metrics
-from nrf.reporting.tables import subject_summary
+from nrf.reporting.tables import paper_values, subject_summary
 from nrf.retrieval import write_retrieval
 from nrf.training.encoders import load_encoder, save_checkpoint
 from nrf.volumes.grid import mni_grid, read_volume
 from nrf.volumes.query import save_mni_nifti, write_sidecar
 
 N_VOXELS, N_TRAIN, N_TEST = 300, 400, 50
+PAPER_NUMBERS = Path(__file__).resolve().parents[2] / "reference" / "nrf_paper_tables.csv"
 CORRUPTIONS = ("zeros", "random", "truncated")
 
 
@@ -184,6 +187,9 @@ def files(tmp_path_factory):
     write_frame(pd.DataFrame([{"method": m, "train_images": "full", "pearson_mean": r, "pearson_sem": s}
                               for m, r, s in (("NRF", 0.31, 0.01), ("Linear Regression", 0.27, 0.012),
                                               ("MindSimulator (Trials=1)", np.nan, np.nan))]), out["table"], "table")
+    # the paper's numbers: the run's copy of the shipped reference (rule paper_tables)
+    out["paper"] = d / "nrf_paper_tables.csv"
+    shutil.copyfile(PAPER_NUMBERS, out["paper"])
     return out
 
 
@@ -209,6 +215,9 @@ READERS = {
     "training summary JSON": ("training", _training_summary),
     "paper table CSV (claims page)": ("table", lambda p: claims._read(p.parent, p.name)),
     "paper table CSV (HTML page)": ("table", lambda p: read_frame(p, "table")),
+    "paper's numbers (Tables 1, 4-6)": ("paper", lambda p: paper_values(p, "table1")),
+    "paper's numbers (Tables 2, 3, 7-9)": ("paper", lambda p: paper_cells(p, "table2")),
+    "paper's numbers (claims page)": ("paper", claims.Paper),
 }
 
 
@@ -273,6 +282,20 @@ def test_a_changed_digit_stops_the_reader(files, tmp_path):
     damaged.write_text("".join(lines))
     with pytest.raises(CorruptFileError, match="retrieval.csv.*changed after it was written"):
         retrieval_of(damaged)
+
+
+def test_an_edited_paper_number_stops_the_tables(files, tmp_path):
+    """The paper column of a table is only as good as the copy it is read from: one changed value in
+    the run's copy of the paper's numbers (Table 1's NRF r, 0.358 -> 0.958) stops every reader."""
+    text = files["paper"].read_bytes()
+    row = b"table1,\"subj01,subj02,subj05,subj07 (mean)\",,full,NRF,pearson,0.358,"
+    assert text.count(row) == 1
+    damaged = tmp_path / "nrf_paper_tables.csv"
+    damaged.write_bytes(text.replace(row, row.replace(b"0.358", b"0.958")))
+    for reader in (lambda p: paper_values(p, "table1"), lambda p: paper_cells(p, "table2"), claims.Paper):
+        with pytest.raises(CorruptFileError, match="nrf_paper_tables.csv.*changed after it was written"):
+            reader(damaged)
+    assert paper_values(files["paper"], "table1").at["NRF", "pearson"] == pytest.approx(0.358)
 
 
 def test_garbled_training_summary_is_named(tmp_path):

@@ -96,9 +96,11 @@ def test_table1_with_ceiling_retrieval_quoted_rows_and_roi_csv(tmp_path, rng):
     from nrf.reporting.tables import write_table1
 
     paper = tmp_path / "paper.csv"
-    pd.DataFrame({"table": ["table1"] * 4, "method": ["NRF", "NRF", "MindSimulator (Trials=1)"] * 1 + ["fWRF"],
-                  "metric": ["pearson", "mse", "pearson", "pearson"], "value": [0.358, 0.345, 0.345, 0.343]}
-                 ).to_csv(paper, index=False)
+    paper_rows = pd.DataFrame({"table": ["table1"] * 4, "method": ["NRF", "NRF", "MindSimulator (Trials=1)", "fWRF"],
+                               "metric": ["pearson", "mse", "pearson", "pearson"],
+                               "value": [0.358, 0.345, 0.345, 0.343]}
+                              ).assign(target_subject="mean", base_subjects=None, train_images="full", note=None)
+    write_frame(paper_rows, paper, "paper")
     subjects = ["subj01", "subj02"]
     scores, voxels, ranks = [], [], []
     for s in subjects:

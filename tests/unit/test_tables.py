@@ -16,14 +16,15 @@ def _scores(path, pearson, mse):
 @pytest.fixture
 def paper_csv(tmp_path):
     path = tmp_path / "paper.csv"
-    pd.DataFrame(
+    rows = pd.DataFrame(
         {
             "table": ["table1"] * 4 + ["table2"],
             "method": ["NRF", "NRF", "Linear Regression", "Linear Regression", "NRF scratch"],
             "metric": ["pearson", "mse", "pearson", "mse", "pearson"],
             "value": [0.358, 0.345, 0.323, 0.353, 0.1],
         }
-    ).to_csv(path, index=False)
+    ).assign(target_subject="mean", base_subjects=None, train_images="full", note=None)
+    write_frame(rows, path, "paper")
     return path
 
 
