@@ -212,8 +212,10 @@ def read_frame(path, kind: str, *, dtype: dict | None = None) -> pd.DataFrame:
 
     Raises :class:`nrf.checks.CorruptFileError` (an OSError) for a file whose
     checksum fails or that does not parse, :class:`FrameError` (a ValueError)
-    for one that parses but breaks its kind; both name the file. ``dtype`` is
-    ``pandas.read_csv``'s (a column to keep as text, such as ``train_images``).
+    for one that parses but breaks its kind; both name the file. The kind's
+    ``str`` columns are read as text (a paper table's ``train_images``, "20" or
+    "full", stays a string); ``dtype`` adds ``pandas.read_csv`` dtypes for
+    columns a kind does not declare (kind ``table`` declares none).
     """
     spec = _kind(kind)
     path = Path(path)
@@ -222,7 +224,8 @@ def read_frame(path, kind: str, *, dtype: dict | None = None) -> pd.DataFrame:
     raw = path.read_bytes()
     body = _verified_body(raw, path, spec.what)
     try:
-        table = pd.read_csv(io.BytesIO(body), dtype=dtype)
+        text = {column: str for column, want in spec.columns.items() if want == "str"}
+        table = pd.read_csv(io.BytesIO(body), dtype={**text, **(dtype or {})})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as error:
         raise corrupt_file(path, spec.what, f"{type(error).__name__}: {error}") from error
     problems = _problems(table, spec)

@@ -97,3 +97,16 @@ def test_table1_rejects_missing_subject(tmp_path, paper_csv):
 def test_mean_sem_single_value_has_no_sem():
     mean, sem = mean_sem([0.3])
     assert mean == pytest.approx(0.3) and np.isnan(sem)
+
+
+def test_a_kinds_text_columns_stay_text(tmp_path):
+    """A kind's "str" columns are read as text: the paper's N images, all digits here, key the cells as
+    "20" and "200", not as the integers 20 and 200 (which would match no adaptation table's row)."""
+    from nrf.reporting.adaptation_tables import paper_cells
+
+    rows = pd.DataFrame({"table": ["table2"] * 2, "target_subject": "subj07", "base_subjects": None,
+                         "train_images": ["20", "200"], "method": "NRF scratch", "metric": "pearson",
+                         "value": [0.1, 0.2], "note": None})
+    write_frame(rows, tmp_path / "paper.csv", "paper")
+    assert set(paper_cells(tmp_path / "paper.csv", "table2")) == {("20", "NRF scratch"), ("200", "NRF scratch")}
+    assert read_frame(tmp_path / "paper.csv", "paper")["train_images"].tolist() == ["20", "200"]

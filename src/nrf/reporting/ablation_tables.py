@@ -9,7 +9,6 @@ training per (row, seed) and the mean ± SEM over seeds (and the SD).
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 

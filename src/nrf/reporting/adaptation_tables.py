@@ -47,7 +47,7 @@ def read_cells(csvs) -> pd.DataFrame:
 
 def paper_cells(paper_csv, table: str) -> dict[tuple[str, str], dict[str, float]]:
     """{(train_images, method): {metric: value}} of one paper table."""
-    rows = read_frame(paper_csv, "paper", dtype={"train_images": str})
+    rows = read_frame(paper_csv, "paper")
     rows = rows[rows["table"] == table]
     out: dict[tuple[str, str], dict[str, float]] = {}
     for r in rows.itertuples():

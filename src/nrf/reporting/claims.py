@@ -181,7 +181,7 @@ class Paper:
     """The paper's Pearson r (median over voxels) from reference/nrf_paper_tables.csv."""
 
     def __init__(self, paper_csv):
-        rows = read_frame(paper_csv, "paper", dtype={"train_images": str})
+        rows = read_frame(paper_csv, "paper")
         self.rows = rows[rows["metric"] == "pearson"]
 
     def r(self, table: str, method: str, train_images: str | None = None) -> float:

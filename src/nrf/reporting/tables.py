@@ -31,7 +31,7 @@ VOXEL_METRICS = ("pearson", "mse")
 
 def paper_values(paper_csv, table: str) -> pd.DataFrame:
     """The paper's reported numbers of one table: rows method, columns metric."""
-    rows = read_frame(paper_csv, "paper", dtype={"train_images": str})
+    rows = read_frame(paper_csv, "paper")
     rows = rows[rows["table"] == table]
     return rows.pivot_table(index="method", columns="metric", values="value", aggfunc="first")
 
